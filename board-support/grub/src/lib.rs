@@ -1,0 +1,1 @@
+//! otalite board support (being written).

@@ -1,0 +1,107 @@
+//! Standard-alphabet base64 decoding into a caller buffer (PEM bodies,
+//! `manifest.sig`). ASCII whitespace is skipped; padding is optional.
+
+/// Why base64 input was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Base64Error {
+    /// A byte outside the alphabet at this input offset.
+    InvalidByte(usize),
+    /// The output buffer is too small; `required` bytes at least.
+    BufferTooSmall {
+        /// Bytes needed.
+        required: usize,
+    },
+    /// The input ends in the middle of a quantum, or padding is misplaced.
+    InvalidLength,
+}
+
+impl core::fmt::Display for Base64Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::InvalidByte(at) => write!(f, "invalid base64 byte at offset {at}"),
+            Self::BufferTooSmall { required } => {
+                write!(f, "base64 output needs {required} bytes")
+            }
+            Self::InvalidLength => f.write_str("truncated or misplaced base64 padding"),
+        }
+    }
+}
+
+impl core::error::Error for Base64Error {}
+
+fn sextet(byte: u8) -> Option<u8> {
+    match byte {
+        b'A'..=b'Z' => Some(byte - b'A'),
+        b'a'..=b'z' => Some(byte - b'a' + 26),
+        b'0'..=b'9' => Some(byte - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Decodes `input` into `output` and returns the number of bytes written.
+///
+/// # Errors
+/// See [`Base64Error`].
+pub fn decode(input: &[u8], output: &mut [u8]) -> Result<usize, Base64Error> {
+    let mut accumulator: u32 = 0;
+    let mut bits: u32 = 0;
+    let mut written = 0usize;
+    let mut padding = 0usize;
+    let mut symbols = 0usize;
+    for (offset, &byte) in input.iter().enumerate() {
+        if byte.is_ascii_whitespace() {
+            continue;
+        }
+        if byte == b'=' {
+            padding += 1;
+            symbols += 1;
+            continue;
+        }
+        if padding > 0 {
+            return Err(Base64Error::InvalidLength);
+        }
+        let value = sextet(byte).ok_or(Base64Error::InvalidByte(offset))?;
+        symbols += 1;
+        accumulator = (accumulator << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            let out = output.get_mut(written).ok_or(Base64Error::BufferTooSmall {
+                required: (input.len() / 4 + 1) * 3,
+            })?;
+            *out = (accumulator >> bits) as u8;
+            accumulator &= (1u32 << bits) - 1;
+            written += 1;
+        }
+    }
+    if padding > 2 || (padding > 0 && symbols % 4 != 0) || symbols % 4 == 1 {
+        return Err(Base64Error::InvalidLength);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_with_and_without_padding() {
+        let mut out = [0u8; 16];
+        assert_eq!(decode(b"aGVsbG8=", &mut out), Ok(5));
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(decode(b"aGVs\nbG8", &mut out), Ok(5));
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(decode(b"", &mut out), Ok(0));
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let mut out = [0u8; 2];
+        assert_eq!(decode(b"a*==", &mut out), Err(Base64Error::InvalidByte(1)));
+        assert!(matches!(decode(b"aGVsbG8=", &mut out), Err(Base64Error::BufferTooSmall { .. })));
+        assert_eq!(decode(b"a", &mut [0u8; 4]), Err(Base64Error::InvalidLength));
+    }
+}

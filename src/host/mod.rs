@@ -1,0 +1,1 @@
+//! Linux adapters (being written).

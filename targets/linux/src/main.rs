@@ -1,0 +1,2 @@
+//! The `otalite` binary (being written).
+fn main() {}
