@@ -24,7 +24,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 // `std` is only brought in for the host adapters; core code never names it.
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 #[macro_use]

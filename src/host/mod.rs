@@ -1,1 +1,10 @@
-//! Linux adapters (being written).
+//! Linux adapters (the `std` feature): files and block devices as slots,
+//! atomic files, the persisted state file, configuration and paths, active
+//! slot detection, artifact sources (file, HTTP) and state scripts.
+
+pub mod fs;
+pub mod paths;
+pub mod scripts;
+pub mod slot;
+pub mod source;
+pub mod state;

@@ -1,0 +1,135 @@
+//! Files: atomic replacement, bounded reads, and a file or block device as
+//! a [`Partition`].
+
+#[allow(unused_imports)]
+use std::{format, prelude::rust_2021::*, vec};
+
+use crate::partition::Partition;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Replaces `path` with `bytes` atomically: temp file in the same
+/// directory, fsync, rename over `path`, fsync the directory. After a power
+/// cut `path` holds either the old or the new content, never a mix.
+///
+/// # Errors
+/// I/O errors; `path` is unchanged then.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".tmp");
+    let temp = dir.join(temp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Reads a whole file of at most `limit` bytes.
+///
+/// # Errors
+/// I/O errors, or `InvalidData` when the file is larger than `limit`.
+pub fn read_limited(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A block device or regular file used as a rootfs slot.
+#[derive(Debug)]
+pub struct FilePartition {
+    file: File,
+    path: PathBuf,
+}
+
+impl FilePartition {
+    /// Opens the slot for reading and writing (never creates or truncates).
+    ///
+    /// # Errors
+    /// I/O errors, with the path in the message.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot open partition {}: {error}", path.display()))
+        })?;
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    /// The slot's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl embedded_io::ErrorType for FilePartition {
+    type Error = io::Error;
+}
+
+impl embedded_io::Read for FilePartition {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl embedded_io::Write for FilePartition {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl embedded_io::Seek for FilePartition {
+    fn seek(&mut self, pos: embedded_io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos.into())
+    }
+}
+
+impl Partition for FilePartition {
+    fn capacity(&mut self) -> io::Result<u64> {
+        // For block devices the metadata length is 0; seeking to the end
+        // gives the device size for both kinds.
+        self.file.seek(io::SeekFrom::End(0))
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Adapts any `std::io::Read` to `embedded_io::Read`.
+#[derive(Debug)]
+pub struct StdRead<R>(pub R);
+
+impl<R> embedded_io::ErrorType for StdRead<R> {
+    type Error = io::Error;
+}
+
+impl<R: Read> embedded_io::Read for StdRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+}
