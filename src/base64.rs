@@ -77,7 +77,7 @@ pub fn decode(input: &[u8], output: &mut [u8]) -> Result<usize, Base64Error> {
             written += 1;
         }
     }
-    if padding > 2 || (padding > 0 && symbols % 4 != 0) || symbols % 4 == 1 {
+    if padding > 2 || (padding > 0 && !symbols.is_multiple_of(4)) || symbols % 4 == 1 {
         return Err(Base64Error::InvalidLength);
     }
     Ok(written)
@@ -101,7 +101,10 @@ mod tests {
     fn refuses_bad_input() {
         let mut out = [0u8; 2];
         assert_eq!(decode(b"a*==", &mut out), Err(Base64Error::InvalidByte(1)));
-        assert!(matches!(decode(b"aGVsbG8=", &mut out), Err(Base64Error::BufferTooSmall { .. })));
+        assert!(matches!(
+            decode(b"aGVsbG8=", &mut out),
+            Err(Base64Error::BufferTooSmall { .. })
+        ));
         assert_eq!(decode(b"a", &mut [0u8; 4]), Err(Base64Error::InvalidLength));
     }
 }

@@ -126,7 +126,9 @@ impl<E: BootEnv> MenderBootControl<E> {
         let Some(len) = self.env.read(name, &mut buffer)? else {
             return Ok(None);
         };
-        let text = buffer.get(..len).and_then(|bytes| core::str::from_utf8(bytes).ok());
+        let text = buffer
+            .get(..len)
+            .and_then(|bytes| core::str::from_utf8(bytes).ok());
         Ok(text.and_then(|text| text.trim().parse().ok()))
     }
 }

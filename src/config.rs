@@ -200,11 +200,13 @@ impl MenderConfig {
         let copy = scratch.get_mut(..text.len()).ok_or(ConfigError::TooLarge)?;
         copy.copy_from_slice(text);
         lowercase_keys(copy);
-        let trimmed_len = copy.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |p| p + 1);
+        let trimmed_len = copy
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |p| p + 1);
         let json = copy.get(..trimmed_len).unwrap_or_default();
-        let (mut config, _) = serde_json_core::from_slice::<Self>(json).map_err(|_| {
-            ConfigError::Syntax(first_difference_hint(json))
-        })?;
+        let (mut config, _) = serde_json_core::from_slice::<Self>(json)
+            .map_err(|_| ConfigError::Syntax(first_difference_hint(json)))?;
         config.unescape_all();
         config.validate()?;
         Ok(config)
@@ -376,36 +378,53 @@ mod tests {
         assert_eq!(config.rootfs_part_b.as_deref(), Some("/dev/mmcblk0p3"));
         assert_eq!(config.update_poll_interval(), 5);
         assert_eq!(config.inventory_poll_interval(), 1800);
-        assert_eq!(config.verify_key_paths().collect::<std::vec::Vec<_>>(), ["/etc/k1.pem", "/etc/k2.pem"]);
+        assert_eq!(
+            config.verify_key_paths().collect::<std::vec::Vec<_>>(),
+            ["/etc/k1.pem", "/etc/k2.pem"]
+        );
         assert_eq!(config.skip_verify, Some(true));
     }
 
     #[test]
     fn values_keep_their_case() {
         let config = parse(r#"{"ServerURL": "https://Hosted.Mender.io"}"#).unwrap();
-        assert_eq!(config.server_url.as_deref(), Some("https://Hosted.Mender.io"));
+        assert_eq!(
+            config.server_url.as_deref(),
+            Some("https://Hosted.Mender.io")
+        );
     }
 
     #[test]
     fn errors() {
         assert!(matches!(parse("{"), Err(ConfigError::Syntax(_))));
-        assert!(matches!(parse(r#"{"RootfsPartA": 5}"#), Err(ConfigError::Syntax(_))));
+        assert!(matches!(
+            parse(r#"{"RootfsPartA": 5}"#),
+            Err(ConfigError::Syntax(_))
+        ));
         assert_eq!(
             parse(r#"{"ArtifactVerifyKey":"a","ArtifactVerifyKeys":["b"]}"#),
             Err(ConfigError::BothVerifyKeyForms)
         );
-        assert_eq!(parse(r#"{"RootfsPartA":"/a","RootfsPartB":"/a"}"#), Err(ConfigError::SamePartitions));
+        assert_eq!(
+            parse(r#"{"RootfsPartA":"/a","RootfsPartB":"/a"}"#),
+            Err(ConfigError::SamePartitions)
+        );
         assert_eq!(parse("{}").unwrap(), MenderConfig::default());
         assert_eq!(parse("  {}  \n").unwrap(), MenderConfig::default());
     }
 
     #[test]
     fn main_wins_over_fallback() {
-        let fallback = parse(r#"{"RootfsPartA":"/dev/a","RootfsPartB":"/dev/b","ArtifactVerifyKey":"/k"}"#).unwrap();
+        let fallback =
+            parse(r#"{"RootfsPartA":"/dev/a","RootfsPartB":"/dev/b","ArtifactVerifyKey":"/k"}"#)
+                .unwrap();
         let main = parse(r#"{"RootfsPartB":"/dev/c","ArtifactVerifyKeys":["/k2"]}"#).unwrap();
         let merged = fallback.merge(main).unwrap();
         assert_eq!(merged.rootfs_part_a.as_deref(), Some("/dev/a"));
         assert_eq!(merged.rootfs_part_b.as_deref(), Some("/dev/c"));
-        assert_eq!(merged.verify_key_paths().collect::<std::vec::Vec<_>>(), ["/k2"]);
+        assert_eq!(
+            merged.verify_key_paths().collect::<std::vec::Vec<_>>(),
+            ["/k2"]
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 const TABLE: [u32; 256] = make_table();
 
+// Indexes are bounded by the loop condition; this runs at compile time.
+#[allow(clippy::indexing_slicing)]
 const fn make_table() -> [u32; 256] {
     let mut table = [0u32; 256];
     let mut index = 0;
@@ -10,7 +12,11 @@ const fn make_table() -> [u32; 256] {
         let mut value = index as u32;
         let mut bit = 0;
         while bit < 8 {
-            value = if value & 1 != 0 { 0xEDB8_8320 ^ (value >> 1) } else { value >> 1 };
+            value = if value & 1 != 0 {
+                0xEDB8_8320 ^ (value >> 1)
+            } else {
+                value >> 1
+            };
             bit += 1;
         }
         table[index] = value;
@@ -41,7 +47,9 @@ impl Crc32 {
     pub fn update(&mut self, bytes: &[u8]) {
         let mut state = self.state;
         for &byte in bytes {
-            state = TABLE[((state ^ u32::from(byte)) & 0xFF) as usize] ^ (state >> 8);
+            let index = ((state ^ u32::from(byte)) & 0xFF) as usize;
+            // `index` is masked to 0..=255, so the lookup always succeeds.
+            state = TABLE.get(index).copied().unwrap_or(0) ^ (state >> 8);
         }
         self.state = state;
     }

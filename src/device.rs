@@ -9,7 +9,9 @@
 //! | `<DATA>/device_type` | `device_type` | `#` comments; values trimmed; a non-comment line without `=` (even a blank one, except a final newline) and duplicate keys are errors |
 //! | `/etc/mender/artifact_info` | `artifact_name` | same syntax; only read when no state record exists yet (first boot) |
 
-use crate::artifact::{ArtifactHeader, Provide, ProvideKey, ProvideValue, MAX_NAME_LEN, MAX_PROVIDES};
+use crate::artifact::{
+    ArtifactHeader, Provide, ProvideKey, ProvideValue, MAX_NAME_LEN, MAX_PROVIDES,
+};
 use heapless::{String, Vec};
 
 /// A device type or artifact name.
@@ -117,7 +119,11 @@ impl Provides {
                 break;
             }
         }
-        Self { artifact_name, artifact_group: None, provides: Vec::new() }
+        Self {
+            artifact_name,
+            artifact_group: None,
+            provides: Vec::new(),
+        }
     }
 
     /// The value provided for `key`, including `artifact_name` and
@@ -126,7 +132,11 @@ impl Provides {
         match key {
             "artifact_name" => Some(&self.artifact_name),
             "artifact_group" => self.artifact_group.as_deref(),
-            _ => self.provides.iter().find(|p| p.key == key).map(|p| p.value.as_str()),
+            _ => self
+                .provides
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.as_str()),
         }
     }
 
@@ -159,11 +169,17 @@ impl Provides {
     /// - `artifact_group` is set if the artifact provides one, else dropped
     ///   when clears is absent or a pattern matches `artifact_group`, else kept.
     pub fn after_commit(&self, header: &ArtifactHeader) -> Self {
-        let clears = header.clears_provides.as_ref().filter(|clears| !clears.is_empty());
+        let clears = header
+            .clears_provides
+            .as_ref()
+            .filter(|clears| !clears.is_empty());
         let mut provides: Vec<Provide, MAX_PROVIDES> = Vec::new();
         if let Some(patterns) = clears {
             for provide in &self.provides {
-                if !patterns.iter().any(|pattern| wildcard_match(pattern, &provide.key)) {
+                if !patterns
+                    .iter()
+                    .any(|pattern| wildcard_match(pattern, &provide.key))
+                {
                     let _ = provides.push(provide.clone());
                 }
             }
@@ -179,14 +195,21 @@ impl Provides {
             (Some(group), _) => Some(group.clone()),
             (None, None) => None,
             (None, Some(patterns)) => {
-                if patterns.iter().any(|pattern| wildcard_match(pattern, "artifact_group")) {
+                if patterns
+                    .iter()
+                    .any(|pattern| wildcard_match(pattern, "artifact_group"))
+                {
                     None
                 } else {
                     self.artifact_group.clone()
                 }
             }
         };
-        Self { artifact_name: header.artifact_name.clone(), artifact_group, provides }
+        Self {
+            artifact_name: header.artifact_name.clone(),
+            artifact_group,
+            provides,
+        }
     }
 }
 
@@ -252,9 +275,15 @@ impl core::fmt::Display for CompatError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::DeviceType => f.write_str("the artifact is not compatible with this device type"),
-            Self::Depends(_) => f.write_str("an artifact dependency is not met by the installed software"),
-            Self::PayloadType => f.write_str("the payload type is not supported (only rootfs-image)"),
-            Self::MultiplePayloads => f.write_str("artifacts with more than one payload are not supported"),
+            Self::Depends(_) => {
+                f.write_str("an artifact dependency is not met by the installed software")
+            }
+            Self::PayloadType => {
+                f.write_str("the payload type is not supported (only rootfs-image)")
+            }
+            Self::MultiplePayloads => {
+                f.write_str("artifacts with more than one payload are not supported")
+            }
         }
     }
 }
@@ -272,7 +301,11 @@ pub fn check_compatibility(
     device_type: &str,
     installed: &Provides,
 ) -> Result<(), CompatError> {
-    if !header.device_types.iter().any(|compatible| compatible == device_type) {
+    if !header
+        .device_types
+        .iter()
+        .any(|compatible| compatible == device_type)
+    {
         return Err(CompatError::DeviceType);
     }
     for (index, depends) in header.depends.iter().enumerate() {
@@ -293,7 +326,10 @@ pub fn check_compatibility(
 
 /// A key/value pair for building [`Provides`] in tests and tools.
 pub fn provide(key: &str, value: &str) -> Option<Provide> {
-    Some(Provide { key: ProvideKey::try_from(key).ok()?, value: ProvideValue::try_from(value).ok()? })
+    Some(Provide {
+        key: ProvideKey::try_from(key).ok()?,
+        value: ProvideValue::try_from(value).ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -302,12 +338,27 @@ mod tests {
 
     #[test]
     fn device_type_rules() {
-        assert_eq!(parse_device_type(b"device_type=qemux86-64\n").unwrap(), "qemux86-64");
-        assert_eq!(parse_device_type(b"# c\ndevice_type = bbb \n").unwrap(), "bbb");
-        assert_eq!(parse_device_type(b"device_type=a\n\n"), Err(KeyValueError::MissingEquals(2)));
-        assert_eq!(parse_device_type(b"device_type=a\ndevice_type=b\n"), Err(KeyValueError::DuplicateKey(2)));
+        assert_eq!(
+            parse_device_type(b"device_type=qemux86-64\n").unwrap(),
+            "qemux86-64"
+        );
+        assert_eq!(
+            parse_device_type(b"# c\ndevice_type = bbb \n").unwrap(),
+            "bbb"
+        );
+        assert_eq!(
+            parse_device_type(b"device_type=a\n\n"),
+            Err(KeyValueError::MissingEquals(2))
+        );
+        assert_eq!(
+            parse_device_type(b"device_type=a\ndevice_type=b\n"),
+            Err(KeyValueError::DuplicateKey(2))
+        );
         assert_eq!(parse_device_type(b"x=y\n"), Err(KeyValueError::MissingKey));
-        assert_eq!(parse_artifact_info(b"artifact_name=release-1\n").unwrap(), "release-1");
+        assert_eq!(
+            parse_artifact_info(b"artifact_name=release-1\n").unwrap(),
+            "release-1"
+        );
     }
 
     #[test]
@@ -317,17 +368,27 @@ mod tests {
         assert!(wildcard_match("a*b*c", "axxbyyc"));
         assert!(!wildcard_match("a*b*c", "axxbyy"));
         assert!(wildcard_match("artifact_group", "artifact_group"));
-        assert!(!wildcard_match("rootfs_image_checksum", "rootfs-image.checksum"));
+        assert!(!wildcard_match(
+            "rootfs_image_checksum",
+            "rootfs-image.checksum"
+        ));
         assert!(wildcard_match(r"a\*", "a*"));
         assert!(!wildcard_match(r"a\*", "ab"));
         assert!(!wildcard_match("", "a"));
     }
 
     fn header_with(clears: Option<&[&str]>, group: Option<&str>) -> ArtifactHeader {
-        let mut header = ArtifactHeader { artifact_name: "rel-2".try_into().unwrap(), ..Default::default() };
-        header.provides.push(provide("rootfs-image.version", "rel-2").unwrap()).unwrap();
+        let mut header = ArtifactHeader {
+            artifact_name: "rel-2".try_into().unwrap(),
+            ..Default::default()
+        };
+        header
+            .provides
+            .push(provide("rootfs-image.version", "rel-2").unwrap())
+            .unwrap();
         header.artifact_group = group.map(|g| g.try_into().unwrap());
-        header.clears_provides = clears.map(|c| c.iter().map(|p| (*p).try_into().unwrap()).collect());
+        header.clears_provides =
+            clears.map(|c| c.iter().map(|p| (*p).try_into().unwrap()).collect());
         header
     }
 
@@ -335,8 +396,12 @@ mod tests {
     fn commit_rules() {
         let mut old = Provides::named("rel-1");
         old.artifact_group = Some("stable".try_into().unwrap());
-        old.provides.push(provide("rootfs-image.version", "rel-1").unwrap()).unwrap();
-        old.provides.push(provide("other.thing", "x").unwrap()).unwrap();
+        old.provides
+            .push(provide("rootfs-image.version", "rel-1").unwrap())
+            .unwrap();
+        old.provides
+            .push(provide("other.thing", "x").unwrap())
+            .unwrap();
 
         let replaced = old.after_commit(&header_with(None, None));
         assert_eq!(replaced.artifact_name, "rel-2");

@@ -120,8 +120,11 @@ where
 }
 
 /// Errors of [`stream_artifact`] for concrete types.
-pub type StreamError<S, P, H> =
-    InstallError<<S as embedded_io::ErrorType>::Error, <P as embedded_io::ErrorType>::Error, <H as InstallHooks>::Error>;
+pub type StreamError<S, P, H> = InstallError<
+    <S as embedded_io::ErrorType>::Error,
+    <P as embedded_io::ErrorType>::Error,
+    <H as InstallHooks>::Error,
+>;
 
 /// The result of a verified stream.
 #[derive(Clone, Debug)]
@@ -150,7 +153,13 @@ where
     P: Partition,
     H: InstallHooks,
 {
-    let InstallBuffers { input, output, window, block, compare } = buffers;
+    let InstallBuffers {
+        input,
+        output,
+        window,
+        block,
+        compare,
+    } = buffers;
     let mut reader = ArtifactReader::new(window).map_err(InstallError::Artifact)?;
     let mut writer = BlockWriter::new(block, compare).map_err(InstallError::Write)?;
     let mut stats = None;
@@ -167,11 +176,15 @@ where
             (start, end) = (0, read);
         }
         let pending = input.get(start..end).unwrap_or_default();
-        let (event, consumed) = reader.feed(pending, output).map_err(InstallError::Artifact)?;
+        let (event, consumed) = reader
+            .feed(pending, output)
+            .map_err(InstallError::Artifact)?;
         start = start.saturating_add(consumed).min(end);
         match event {
             Event::NeedsMoreInput => start = end,
-            Event::SignatureCheck => reader.verify_signature(device.keys).map_err(InstallError::Artifact)?,
+            Event::SignatureCheck => reader
+                .verify_signature(device.keys)
+                .map_err(InstallError::Artifact)?,
             Event::HeaderReady => {
                 let header = reader.header();
                 check_compatibility(header, device.device_type, device.installed)
@@ -180,10 +193,14 @@ where
                 reader.accept_header();
             }
             Event::ScriptStart { size } => {
-                hooks.script_start(reader.file_name(), size).map_err(InstallError::Hooks)?;
+                hooks
+                    .script_start(reader.file_name(), size)
+                    .map_err(InstallError::Hooks)?;
             }
             Event::ScriptData(n) => {
-                hooks.script_data(output.get(..n).unwrap_or_default()).map_err(InstallError::Hooks)?;
+                hooks
+                    .script_data(output.get(..n).unwrap_or_default())
+                    .map_err(InstallError::Hooks)?;
             }
             Event::ScriptEnd => hooks.script_end().map_err(InstallError::Hooks)?,
             Event::PayloadStart { size } => {
@@ -192,7 +209,9 @@ where
                 hooks.progress(0, size);
             }
             Event::PayloadData(n) => {
-                writer.write(partition, output.get(..n).unwrap_or_default()).map_err(InstallError::Write)?;
+                writer
+                    .write(partition, output.get(..n).unwrap_or_default())
+                    .map_err(InstallError::Write)?;
                 let written = writer.written();
                 // Report about every MiB, not per chunk.
                 if written.saturating_sub(last_progress) >= 1 << 20 {
@@ -205,7 +224,10 @@ where
                 hooks.progress(image_size, image_size);
             }
             Event::Done => {
-                return Ok(Streamed { header: reader.header().clone(), stats });
+                return Ok(Streamed {
+                    header: reader.header().clone(),
+                    stats,
+                });
             }
         }
     }

@@ -40,7 +40,9 @@ pub mod install;
 pub mod partition;
 pub mod store;
 
+// Host code is std-only by definition.
 #[cfg(feature = "std")]
+#[allow(clippy::std_instead_of_core)]
 pub mod host;
 
 #[cfg(any(test, feature = "_test"))]

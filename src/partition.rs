@@ -101,7 +101,14 @@ impl<'b> BlockWriter<'b> {
         if block.is_empty() || compare.is_empty() {
             return Err(WriteError::BufferTooSmall { required: 1 });
         }
-        Ok(Self { block, compare, filled: 0, block_offset: 0, image_size: 0, stats: WriteStats::default() })
+        Ok(Self {
+            block,
+            compare,
+            filled: 0,
+            block_offset: 0,
+            image_size: 0,
+            stats: WriteStats::default(),
+        })
     }
 
     /// Starts an image of `image_size` bytes at offset 0 of `partition`.
@@ -116,7 +123,10 @@ impl<'b> BlockWriter<'b> {
     ) -> Result<(), WriteError<P::Error>> {
         let capacity = partition.capacity().map_err(WriteError::Storage)?;
         if image_size > capacity {
-            return Err(WriteError::ImageTooLarge { image: image_size, capacity });
+            return Err(WriteError::ImageTooLarge {
+                image: image_size,
+                capacity,
+            });
         }
         self.filled = 0;
         self.block_offset = 0;
@@ -140,7 +150,11 @@ impl<'b> BlockWriter<'b> {
         mut data: &[u8],
     ) -> Result<(), WriteError<P::Error>> {
         let len = u64::try_from(data.len()).map_err(|_| WriteError::Overrun)?;
-        let new_total = self.stats.bytes.checked_add(len).ok_or(WriteError::Overrun)?;
+        let new_total = self
+            .stats
+            .bytes
+            .checked_add(len)
+            .ok_or(WriteError::Overrun)?;
         if new_total > self.image_size {
             return Err(WriteError::Overrun);
         }
@@ -166,7 +180,10 @@ impl<'b> BlockWriter<'b> {
     /// # Errors
     /// [`WriteError::Underrun`] if fewer bytes than announced arrived, or
     /// storage errors.
-    pub fn finish<P: Partition>(&mut self, partition: &mut P) -> Result<WriteStats, WriteError<P::Error>> {
+    pub fn finish<P: Partition>(
+        &mut self,
+        partition: &mut P,
+    ) -> Result<WriteStats, WriteError<P::Error>> {
         if self.stats.bytes != self.image_size {
             return Err(WriteError::Underrun);
         }
@@ -183,7 +200,9 @@ impl<'b> BlockWriter<'b> {
         if slot_holds(partition, self.block_offset, block, self.compare)? {
             self.stats.blocks_skipped += 1;
         } else {
-            partition.seek(SeekFrom::Start(self.block_offset)).map_err(WriteError::Storage)?;
+            partition
+                .seek(SeekFrom::Start(self.block_offset))
+                .map_err(WriteError::Storage)?;
             partition.write_all(block).map_err(WriteError::Storage)?;
             partition.sync().map_err(WriteError::Storage)?;
             self.stats.blocks_written += 1;
@@ -192,7 +211,6 @@ impl<'b> BlockWriter<'b> {
         self.filled = 0;
         Ok(())
     }
-
 }
 
 /// Reads the slot at `offset` and compares it with `block`.
@@ -203,7 +221,9 @@ fn slot_holds<P: Partition>(
     compare: &mut [u8],
 ) -> Result<bool, WriteError<P::Error>> {
     {
-        partition.seek(SeekFrom::Start(offset)).map_err(WriteError::Storage)?;
+        partition
+            .seek(SeekFrom::Start(offset))
+            .map_err(WriteError::Storage)?;
         for expected in block.chunks(compare.len()) {
             let buffer = compare.get_mut(..expected.len()).unwrap_or_default();
             let mut got = 0;

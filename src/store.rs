@@ -113,24 +113,35 @@ impl StateRecord {
     /// # Errors
     /// [`StoreError::BufferTooSmall`].
     pub fn encode<'b>(&self, buffer: &'b mut [u8]) -> Result<&'b [u8], StoreError> {
-        let too_small = StoreError::BufferTooSmall { required: MAX_RECORD_LEN };
+        let too_small = StoreError::BufferTooSmall {
+            required: MAX_RECORD_LEN,
+        };
         let body_space = buffer
             .len()
             .checked_sub(HEADER_LEN + CRC_LEN)
             .ok_or(too_small)?;
         let body_len = {
-            let body = buffer.get_mut(HEADER_LEN..HEADER_LEN + body_space).ok_or(too_small)?;
+            let body = buffer
+                .get_mut(HEADER_LEN..HEADER_LEN + body_space)
+                .ok_or(too_small)?;
             postcard::to_slice(self, body).map_err(|_| too_small)?.len()
         };
-        let header = buffer.get_mut(..HEADER_LEN).ok_or(too_small)?;
-        header[..4].copy_from_slice(&RECORD_MAGIC);
-        header[4..6].copy_from_slice(&RECORD_VERSION.to_le_bytes());
-        header[6..8].copy_from_slice(&[0, 0]);
         let len_field = u32::try_from(body_len).map_err(|_| too_small)?;
-        header[8..12].copy_from_slice(&len_field.to_le_bytes());
+        let header_bytes = RECORD_MAGIC
+            .into_iter()
+            .chain(RECORD_VERSION.to_le_bytes())
+            .chain([0, 0])
+            .chain(len_field.to_le_bytes());
+        let header = buffer.get_mut(..HEADER_LEN).ok_or(too_small)?;
+        for (target, byte) in header.iter_mut().zip(header_bytes) {
+            *target = byte;
+        }
         let end = HEADER_LEN + body_len;
         let crc = crc32(buffer.get(..end).ok_or(too_small)?);
-        buffer.get_mut(end..end + CRC_LEN).ok_or(too_small)?.copy_from_slice(&crc.to_le_bytes());
+        buffer
+            .get_mut(end..end + CRC_LEN)
+            .ok_or(too_small)?
+            .copy_from_slice(&crc.to_le_bytes());
         buffer.get(..end + CRC_LEN).ok_or(too_small)
     }
 
@@ -143,17 +154,27 @@ impl StateRecord {
         if header.get(..4) != Some(&RECORD_MAGIC[..]) {
             return Err(StoreError::BadMagic);
         }
-        let version = u16::from_le_bytes([header.get(4).copied().unwrap_or(0), header.get(5).copied().unwrap_or(0)]);
+        let version = u16::from_le_bytes([
+            header.get(4).copied().unwrap_or(0),
+            header.get(5).copied().unwrap_or(0),
+        ]);
         if version != RECORD_VERSION {
             return Err(StoreError::UnsupportedVersion(version));
         }
         let mut len_bytes = [0u8; 4];
         len_bytes.copy_from_slice(header.get(8..12).ok_or(StoreError::Truncated)?);
-        let body_len = usize::try_from(u32::from_le_bytes(len_bytes)).map_err(|_| StoreError::Truncated)?;
-        let end = HEADER_LEN.checked_add(body_len).ok_or(StoreError::Truncated)?;
+        let body_len =
+            usize::try_from(u32::from_le_bytes(len_bytes)).map_err(|_| StoreError::Truncated)?;
+        let end = HEADER_LEN
+            .checked_add(body_len)
+            .ok_or(StoreError::Truncated)?;
         let covered = bytes.get(..end).ok_or(StoreError::Truncated)?;
         let mut crc_bytes = [0u8; 4];
-        crc_bytes.copy_from_slice(bytes.get(end..end.saturating_add(CRC_LEN)).ok_or(StoreError::Truncated)?);
+        crc_bytes.copy_from_slice(
+            bytes
+                .get(end..end.saturating_add(CRC_LEN))
+                .ok_or(StoreError::Truncated)?,
+        );
         if crc32(covered) != u32::from_le_bytes(crc_bytes) {
             return Err(StoreError::BadCrc);
         }
@@ -163,7 +184,11 @@ impl StateRecord {
 
     /// Moves to `step` and counts the write (loop breaker).
     pub fn mark(&mut self, step: UpdateStep) {
-        self.store_count = if step == UpdateStep::Idle { 0 } else { self.store_count.saturating_add(1) };
+        self.store_count = if step == UpdateStep::Idle {
+            0
+        } else {
+            self.store_count.saturating_add(1)
+        };
         self.step = step;
     }
 }
@@ -175,9 +200,20 @@ mod tests {
 
     fn sample() -> StateRecord {
         let mut installed = Provides::named("release-1");
-        installed.provides.push(provide("rootfs-image.version", "release-1").unwrap()).unwrap();
-        let pending = PendingUpdate { provides: Provides::named("release-2"), trial_part: 3, previous_part: 2 };
-        StateRecord { installed, step: UpdateStep::Installed(pending), store_count: 1 }
+        installed
+            .provides
+            .push(provide("rootfs-image.version", "release-1").unwrap())
+            .unwrap();
+        let pending = PendingUpdate {
+            provides: Provides::named("release-2"),
+            trial_part: 3,
+            previous_part: 2,
+        };
+        StateRecord {
+            installed,
+            step: UpdateStep::Installed(pending),
+            store_count: 1,
+        }
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub enum ArtifactError {
 impl core::fmt::Display for ArtifactError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::BufferTooSmall { required } => write!(f, "buffer too small: {required} bytes needed"),
+            Self::BufferTooSmall { required } => {
+                write!(f, "buffer too small: {required} bytes needed")
+            }
             Self::Truncated => f.write_str("the artifact is truncated"),
         }
     }
@@ -87,9 +89,14 @@ impl<'w> ArtifactReader<'w> {
     /// [`ArtifactError::BufferTooSmall`] when `window` is too short.
     pub fn new(window: &'w mut [u8]) -> Result<Self, ArtifactError> {
         if window.len() < super::WINDOW_LEN {
-            return Err(ArtifactError::BufferTooSmall { required: super::WINDOW_LEN });
+            return Err(ArtifactError::BufferTooSmall {
+                required: super::WINDOW_LEN,
+            });
         }
-        Ok(Self { window, header: ArtifactHeader::default() })
+        Ok(Self {
+            window,
+            header: ArtifactHeader::default(),
+        })
     }
 
     /// Consumes a prefix of `input`, writes data to `output`, and returns the
@@ -97,7 +104,11 @@ impl<'w> ArtifactReader<'w> {
     ///
     /// # Errors
     /// Any [`ArtifactError`]; the reader is then unusable.
-    pub fn feed(&mut self, input: &[u8], output: &mut [u8]) -> Result<(Event, usize), ArtifactError> {
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(Event, usize), ArtifactError> {
         let _ = (input, output, &mut self.window);
         Err(ArtifactError::Truncated)
     }

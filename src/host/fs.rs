@@ -16,14 +16,23 @@ use std::path::{Path, PathBuf};
 /// # Errors
 /// I/O errors; `path` is unchanged then.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -66,10 +75,20 @@ impl FilePartition {
     /// # Errors
     /// I/O errors, with the path in the message.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|error| {
-            io::Error::new(error.kind(), format!("cannot open partition {}: {error}", path.display()))
-        })?;
-        Ok(Self { file, path: path.to_path_buf() })
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|error| {
+                io::Error::new(
+                    error.kind(),
+                    format!("cannot open partition {}: {error}", path.display()),
+                )
+            })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The slot's path.

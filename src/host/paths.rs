@@ -38,13 +38,19 @@ pub struct Paths {
 }
 
 fn env_dir(name: &str, default: &str) -> PathBuf {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(default), PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
 impl Paths {
     /// Defaults (with the reference's environment overrides), then the
     /// command-line overrides.
-    pub fn resolve(config: Option<PathBuf>, fallback: Option<PathBuf>, data: Option<PathBuf>) -> Self {
+    pub fn resolve(
+        config: Option<PathBuf>,
+        fallback: Option<PathBuf>,
+        data: Option<PathBuf>,
+    ) -> Self {
         let conf_dir = env_dir("MENDER_CONF_DIR", "/etc/mender");
         let data_dir = data.unwrap_or_else(|| env_dir("MENDER_DATASTORE_DIR", "/var/lib/mender"));
         Self {
@@ -73,7 +79,10 @@ impl Paths {
 
     /// The device type file (`DeviceTypeFile` or `<DATA>/device_type`).
     pub fn device_type(&self, config: &MenderConfig) -> PathBuf {
-        config.device_type_file.as_deref().map_or_else(|| self.data_dir.join("device_type"), PathBuf::from)
+        config
+            .device_type_file
+            .as_deref()
+            .map_or_else(|| self.data_dir.join("device_type"), PathBuf::from)
     }
 
     /// Loads and merges the fallback and main configuration files. A missing
@@ -84,7 +93,9 @@ impl Paths {
     pub fn load_config(&self) -> Result<MenderConfig, LoadConfigError> {
         let fallback = load_one(&self.fallback_config)?;
         let main = load_one(&self.config)?;
-        fallback.merge(main).map_err(|error| LoadConfigError::Invalid(self.config.clone(), error))
+        fallback
+            .merge(main)
+            .map_err(|error| LoadConfigError::Invalid(self.config.clone(), error))
     }
 }
 
@@ -100,8 +111,12 @@ pub enum LoadConfigError {
 impl std::fmt::Display for LoadConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Io(path, error) => write!(f, "cannot read configuration {}: {error}", path.display()),
-            Self::Invalid(path, error) => write!(f, "invalid configuration {}: {error}", path.display()),
+            Self::Io(path, error) => {
+                write!(f, "cannot read configuration {}: {error}", path.display())
+            }
+            Self::Invalid(path, error) => {
+                write!(f, "invalid configuration {}: {error}", path.display())
+            }
         }
     }
 }
@@ -112,7 +127,8 @@ fn load_one(path: &Path) -> Result<MenderConfig, LoadConfigError> {
     match read_limited(path, MAX_CONFIG_LEN) {
         Ok(text) => {
             let mut scratch = vec![0u8; MAX_CONFIG_LEN];
-            MenderConfig::parse(&text, &mut scratch).map_err(|e| LoadConfigError::Invalid(path.to_path_buf(), e))
+            MenderConfig::parse(&text, &mut scratch)
+                .map_err(|e| LoadConfigError::Invalid(path.to_path_buf(), e))
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(MenderConfig::default()),
         Err(error) => Err(LoadConfigError::Io(path.to_path_buf(), error)),

@@ -51,7 +51,7 @@ impl Group {
         }
     }
 
-    fn from_rootfs(self) -> bool {
+    fn in_rootfs_dir(self) -> bool {
         matches!(self, Self::Idle | Self::Sync | Self::Download)
     }
 }
@@ -93,11 +93,18 @@ pub enum ScriptError {
 impl std::fmt::Display for ScriptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Failed(name, Some(code)) => write!(f, "state script {name} failed with exit code {code}"),
+            Self::Failed(name, Some(code)) => {
+                write!(f, "state script {name} failed with exit code {code}")
+            }
             Self::Failed(name, None) => write!(f, "state script {name} was killed by a signal"),
             Self::TimedOut(name) => write!(f, "state script {name} timed out"),
-            Self::RetryTimedOut(name) => write!(f, "state script {name} kept returning 21 (retry) past the retry timeout"),
-            Self::BadVersion(dir) => write!(f, "{}/version must exist and say 2 or 3", dir.display()),
+            Self::RetryTimedOut(name) => write!(
+                f,
+                "state script {name} kept returning 21 (retry) past the retry timeout"
+            ),
+            Self::BadVersion(dir) => {
+                write!(f, "{}/version must exist and say 2 or 3", dir.display())
+            }
             Self::CannotRun(name, error) => write!(f, "cannot run state script {name}: {error}"),
         }
     }
@@ -131,13 +138,19 @@ pub fn matches_name(name: &str, group: &str, action: &str) -> bool {
     let bytes = rest.as_bytes();
     let two_digits = bytes.len() >= 2 && bytes.iter().take(2).all(u8::is_ascii_digit);
     let tail = rest.get(2..).unwrap_or("");
-    two_digits && (tail.is_empty() || (tail.starts_with('_') && tail.len() > 1 && !tail.contains(char::is_whitespace)))
+    two_digits
+        && (tail.is_empty()
+            || (tail.starts_with('_') && tail.len() > 1 && !tail.contains(char::is_whitespace)))
 }
 
 impl ScriptRunner {
     /// The scripts that `group`/`action` would run, in order.
     pub fn scripts(&self, group: Group, action: Action) -> Vec<PathBuf> {
-        let dir = if group.from_rootfs() { &self.rootfs_dir } else { &self.artifact_dir };
+        let dir = if group.in_rootfs_dir() {
+            &self.rootfs_dir
+        } else {
+            &self.artifact_dir
+        };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -159,7 +172,10 @@ impl ScriptRunner {
         if scripts.is_empty() {
             return Ok(());
         }
-        let dir = scripts.first().and_then(|p| p.parent()).unwrap_or(Path::new("."));
+        let dir = scripts
+            .first()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new("."));
         check_version(dir)?;
         for script in &scripts {
             self.run_one(script)?;
@@ -176,7 +192,10 @@ impl ScriptRunner {
     }
 
     fn run_one(&self, script: &Path) -> Result<(), ScriptError> {
-        let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = script
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let first_start = Instant::now();
         loop {
             info!("running state script {name}");
@@ -225,14 +244,20 @@ impl ScriptRunner {
         };
         let Some(status) = status else {
             // Kill the whole process group the script started.
-            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", child.id()))
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             return Err(ScriptError::TimedOut(name.to_string()));
         };
         if let Ok(captured) = reader.join() {
             if !captured.is_empty() {
-                info!("{name} stderr: {}", String::from_utf8_lossy(&captured).trim_end());
+                info!(
+                    "{name} stderr: {}",
+                    String::from_utf8_lossy(&captured).trim_end()
+                );
             }
         }
         Ok(status.code())
@@ -253,11 +278,35 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(matches_name("ArtifactInstall_Enter_00", "ArtifactInstall", "Enter"));
-        assert!(matches_name("ArtifactInstall_Enter_10_hello-world", "ArtifactInstall", "Enter"));
-        assert!(!matches_name("ArtifactInstall_Enter_1", "ArtifactInstall", "Enter"));
-        assert!(!matches_name("ArtifactInstall_Enter_00_", "ArtifactInstall", "Enter"));
-        assert!(!matches_name("ArtifactInstall_Leave_00", "ArtifactInstall", "Enter"));
-        assert!(!matches_name("Download_Enter_00", "ArtifactInstall", "Enter"));
+        assert!(matches_name(
+            "ArtifactInstall_Enter_00",
+            "ArtifactInstall",
+            "Enter"
+        ));
+        assert!(matches_name(
+            "ArtifactInstall_Enter_10_hello-world",
+            "ArtifactInstall",
+            "Enter"
+        ));
+        assert!(!matches_name(
+            "ArtifactInstall_Enter_1",
+            "ArtifactInstall",
+            "Enter"
+        ));
+        assert!(!matches_name(
+            "ArtifactInstall_Enter_00_",
+            "ArtifactInstall",
+            "Enter"
+        ));
+        assert!(!matches_name(
+            "ArtifactInstall_Leave_00",
+            "ArtifactInstall",
+            "Enter"
+        ));
+        assert!(!matches_name(
+            "Download_Enter_00",
+            "ArtifactInstall",
+            "Enter"
+        ));
     }
 }

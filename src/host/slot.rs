@@ -113,7 +113,12 @@ impl SlotLayout {
         if a_part == b_part {
             return Err(SlotError::SameNumber);
         }
-        Ok(Self { a, b, a_part, b_part })
+        Ok(Self {
+            a,
+            b,
+            a_part,
+            b_part,
+        })
     }
 
     /// The path of the slot with partition number `part`.
@@ -150,8 +155,16 @@ impl SlotLayout {
             },
         };
         let inactive_part = self.other(active_part);
-        let inactive = self.path_of(inactive_part).map(Path::to_path_buf).unwrap_or_default();
-        Ok(ActiveSlot { active_part, inactive, inactive_part, evidence })
+        let inactive = self
+            .path_of(inactive_part)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(ActiveSlot {
+            active_part,
+            inactive,
+            inactive_part,
+            evidence,
+        })
     }
 
     fn slot_of_device(&self, device: &Path) -> Option<PartNumber> {
@@ -182,18 +195,22 @@ fn root_device() -> Option<PathBuf> {
             .is_ok_and(|meta| meta.file_type().is_block_device() && meta.rdev() == root_dev)
     };
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mounted = mounts.lines().filter_map(|line| {
+    let mut mounted = mounts.lines().filter_map(|line| {
         let mut fields = line.split_whitespace();
         let device = fields.next()?;
         (fields.next()? == "/").then(|| PathBuf::from(device))
     });
-    if let Some(device) = mounted.last() {
+    if let Some(device) = mounted.next_back() {
         let resolved = canonical(&device);
         if matches(&resolved) {
             return Some(resolved);
         }
     }
-    std::fs::read_dir("/dev").ok()?.flatten().map(|entry| entry.path()).find(|path| matches(path))
+    std::fs::read_dir("/dev")
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| matches(path))
 }
 
 #[cfg(test)]
@@ -214,7 +231,13 @@ mod tests {
         let active = layout.detect(Some(3)).unwrap();
         assert_eq!((active.active_part, active.inactive_part), (3, 2));
         assert_eq!(active.evidence, Evidence::BootEnv);
-        assert_eq!(layout.detect(Some(7)), Err(SlotError::BootPartUnknown(Some(7))));
-        assert_eq!(SlotLayout::new(None, Some("/a3")), Err(SlotError::NotConfigured));
+        assert_eq!(
+            layout.detect(Some(7)),
+            Err(SlotError::BootPartUnknown(Some(7)))
+        );
+        assert_eq!(
+            SlotLayout::new(None, Some("/a3")),
+            Err(SlotError::NotConfigured)
+        );
     }
 }

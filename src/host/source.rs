@@ -20,7 +20,9 @@ pub struct ArtifactSource {
 
 impl std::fmt::Debug for ArtifactSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactSource").field("size", &self.size).finish_non_exhaustive()
+        f.debug_struct("ArtifactSource")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,12 +49,22 @@ pub fn open(location: &str) -> io::Result<ArtifactSource> {
         return open_http(location);
     }
     if location == "-" {
-        return Ok(ArtifactSource { inner: Box::new(io::stdin().lock()), size: None });
+        return Ok(ArtifactSource {
+            inner: Box::new(io::stdin().lock()),
+            size: None,
+        });
     }
-    let file = File::open(Path::new(location))
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot open artifact {location}: {error}")))?;
+    let file = File::open(Path::new(location)).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot open artifact {location}: {error}"),
+        )
+    })?;
     let size = file.metadata().ok().map(|meta| meta.len());
-    Ok(ArtifactSource { inner: Box::new(io::BufReader::with_capacity(64 * 1024, file)), size })
+    Ok(ArtifactSource {
+        inner: Box::new(io::BufReader::with_capacity(64 * 1024, file)),
+        size,
+    })
 }
 
 fn open_http(url: &str) -> io::Result<ArtifactSource> {
@@ -66,6 +78,12 @@ fn open_http(url: &str) -> io::Result<ArtifactSource> {
             response.status_code, response.reason_phrase
         )));
     }
-    let size = response.headers.get("content-length").and_then(|len| len.trim().parse().ok());
-    Ok(ArtifactSource { inner: Box::new(response), size })
+    let size = response
+        .headers
+        .get("content-length")
+        .and_then(|len| len.trim().parse().ok());
+    Ok(ArtifactSource {
+        inner: Box::new(response),
+        size,
+    })
 }

@@ -39,7 +39,9 @@ impl std::error::Error for StateFileError {}
 pub fn load(data_dir: &Path) -> Result<Option<StateRecord>, StateFileError> {
     let path = data_dir.join(STATE_FILE);
     match read_limited(&path, MAX_RECORD_LEN) {
-        Ok(bytes) => StateRecord::decode(&bytes).map(Some).map_err(|e| StateFileError::Corrupt(path, e)),
+        Ok(bytes) => StateRecord::decode(&bytes)
+            .map(Some)
+            .map_err(|e| StateFileError::Corrupt(path, e)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(StateFileError::Io(path, error)),
     }
@@ -52,7 +54,9 @@ pub fn load(data_dir: &Path) -> Result<Option<StateRecord>, StateFileError> {
 pub fn save(data_dir: &Path, record: &StateRecord) -> Result<(), StateFileError> {
     let path = data_dir.join(STATE_FILE);
     let mut buffer = vec![0u8; MAX_RECORD_LEN];
-    let bytes = record.encode(&mut buffer).map_err(|e| StateFileError::Corrupt(path.clone(), e))?;
+    let bytes = record
+        .encode(&mut buffer)
+        .map_err(|e| StateFileError::Corrupt(path.clone(), e))?;
     std::fs::create_dir_all(data_dir).map_err(|e| StateFileError::Io(data_dir.to_path_buf(), e))?;
     atomic_write(&path, bytes).map_err(|e| StateFileError::Io(path.clone(), e))
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// `install <file|URL>`.
-    Install { location: String, reboot_exit_code: bool },
+    Install {
+        location: String,
+        reboot_exit_code: bool,
+    },
     /// `commit`.
     Commit,
     /// `rollback`.
@@ -80,11 +83,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => (name.to_string(), Some(value.to_string())),
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_string(), Some(value.to_string()))
+            }
             _ => (arg.clone(), None),
         };
         let mut value = |what: &str| -> Result<String, String> {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("option {what} needs a value"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("option {what} needs a value"))
         };
         match name.as_str() {
             "-c" | "--config" => parsed.config = Some(value(&name)?.into()),
@@ -98,8 +106,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--skipverify" => parsed.skip_verify = true,
             "--no-syslog" | "-F" | "--forcebootstrap" => {}
             "--reboot-exit-code" => reboot_exit_code = true,
-            "-h" | "--help" => return Ok(Args { command: Command::Help, ..parsed }),
-            "-v" | "--version" => return Ok(Args { command: Command::Version, ..parsed }),
+            "-h" | "--help" => {
+                return Ok(Args {
+                    command: Command::Help,
+                    ..parsed
+                })
+            }
+            "-v" | "--version" => {
+                return Ok(Args {
+                    command: Command::Version,
+                    ..parsed
+                })
+            }
             flag if flag.starts_with('-') && flag != "-" => {
                 if verb.is_none() && !flag.starts_with("--") && flag.len() > 2 {
                     return Err(format!(
@@ -123,16 +141,28 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     parsed.command = match verb.as_deref() {
         None | Some("help" | "h") => Command::Help,
         Some("install") => match operands.as_slice() {
-            [location] => Command::Install { location: location.clone(), reboot_exit_code },
+            [location] => Command::Install {
+                location: location.clone(),
+                reboot_exit_code,
+            },
             [] => return Err("install needs the artifact: a file path or an http(s) URL".into()),
             _ => return Err("install takes exactly one artifact".into()),
         },
         Some("commit") => no_operands("commit", &operands).map(|()| Command::Commit)?,
         Some("rollback") => no_operands("rollback", &operands).map(|()| Command::Rollback)?,
-        Some("show-artifact") => no_operands("show-artifact", &operands).map(|()| Command::ShowArtifact)?,
-        Some("show-provides") => no_operands("show-provides", &operands).map(|()| Command::ShowProvides)?,
-        Some(other @ ("daemon" | "check-update" | "send-inventory" | "bootstrap" | "setup" | "snapshot")) => {
-            return Err(format!("'{other}' is not available in this version of otalite yet"))
+        Some("show-artifact") => {
+            no_operands("show-artifact", &operands).map(|()| Command::ShowArtifact)?
+        }
+        Some("show-provides") => {
+            no_operands("show-provides", &operands).map(|()| Command::ShowProvides)?
+        }
+        Some(
+            other @ ("daemon" | "check-update" | "send-inventory" | "bootstrap" | "setup"
+            | "snapshot"),
+        ) => {
+            return Err(format!(
+                "'{other}' is not available in this version of otalite yet"
+            ))
         }
         Some(other) => return Err(format!("unknown command '{other}'; see 'otalite --help'")),
     };
@@ -152,16 +182,36 @@ mod tests {
 
     #[test]
     fn global_options_anywhere() {
-        let a = p(&["-c", "/x.conf", "install", "a.mender", "-d", "/data", "--reboot-exit-code"]).unwrap();
+        let a = p(&[
+            "-c",
+            "/x.conf",
+            "install",
+            "a.mender",
+            "-d",
+            "/data",
+            "--reboot-exit-code",
+        ])
+        .unwrap();
         assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/x.conf")));
         assert_eq!(a.data.as_deref(), Some(std::path::Path::new("/data")));
-        assert_eq!(a.command, Command::Install { location: "a.mender".into(), reboot_exit_code: true });
-        assert_eq!(p(&["--config=/y", "commit"]).unwrap().command, Command::Commit);
+        assert_eq!(
+            a.command,
+            Command::Install {
+                location: "a.mender".into(),
+                reboot_exit_code: true
+            }
+        );
+        assert_eq!(
+            p(&["--config=/y", "commit"]).unwrap().command,
+            Command::Commit
+        );
     }
 
     #[test]
     fn errors_are_clear() {
-        assert!(p(&["-install", "x"]).unwrap_err().contains("without a dash"));
+        assert!(p(&["-install", "x"])
+            .unwrap_err()
+            .contains("without a dash"));
         assert!(p(&["install"]).unwrap_err().contains("needs the artifact"));
         assert!(p(&["frobnicate"]).unwrap_err().contains("unknown command"));
         assert!(p(&["commit", "extra"]).is_err());

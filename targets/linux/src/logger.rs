@@ -23,9 +23,17 @@ impl Log for Logger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let message = record.args().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+        let message = record
+            .args()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
         if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "time=\"{}\" level={level} msg=\"{message}\"", rfc3339_now());
+            let _ = writeln!(
+                out,
+                "time=\"{}\" level={level} msg=\"{message}\"",
+                rfc3339_now()
+            );
         }
     }
 
@@ -38,7 +46,9 @@ impl Log for Logger {
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -51,7 +61,12 @@ pub fn rfc3339_now() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// Parses a reference log level name.
@@ -62,13 +77,17 @@ pub fn parse_level(name: &str) -> Result<LevelFilter, String> {
         "info" => Ok(LevelFilter::Info),
         "warn" | "warning" => Ok(LevelFilter::Warn),
         "error" | "fatal" | "panic" => Ok(LevelFilter::Error),
-        other => Err(format!("unknown log level '{other}' (debug, info, warning, error)")),
+        other => Err(format!(
+            "unknown log level '{other}' (debug, info, warning, error)"
+        )),
     }
 }
 
 /// Installs the logger writing to `out`.
 pub fn init(level: LevelFilter, out: Box<dyn Write + Send>) {
-    let logger = Box::leak(Box::new(Logger { out: Mutex::new(out) }));
+    let logger = Box::leak(Box::new(Logger {
+        out: Mutex::new(out),
+    }));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }

@@ -1,2 +1,101 @@
-//! The `otalite` binary (being written).
-fn main() {}
+//! `otalite`: the Linux agent. A drop-in for the reference `mender` 3.x
+//! standalone verbs (same options, paths and exit codes).
+
+// A binary exports nothing: `pub` inside its modules means "used by main".
+#![allow(unreachable_pub)]
+// A std program: `std::` paths are the natural ones here.
+#![allow(clippy::std_instead_of_core)]
+
+mod board;
+mod cli;
+mod logger;
+mod progress;
+mod standalone;
+
+use otalite::board::MenderBootControl;
+use otalite::host::paths::Paths;
+use standalone::{Device, Failure, EXIT_ERROR, EXIT_OK};
+use std::process::ExitCode;
+
+fn run() -> Result<i32, Failure> {
+    let args = cli::parse(std::env::args().skip(1)).map_err(|message| Failure {
+        message,
+        code: EXIT_ERROR,
+    })?;
+    let level =
+        logger::parse_level(args.log_level.as_deref().unwrap_or("info")).map_err(|message| {
+            Failure {
+                message,
+                code: EXIT_ERROR,
+            }
+        })?;
+    let out: Box<dyn std::io::Write + Send> = match &args.log_file {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Failure {
+                    message: format!("cannot open log file {}: {e}", path.display()),
+                    code: EXIT_ERROR,
+                })?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    logger::init(level, out);
+    let paths = Paths::resolve(
+        args.config.clone(),
+        args.fallback_config.clone(),
+        args.data.clone(),
+    );
+    match args.command {
+        cli::Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(EXIT_OK)
+        }
+        cli::Command::Version => {
+            println!("otalite {}", env!("CARGO_PKG_VERSION"));
+            Ok(EXIT_OK)
+        }
+        cli::Command::ShowArtifact => standalone::show(&paths, false),
+        cli::Command::ShowProvides => standalone::show(&paths, true),
+        command => {
+            let config = paths.load_config().map_err(|e| Failure {
+                message: e.to_string(),
+                code: EXIT_ERROR,
+            })?;
+            let env = board::open_env(&config).map_err(|message| Failure {
+                message,
+                code: EXIT_ERROR,
+            })?;
+            let mut device = Device {
+                paths,
+                config,
+                boot: MenderBootControl::new(env),
+            };
+            match command {
+                cli::Command::Install {
+                    location,
+                    reboot_exit_code,
+                } => device.install(&location, reboot_exit_code),
+                cli::Command::Commit => device.commit(),
+                cli::Command::Rollback => device.rollback(),
+                _ => Ok(EXIT_OK),
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let code = match run() {
+        Ok(code) => code,
+        Err(failure) => {
+            log::error!("{}", failure.message);
+            if log::max_level() == log::LevelFilter::Off {
+                eprintln!("otalite: {}", failure.message);
+            }
+            failure.code
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

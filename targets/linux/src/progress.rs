@@ -15,7 +15,12 @@ pub struct Progress {
 impl Progress {
     /// A reporter that draws a bar when standard error is a terminal.
     pub fn new() -> Self {
-        Self { started: Instant::now(), terminal: std::io::stderr().is_terminal(), last_decile: 0, drawn: false }
+        Self {
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            last_decile: 0,
+            drawn: false,
+        }
     }
 
     /// Reports `done` of `total` bytes.
@@ -23,13 +28,17 @@ impl Progress {
         if done == 0 {
             self.started = Instant::now();
         }
-        let percent = if total == 0 { 100 } else { done.saturating_mul(100) / total };
+        let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let speed = done as f64 / elapsed;
         if self.terminal {
             let width = 30usize;
             let filled = (percent as usize * width / 100).min(width);
-            let eta = if speed > 0.0 { (total.saturating_sub(done)) as f64 / speed } else { 0.0 };
+            let eta = if speed > 0.0 {
+                (total.saturating_sub(done)) as f64 / speed
+            } else {
+                0.0
+            };
             let eta = eta as u64;
             let mut err = std::io::stderr().lock();
             let _ = write!(

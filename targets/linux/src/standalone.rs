@@ -56,7 +56,10 @@ pub struct Failure {
 
 impl Failure {
     fn error(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), code: EXIT_ERROR }
+        Self {
+            message: message.to_string(),
+            code: EXIT_ERROR,
+        }
     }
 }
 
@@ -94,10 +97,18 @@ impl<B: BootControl> Device<B> {
         let name = match read_limited(&self.paths.artifact_info(), 4096) {
             Ok(text) => parse_artifact_info(&text)
                 .map(|name| name.to_string())
-                .map_err(|e| Failure::error(format!("{}: {e}", self.paths.artifact_info().display())))?,
+                .map_err(|e| {
+                    Failure::error(format!("{}: {e}", self.paths.artifact_info().display()))
+                })?,
             Err(_) => "unknown".to_string(),
         };
-        Ok((StateRecord { installed: Provides::named(&name), ..StateRecord::default() }, false))
+        Ok((
+            StateRecord {
+                installed: Provides::named(&name),
+                ..StateRecord::default()
+            },
+            false,
+        ))
     }
 
     fn save(&self, record: &StateRecord) -> Result<(), Failure> {
@@ -124,9 +135,14 @@ impl<B: BootControl> Device<B> {
             UpdateStep::Committing(pending) => {
                 let boot = self.boot_state()?;
                 if boot.boot_part == Some(pending.trial_part) {
-                    log::info!("finishing the interrupted commit of {}", pending.provides.artifact_name);
+                    log::info!(
+                        "finishing the interrupted commit of {}",
+                        pending.provides.artifact_name
+                    );
                     if boot.upgrade_available {
-                        self.boot.commit().map_err(|e| Failure::error(format!("commit failed: {e}")))?;
+                        self.boot
+                            .commit()
+                            .map_err(|e| Failure::error(format!("commit failed: {e}")))?;
                     }
                     record.installed = pending.provides;
                 } else {
@@ -140,7 +156,10 @@ impl<B: BootControl> Device<B> {
                 record.mark(UpdateStep::Idle);
             }
             UpdateStep::RollingBack(pending) => {
-                log::info!("finishing the interrupted rollback of {}", pending.provides.artifact_name);
+                log::info!(
+                    "finishing the interrupted rollback of {}",
+                    pending.provides.artifact_name
+                );
                 let boot = self.boot_state()?;
                 if boot.upgrade_available || boot.boot_part != Some(pending.previous_part) {
                     self.boot
@@ -154,8 +173,11 @@ impl<B: BootControl> Device<B> {
     }
 
     fn layout(&self) -> Result<SlotLayout, Failure> {
-        SlotLayout::new(self.config.rootfs_part_a.as_deref(), self.config.rootfs_part_b.as_deref())
-            .map_err(Failure::error)
+        SlotLayout::new(
+            self.config.rootfs_part_a.as_deref(),
+            self.config.rootfs_part_b.as_deref(),
+        )
+        .map_err(Failure::error)
     }
 
     fn load_keys(&self) -> Result<Vec<VerifyKey>, Failure> {
@@ -193,7 +215,12 @@ impl<B: BootControl> Device<B> {
         let device_type = read_limited(&device_type_path, 4096)
             .map_err(|e| e.to_string())
             .and_then(|text| parse_device_type(&text).map_err(|e| e.to_string()))
-            .map_err(|e| Failure::error(format!("cannot read the device type from {}: {e}", device_type_path.display())))?;
+            .map_err(|e| {
+                Failure::error(format!(
+                    "cannot read the device type from {}: {e}",
+                    device_type_path.display()
+                ))
+            })?;
         let keys = self.load_keys()?;
         let layout = self.layout()?;
         let boot = self.boot_state()?;
@@ -215,7 +242,10 @@ impl<B: BootControl> Device<B> {
             let mut source = source::open(location).map_err(Failure::error)?;
             log::info!(
                 "installing artifact {location}{}",
-                source.size.map(|s| format!(" of size {s}")).unwrap_or_default()
+                source
+                    .size
+                    .map(|s| format!(" of size {s}"))
+                    .unwrap_or_default()
             );
             let mut partition = FilePartition::open(&active.inactive).map_err(Failure::error)?;
             let mut hooks = Hooks::new(self.paths.artifact_scripts());
@@ -226,8 +256,13 @@ impl<B: BootControl> Device<B> {
                 block: [0; BLOCK_LEN],
                 compare: [0; CHUNK_LEN],
             });
-            let buffers = buffers.ok_or_else(|| Failure::error("install buffers already in use"))?;
-            let device = DeviceFacts { keys: &keys, device_type: &device_type, installed: &record.installed };
+            let buffers =
+                buffers.ok_or_else(|| Failure::error("install buffers already in use"))?;
+            let device = DeviceFacts {
+                keys: &keys,
+                device_type: &device_type,
+                installed: &record.installed,
+            };
             let result = stream_artifact(
                 &mut StdRead(&mut source),
                 &mut partition,
@@ -271,7 +306,10 @@ impl<B: BootControl> Device<B> {
             record.installed = new_provides;
             record.mark(UpdateStep::Idle);
             self.save(&record)?;
-            log::info!("artifact {} has an empty payload; provides updated", header.artifact_name);
+            log::info!(
+                "artifact {} has an empty payload; provides updated",
+                header.artifact_name
+            );
             return Ok(EXIT_OK);
         }
         if let Err(error) = scripts.run(Group::ArtifactInstall, Action::Enter) {
@@ -290,7 +328,9 @@ impl<B: BootControl> Device<B> {
             record.mark(UpdateStep::Idle);
             self.save(&record)?;
             self.fail_scripts(&scripts);
-            return Err(Failure::error(format!("cannot switch the bootloader to the new partition: {error}")));
+            return Err(Failure::error(format!(
+                "cannot switch the bootloader to the new partition: {error}"
+            )));
         }
         if let Err(error) = scripts.run(Group::ArtifactInstall, Action::Leave) {
             scripts.run_ignoring_errors(Group::ArtifactInstall, Action::Error);
@@ -312,7 +352,11 @@ impl<B: BootControl> Device<B> {
         scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Leave);
     }
 
-    fn undo_install(&mut self, record: &mut StateRecord, pending: &PendingUpdate) -> Result<(), Failure> {
+    fn undo_install(
+        &mut self,
+        record: &mut StateRecord,
+        pending: &PendingUpdate,
+    ) -> Result<(), Failure> {
         record.mark(UpdateStep::RollingBack(pending.clone()));
         self.save(record)?;
         self.boot
@@ -327,7 +371,10 @@ impl<B: BootControl> Device<B> {
         let (mut record, _) = self.load_record()?;
         self.repair(&mut record)?;
         let UpdateStep::Installed(pending) = record.step.clone() else {
-            return Err(Failure { message: "There is nothing to commit".into(), code: EXIT_NOTHING });
+            return Err(Failure {
+                message: "There is nothing to commit".into(),
+                code: EXIT_NOTHING,
+            });
         };
         let layout = self.layout()?;
         let boot = self.boot_state()?;
@@ -345,16 +392,22 @@ impl<B: BootControl> Device<B> {
             self.undo_install(&mut record, &pending)?;
             scripts.run_ignoring_errors(Group::ArtifactRollback, Action::Leave);
             self.fail_scripts(&scripts);
-            return Err(Failure::error(format!("{error}; the update was rolled back")));
+            return Err(Failure::error(format!(
+                "{error}; the update was rolled back"
+            )));
         }
         record.mark(UpdateStep::Committing(pending.clone()));
         self.save(&record)?;
-        self.boot.commit().map_err(|e| Failure::error(format!("commit failed: {e}")))?;
+        self.boot
+            .commit()
+            .map_err(|e| Failure::error(format!("commit failed: {e}")))?;
         record.installed = pending.provides.clone();
         record.mark(UpdateStep::Idle);
         self.save(&record)?;
         if let Err(error) = scripts.run(Group::ArtifactCommit, Action::Leave) {
-            return Err(Failure::error(format!("the update was committed, but {error}")));
+            return Err(Failure::error(format!(
+                "the update was committed, but {error}"
+            )));
         }
         log::info!("committed {}", pending.provides.artifact_name);
         Ok(EXIT_OK)
@@ -365,7 +418,10 @@ impl<B: BootControl> Device<B> {
         let (mut record, _) = self.load_record()?;
         self.repair(&mut record)?;
         let UpdateStep::Installed(pending) = record.step.clone() else {
-            return Err(Failure { message: "There is nothing to roll back".into(), code: EXIT_NOTHING });
+            return Err(Failure {
+                message: "There is nothing to roll back".into(),
+                code: EXIT_NOTHING,
+            });
         };
         let scripts = self.scripts();
         scripts.run_ignoring_errors(Group::ArtifactRollback, Action::Enter);
@@ -395,8 +451,10 @@ pub fn show(paths: &Paths, provides_only: bool) -> Outcome {
         }
         (None, false) => {
             let path = paths.artifact_info();
-            let text = read_limited(&path, 4096).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
-            let name = parse_artifact_info(&text).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+            let text = read_limited(&path, 4096)
+                .map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+            let name = parse_artifact_info(&text)
+                .map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
             let _ = writeln!(out, "{name}");
         }
         // Like the reference: nothing is stored yet, so nothing is printed.
@@ -423,7 +481,11 @@ struct Hooks {
 
 impl Hooks {
     fn new(dir: PathBuf) -> Self {
-        Self { dir, current: None, progress: Progress::new() }
+        Self {
+            dir,
+            current: None,
+            progress: Progress::new(),
+        }
     }
 }
 
@@ -437,18 +499,28 @@ impl InstallHooks for Hooks {
             _ => {}
         }
         fs::create_dir_all(&self.dir)?;
-        fs::write(self.dir.join("version"), format!("{}\n", header.format_version))?;
+        fs::write(
+            self.dir.join("version"),
+            format!("{}\n", header.format_version),
+        )?;
         log::info!(
             "artifact {} for {} accepted",
             header.artifact_name,
-            header.device_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            header
+                .device_types
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         Ok(())
     }
 
     fn script_start(&mut self, name: &str, _size: u64) -> std::io::Result<()> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(std::io::Error::other(format!("refusing state script name '{name}'")));
+            return Err(std::io::Error::other(format!(
+                "refusing state script name '{name}'"
+            )));
         }
         let path = self.dir.join(name);
         let file = File::create(&path)?;
