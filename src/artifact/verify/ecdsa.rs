@@ -27,6 +27,7 @@ impl EcdsaP256Key {
         &self.0
     }
 
+    #[inline(never)]
     pub(super) fn verify_sha256(
         &self,
         digest: &[u8; 32],

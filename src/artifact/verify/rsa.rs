@@ -101,6 +101,8 @@ impl RsaPublicKey {
     }
 
     /// Verifies an RSASSA-PKCS1-v1_5 signature over a SHA-256 `digest`.
+    /// Not inlined so that the ~5 KiB frame is not paid on the ECDSA path.
+    #[inline(never)]
     pub(super) fn verify_sha256(
         &self,
         digest: &[u8; 32],
@@ -127,14 +129,22 @@ impl RsaPublicKey {
             }
         }
 
-        let mut expected = [0u8; MAX_BYTES];
-        let expected = expected.get_mut(..k).ok_or(SignatureError::Length)?;
-        encode_sha256(digest, expected).ok_or(SignatureError::Length)?;
-
-        // Constant-time comparison of the whole encoded message.
+        // EMSA-PKCS1-v1_5 (RFC 8017 §9.2): 00 01 FF..FF 00 DigestInfo digest,
+        // generated on the fly and compared in full, in constant time.
+        let t_len = SHA256_DIGEST_INFO.len() + digest.len();
+        let ps_len = k
+            .checked_sub(3 + t_len)
+            .filter(|&n| n >= 8)
+            .ok_or(SignatureError::Length)?;
+        let expected = [0x00, 0x01]
+            .into_iter()
+            .chain(core::iter::repeat_n(0xff, ps_len))
+            .chain([0x00])
+            .chain(SHA256_DIGEST_INFO.iter().copied())
+            .chain(digest.iter().copied());
         let diff = em
             .iter()
-            .zip(expected.iter())
+            .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if core::hint::black_box(diff) == 0 {
             Ok(())
@@ -142,34 +152,6 @@ impl RsaPublicKey {
             Err(SignatureError::Invalid)
         }
     }
-}
-
-/// EMSA-PKCS1-v1_5 for SHA-256 into `out` (`k` bytes):
-/// `00 01 FF..FF 00 DigestInfo digest`. `None` if `out` is too short.
-fn encode_sha256(digest: &[u8; 32], out: &mut [u8]) -> Option<()> {
-    let t_len = SHA256_DIGEST_INFO.len() + digest.len();
-    // At least 8 bytes of 0xFF padding (RFC 8017 §9.2 step 5).
-    let ps_end = out.len().checked_sub(t_len)?;
-    if ps_end < 3 + 8 {
-        return None;
-    }
-    let (head, t) = out.split_at_mut_checked(ps_end)?;
-    head.fill(0xff);
-    match head {
-        [first, second, .., last] => {
-            *first = 0x00;
-            *second = 0x01;
-            *last = 0x00;
-        }
-        _ => return None,
-    }
-    for (dst, src) in t
-        .iter_mut()
-        .zip(SHA256_DIGEST_INFO.iter().chain(digest.iter()))
-    {
-        *dst = *src;
-    }
-    Some(())
 }
 
 /// Montgomery arithmetic modulo an odd `n` of `limbs` limbs (R = 2^(32·limbs)).
