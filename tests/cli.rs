@@ -108,6 +108,9 @@ fn bootloader_fallback_discards_the_pending_update() {
             .arg(device.root().join("etc/fw_env.config"))
             .args(["upgrade_available", "0"]),
     );
+    let out = device.otalite(&["commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
     assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
     assert_eq!(device.show_artifact(), "release-1");
     // A new install is possible again.
