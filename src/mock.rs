@@ -50,7 +50,13 @@ pub struct MemPartition<const N: usize> {
 
 impl<const N: usize> Default for MemPartition<N> {
     fn default() -> Self {
-        Self { bytes: [0; N], position: 0, bytes_until_shutoff: None, bytes_written: 0, syncs: 0 }
+        Self {
+            bytes: [0; N],
+            position: 0,
+            bytes_until_shutoff: None,
+            bytes_written: 0,
+            syncs: 0,
+        }
     }
 }
 
@@ -62,7 +68,9 @@ impl<const N: usize> Read for MemPartition<N> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
         let available = self.bytes.get(self.position..).unwrap_or_default();
         let n = available.len().min(buf.len());
-        buf.get_mut(..n).ok_or(MockError::OutOfBounds)?.copy_from_slice(available.get(..n).unwrap_or_default());
+        buf.get_mut(..n)
+            .ok_or(MockError::OutOfBounds)?
+            .copy_from_slice(available.get(..n).unwrap_or_default());
         self.position += n;
         Ok(n)
     }
@@ -78,7 +86,10 @@ impl<const N: usize> Write for MemPartition<N> {
             n = n.min(left);
             self.bytes_until_shutoff = Some(left - n);
         }
-        let target = self.bytes.get_mut(self.position..self.position + n).ok_or(MockError::OutOfBounds)?;
+        let target = self
+            .bytes
+            .get_mut(self.position..self.position + n)
+            .ok_or(MockError::OutOfBounds)?;
         target.copy_from_slice(buf.get(..n).unwrap_or_default());
         self.position += n;
         self.bytes_written += n;
@@ -133,7 +144,10 @@ pub struct MemBootEnv {
 impl MemBootEnv {
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.vars
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 

@@ -9,8 +9,16 @@ use std::process::Command;
 
 fn assert_untouched(device: &Device) {
     let env = device.env();
-    assert_eq!(env.get("mender_boot_part").map(String::as_str), Some("2"), "{env:?}");
-    assert_eq!(env.get("upgrade_available").map(String::as_str), Some("0"), "{env:?}");
+    assert_eq!(
+        env.get("mender_boot_part").map(String::as_str),
+        Some("2"),
+        "{env:?}"
+    );
+    assert_eq!(
+        env.get("upgrade_available").map(String::as_str),
+        Some("0"),
+        "{env:?}"
+    );
     assert_eq!(device.show_artifact(), "release-1");
     assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
 }
@@ -41,7 +49,10 @@ fn install_commit_every_compression() {
         assert_eq!(device.show_artifact(), "release-2");
         let provides = device.otalite_ok(&["show-provides"]);
         assert!(provides.contains("artifact_name=release-2\n"), "{provides}");
-        assert!(provides.contains("rootfs-image.version=release-2\n"), "{provides}");
+        assert!(
+            provides.contains("rootfs-image.version=release-2\n"),
+            "{provides}"
+        );
         assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
     }
 }
@@ -54,11 +65,28 @@ fn zstd_artifact_made_by_repacking() {
     let plain = device.artifact("release-2", &image, &["--compression", "none"]);
     let work = device.root().join("repack");
     std::fs::create_dir_all(&work).unwrap();
-    run_ok(Command::new("tar").arg("-xf").arg(&plain).arg("-C").arg(&work));
-    run_ok(Command::new("zstd").args(["-q", "--rm", "-19"]).arg(work.join("data/0000.tar")));
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&plain)
+            .arg("-C")
+            .arg(&work),
+    );
+    run_ok(
+        Command::new("zstd")
+            .args(["-q", "--rm", "-19"])
+            .arg(work.join("data/0000.tar")),
+    );
     let members: Vec<&str> = vec!["version", "manifest", "header.tar", "data/0000.tar.zst"];
     let zstd = device.root().join("release-2-zstd.mender");
-    run_ok(Command::new("tar").args(["--format=ustar", "-cf"]).arg(&zstd).arg("-C").arg(&work).args(&members));
+    run_ok(
+        Command::new("tar")
+            .args(["--format=ustar", "-cf"])
+            .arg(&zstd)
+            .arg("-C")
+            .arg(&work)
+            .args(&members),
+    );
     let out = device.otalite(&["install", zstd.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(&device.slot(3)[..image.len()], &image[..]);
@@ -87,7 +115,11 @@ fn reboot_exit_code_and_second_install_refused_while_pending() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let again = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already installed"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already installed"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -120,7 +152,11 @@ fn bootloader_fallback_discards_the_pending_update() {
 #[test]
 fn corrupted_payload_is_refused_and_nothing_activated() {
     let device = Device::new();
-    let artifact = device.artifact("release-2", &image_bytes(1 << 20, 5), &["--compression", "none"]);
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(1 << 20, 5),
+        &["--compression", "none"],
+    );
     let mut bytes = std::fs::read(&artifact).unwrap();
     // Flip one byte near the end of the payload (inside data/0000.tar).
     let at = bytes.len() - 4096;
@@ -128,7 +164,11 @@ fn corrupted_payload_is_refused_and_nothing_activated() {
     std::fs::write(&artifact, bytes).unwrap();
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("nothing was activated"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was activated"),
+        "{}",
+        stderr(&out)
+    );
     assert_untouched(&device);
 }
 
@@ -137,7 +177,16 @@ fn truncated_artifacts_are_refused() {
     let device = Device::new();
     let artifact = device.artifact("release-2", &image_bytes(256 << 10, 5), &[]);
     let bytes = std::fs::read(&artifact).unwrap();
-    for cut in [0, 100, 512, 1536, 3000, bytes.len() / 2, bytes.len() - 1024, bytes.len() - 1] {
+    for cut in [
+        0,
+        100,
+        512,
+        1536,
+        3000,
+        bytes.len() / 2,
+        bytes.len() - 1024,
+        bytes.len() - 1,
+    ] {
         let truncated = device.root().join("truncated.mender");
         std::fs::write(&truncated, &bytes[..cut]).unwrap();
         let out = device.otalite(&["install", truncated.to_str().unwrap()]);
@@ -155,7 +204,15 @@ fn wrong_device_type_is_refused_before_writing() {
     let artifact = device.root().join("other.mender");
     run_ok(
         Command::new("mender-artifact")
-            .args(["write", "rootfs-image", "-t", "other-board", "-n", "release-2", "-f"])
+            .args([
+                "write",
+                "rootfs-image",
+                "-t",
+                "other-board",
+                "-n",
+                "release-2",
+                "-f",
+            ])
             .arg(&image_path)
             .arg("-o")
             .arg(&artifact),
@@ -163,7 +220,10 @@ fn wrong_device_type_is_refused_before_writing() {
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("device type"), "{}", stderr(&out));
-    assert!(device.slot(3).iter().all(|&b| b == 0), "no byte may be written");
+    assert!(
+        device.slot(3).iter().all(|&b| b == 0),
+        "no byte may be written"
+    );
     assert_untouched(&device);
 }
 
@@ -173,7 +233,12 @@ fn depends_and_provides() {
     let artifact = device.artifact(
         "release-2",
         &image_bytes(256 << 10, 5),
-        &["--provides", "fw.version:7", "--artifact-name-depends", "release-0"],
+        &[
+            "--provides",
+            "fw.version:7",
+            "--artifact-name-depends",
+            "release-0",
+        ],
     );
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -183,7 +248,14 @@ fn depends_and_provides() {
     let ok = device.artifact(
         "release-3",
         &image_bytes(256 << 10, 5),
-        &["--provides", "fw.version:7", "--artifact-name-depends", "release-1", "--clears-provides", "rootfs-image.*"],
+        &[
+            "--provides",
+            "fw.version:7",
+            "--artifact-name-depends",
+            "release-1",
+            "--clears-provides",
+            "rootfs-image.*",
+        ],
     );
     device.otalite_ok(&["install", ok.to_str().unwrap()]);
     device.otalite_ok(&["commit"]);
@@ -200,7 +272,17 @@ fn module_images_are_refused_clearly() {
     let artifact = device.root().join("module.mender");
     run_ok(
         Command::new("mender-artifact")
-            .args(["write", "module-image", "-T", "my-module", "-t", DEVICE_TYPE, "-n", "mod-1", "-f"])
+            .args([
+                "write",
+                "module-image",
+                "-T",
+                "my-module",
+                "-t",
+                DEVICE_TYPE,
+                "-n",
+                "mod-1",
+                "-f",
+            ])
             .arg(&file)
             .arg("-o")
             .arg(&artifact),
@@ -217,7 +299,11 @@ fn image_larger_than_the_slot_is_refused() {
     let artifact = device.artifact("release-2", &image_bytes(SLOT_SIZE as usize + 4096, 5), &[]);
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("larger than the inactive partition"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("larger than the inactive partition"),
+        "{}",
+        stderr(&out)
+    );
     assert_untouched(&device);
 }
 
@@ -230,20 +316,65 @@ fn reinstalling_the_same_image_writes_nothing() {
     device.otalite_ok(&["rollback"]);
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(stderr(&out).contains("0 blocks written, 3 unchanged blocks skipped"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 blocks written, 3 unchanged blocks skipped"),
+        "{}",
+        stderr(&out)
+    );
 }
 
-fn keys(device: &Device) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn keys(
+    device: &Device,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     require("openssl");
     let root = device.root();
     let rsa = root.join("rsa.pem");
     let ec = root.join("ec.pem");
-    run_ok(Command::new("openssl").args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out"]).arg(&rsa));
-    run_ok(Command::new("openssl").args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]).arg(&ec));
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:3072",
+                "-out",
+            ])
+            .arg(&rsa),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&ec),
+    );
     let rsa_pub = root.join("rsa.pub.pem");
     let ec_pub = root.join("ec.pub.pem");
-    run_ok(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&rsa).arg("-out").arg(&rsa_pub));
-    run_ok(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&ec).arg("-out").arg(&ec_pub));
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&rsa)
+            .arg("-out")
+            .arg(&rsa_pub),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&ec)
+            .arg("-out")
+            .arg(&ec_pub),
+    );
     (rsa, rsa_pub, ec, ec_pub)
 }
 
@@ -251,19 +382,33 @@ fn keys(device: &Device) -> (std::path::PathBuf, std::path::PathBuf, std::path::
 fn signatures_rsa_and_ecdsa() {
     let device = Device::new();
     let (rsa, rsa_pub, ec, ec_pub) = keys(&device);
-    device.write_config(&format!(r#", "ArtifactVerifyKeys": ["{}", "{}"]"#, ec_pub.display(), rsa_pub.display()));
+    device.write_config(&format!(
+        r#", "ArtifactVerifyKeys": ["{}", "{}"]"#,
+        ec_pub.display(),
+        rsa_pub.display()
+    ));
     let image = image_bytes(512 << 10, 2);
     // Unsigned: refused when a key is configured.
     let unsigned = device.artifact("unsigned", &image, &[]);
     let out = device.otalite(&["install", unsigned.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).to_lowercase().contains("sign"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("sign"),
+        "{}",
+        stderr(&out)
+    );
     assert_untouched(&device);
     // Signed with an unknown key: refused.
     let other_device = Device::new();
     let (other, _, _, _) = keys(&other_device);
     let wrong = device.artifact("wrong", &image, &["-k", other.to_str().unwrap()]);
-    assert_eq!(device.otalite(&["install", wrong.to_str().unwrap()]).status.code(), Some(1));
+    assert_eq!(
+        device
+            .otalite(&["install", wrong.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
     assert_untouched(&device);
     // RSA and ECDSA signed: accepted (the second and first key).
     for (name, key) in [("release-rsa", &rsa), ("release-ec", &ec)] {
@@ -283,9 +428,18 @@ fn state_scripts_run_in_order_and_a_failing_one_aborts() {
     let scripts = device.root().join("scripts-src");
     std::fs::create_dir_all(&scripts).unwrap();
     let mut args: Vec<String> = Vec::new();
-    for name in ["ArtifactInstall_Enter_01", "ArtifactInstall_Leave_01", "ArtifactCommit_Enter_01", "ArtifactCommit_Leave_01"] {
+    for name in [
+        "ArtifactInstall_Enter_01",
+        "ArtifactInstall_Leave_01",
+        "ArtifactCommit_Enter_01",
+        "ArtifactCommit_Leave_01",
+    ] {
         let path = scripts.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\necho {name} >> {}\n", log.display())).unwrap();
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {name} >> {}\n", log.display()),
+        )
+        .unwrap();
         args.push("--script".into());
         args.push(path.to_str().unwrap().into());
     }
@@ -300,7 +454,11 @@ fn state_scripts_run_in_order_and_a_failing_one_aborts() {
     let device = Device::new();
     let failing = scripts.join("ArtifactInstall_Enter_02_fail");
     std::fs::write(&failing, "#!/bin/sh\necho failing >&2\nexit 3\n").unwrap();
-    let artifact = device.artifact("release-2", &image_bytes(256 << 10, 1), &["--script", failing.to_str().unwrap()]);
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(256 << 10, 1),
+        &["--script", failing.to_str().unwrap()],
+    );
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("exit code 3"), "{}", stderr(&out));
@@ -313,14 +471,29 @@ fn configuration_errors_are_clear() {
     std::fs::write(device.root().join("etc/mender.conf"), "{ not json").unwrap();
     let out = device.otalite(&["commit"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("invalid configuration"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid configuration"),
+        "{}",
+        stderr(&out)
+    );
 
     let device = Device::new();
-    std::fs::write(device.root().join("etc/mender.conf"), format!(r#"{{"FwEnvConfig": "{}"}}"#, device.root().join("etc/fw_env.config").display())).unwrap();
+    std::fs::write(
+        device.root().join("etc/mender.conf"),
+        format!(
+            r#"{{"FwEnvConfig": "{}"}}"#,
+            device.root().join("etc/fw_env.config").display()
+        ),
+    )
+    .unwrap();
     let artifact = device.artifact("release-2", &image_bytes(4096, 1), &[]);
     let out = device.otalite(&["install", artifact.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("RootfsPartA and RootfsPartB must be set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("RootfsPartA and RootfsPartB must be set"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -330,10 +503,21 @@ fn fallback_config_and_case_insensitive_keys() {
     // Slots in the fallback file (as Yocto builds do), lower-case keys.
     std::fs::write(
         root.join("data/mender.conf"),
-        format!(r#"{{"rootfsparta": "{}", "ROOTFSPARTB": "{}"}}"#, root.join("mmcblk0p2").display(), root.join("mmcblk0p3").display()),
+        format!(
+            r#"{{"rootfsparta": "{}", "ROOTFSPARTB": "{}"}}"#,
+            root.join("mmcblk0p2").display(),
+            root.join("mmcblk0p3").display()
+        ),
     )
     .unwrap();
-    std::fs::write(root.join("etc/mender.conf"), format!(r#"{{"fwenvconfig": "{}"}}"#, root.join("etc/fw_env.config").display())).unwrap();
+    std::fs::write(
+        root.join("etc/mender.conf"),
+        format!(
+            r#"{{"fwenvconfig": "{}"}}"#,
+            root.join("etc/fw_env.config").display()
+        ),
+    )
+    .unwrap();
     let artifact = device.artifact("release-2", &image_bytes(4096 * 3, 1), &[]);
     device.otalite_ok(&["install", artifact.to_str().unwrap()]);
     assert_eq!(device.env_var("mender_boot_part"), "3");
@@ -362,10 +546,18 @@ fn install_over_http() {
         let (mut stream, _) = listener.accept().unwrap();
         let mut request = [0u8; 4096];
         let _ = stream.read(&mut request).unwrap();
-        write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bytes.len()).unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )
+        .unwrap();
         stream.write_all(&bytes).unwrap();
     });
-    device.otalite_ok(&["install", &format!("http://127.0.0.1:{port}/release-2.mender")]);
+    device.otalite_ok(&[
+        "install",
+        &format!("http://127.0.0.1:{port}/release-2.mender"),
+    ]);
     server.join().unwrap();
     assert_eq!(&device.slot(3)[..image.len()], &image[..]);
     // A server error is reported clearly.

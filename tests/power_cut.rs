@@ -12,16 +12,30 @@ use std::process::Stdio;
 use std::time::Instant;
 
 fn crash_at(device: &Device, point: &str, args: &[&str]) {
-    let output = run(device.command().env("OTALITE_TEST_CRASH_AT", point).args(args));
-    assert_eq!(output.status.signal(), Some(6), "{point}: expected the crash, got {:?}: {}", output.status, stderr(&output));
+    let output = run(device
+        .command()
+        .env("OTALITE_TEST_CRASH_AT", point)
+        .args(args));
+    assert_eq!(
+        output.status.signal(),
+        Some(6),
+        "{point}: expected the crash, got {:?}: {}",
+        output.status,
+        stderr(&output)
+    );
 }
 
 /// The env must be in exactly one of the two consistent states.
 fn env_state(device: &Device) -> (String, String) {
     let env = device.env();
-    let state = (env["mender_boot_part"].clone(), env["upgrade_available"].clone());
+    let state = (
+        env["mender_boot_part"].clone(),
+        env["upgrade_available"].clone(),
+    );
     assert!(
-        state == ("2".into(), "0".into()) || state == ("3".into(), "1".into()) || state == ("3".into(), "0".into()),
+        state == ("2".into(), "0".into())
+            || state == ("3".into(), "1".into())
+            || state == ("3".into(), "0".into()),
         "inconsistent env {env:?}"
     );
     assert_eq!(env["mender_boot_part_hex"], env["mender_boot_part"]);
@@ -35,7 +49,11 @@ fn installed(device: &Device) -> std::path::PathBuf {
 
 #[test]
 fn crash_during_install_steps() {
-    for point in ["install-before-save-installed", "install-before-set-trial", "install-after-set-trial"] {
+    for point in [
+        "install-before-save-installed",
+        "install-before-set-trial",
+        "install-after-set-trial",
+    ] {
         let device = Device::new();
         let artifact = installed(&device);
         crash_at(&device, point, &["install", artifact.to_str().unwrap()]);
@@ -43,7 +61,11 @@ fn crash_during_install_steps() {
         assert_eq!(device.show_artifact(), "release-1", "{point}");
         if state == ("2".into(), "0".into()) {
             // Never activated: nothing to commit, and a new install works.
-            assert_eq!(device.otalite(&["commit"]).status.code(), Some(2), "{point}");
+            assert_eq!(
+                device.otalite(&["commit"]).status.code(),
+                Some(2),
+                "{point}"
+            );
             device.otalite_ok(&["install", artifact.to_str().unwrap()]);
         }
         // Either way the update can now be committed.
@@ -55,7 +77,11 @@ fn crash_during_install_steps() {
 
 #[test]
 fn crash_during_commit_steps() {
-    for point in ["commit-before-save-committing", "commit-before-env-commit", "commit-after-env-commit"] {
+    for point in [
+        "commit-before-save-committing",
+        "commit-before-env-commit",
+        "commit-after-env-commit",
+    ] {
         let device = Device::new();
         device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
         crash_at(&device, point, &["commit"]);
@@ -65,7 +91,11 @@ fn crash_during_commit_steps() {
         assert!(out.status.success(), "{point}: {}", stderr(&out));
         assert_eq!(device.show_artifact(), "release-2", "{point}");
         assert_eq!(env_state(&device), ("3".into(), "0".into()), "{point}");
-        assert_eq!(device.otalite(&["commit"]).status.code(), Some(2), "{point}");
+        assert_eq!(
+            device.otalite(&["commit"]).status.code(),
+            Some(2),
+            "{point}"
+        );
     }
 }
 
@@ -77,7 +107,11 @@ fn crash_during_commit_then_bootloader_fallback() {
     device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
     crash_at(&device, "commit-before-env-commit", &["commit"]);
     let script = device.root().join("fallback.env");
-    std::fs::write(&script, "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\n").unwrap();
+    std::fs::write(
+        &script,
+        "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\n",
+    )
+    .unwrap();
     run_ok(
         std::process::Command::new("fw_setenv")
             .arg("-c")
@@ -93,7 +127,11 @@ fn crash_during_commit_then_bootloader_fallback() {
 
 #[test]
 fn crash_during_rollback_steps() {
-    for point in ["rollback-before-save-rolling-back", "rollback-before-env", "rollback-after-env"] {
+    for point in [
+        "rollback-before-save-rolling-back",
+        "rollback-before-env",
+        "rollback-after-env",
+    ] {
         let device = Device::new();
         device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
         crash_at(&device, point, &["rollback"]);
@@ -102,7 +140,11 @@ fn crash_during_rollback_steps() {
         assert!(out.status.success(), "{point}: {}", stderr(&out));
         assert_eq!(env_state(&device), ("2".into(), "0".into()), "{point}");
         assert_eq!(device.show_artifact(), "release-1", "{point}");
-        assert_eq!(device.otalite(&["rollback"]).status.code(), Some(2), "{point}");
+        assert_eq!(
+            device.otalite(&["rollback"]).status.code(),
+            Some(2),
+            "{point}"
+        );
     }
 }
 
@@ -120,8 +162,18 @@ fn sigkill_while_streaming() {
     let mut killed = 0;
     for step in 0..16u32 {
         // Overwrite the slot's start so every run writes again.
-        std::fs::write(device.root().join("mmcblk0p3"), vec![0u8; SLOT_SIZE as usize]).unwrap();
-        let mut child = device.command().args(["install", path]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::fs::write(
+            device.root().join("mmcblk0p3"),
+            vec![0u8; SLOT_SIZE as usize],
+        )
+        .unwrap();
+        let mut child = device
+            .command()
+            .args(["install", path])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(full * step / 16);
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -138,7 +190,10 @@ fn sigkill_while_streaming() {
             device.otalite_ok(&["rollback"]);
         }
     }
-    assert!(killed >= 8, "only {killed} of 16 runs were killed mid-install");
+    assert!(
+        killed >= 8,
+        "only {killed} of 16 runs were killed mid-install"
+    );
     // After all that, a clean install still works.
     device.otalite_ok(&["install", path]);
     assert_eq!(&device.slot(3)[..image.len()], &image[..]);

@@ -1,7 +1,7 @@
 //! A fake A/B device in a temp dir, driven through the real `otalite`
 //! binary, with artifacts written by the real `mender-artifact` and the
 //! boot environment read back by the real `fw_printenv`.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,11 +17,16 @@ pub fn require(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed (apt-get install mender-artifact libubootenv-tool u-boot-tools)");
+    assert!(
+        found,
+        "{tool} is not installed (apt-get install mender-artifact libubootenv-tool u-boot-tools)"
+    );
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     output
 }
 
@@ -53,7 +58,11 @@ pub fn image_bytes(len: usize, seed: u32) -> Vec<u8> {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
-                bytes.push(if block == 1 { b"otalite "[i % 8] } else { state as u8 });
+                bytes.push(if block == 1 {
+                    b"otalite "[i % 8]
+                } else {
+                    state as u8
+                });
             }
         }
     }
@@ -88,7 +97,12 @@ impl Device {
         std::fs::write(root.join("etc/env.txt"), "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\nbootlimit=1\n").unwrap();
         // Redundant environment: two copies in one file, as on real boards.
         let copy = root.join("etc/copy.bin");
-        run_ok(Command::new("mkenvimage").args(["-r", "-s", &ENV_SIZE.to_string(), "-o"]).arg(&copy).arg(root.join("etc/env.txt")));
+        run_ok(
+            Command::new("mkenvimage")
+                .args(["-r", "-s", &ENV_SIZE.to_string(), "-o"])
+                .arg(&copy)
+                .arg(root.join("etc/env.txt")),
+        );
         let copy = std::fs::read(&copy).unwrap();
         let mut env = copy.clone();
         let mut second = copy;
@@ -97,11 +111,19 @@ impl Device {
         std::fs::write(root.join("uboot.env"), env).unwrap();
         std::fs::write(
             root.join("etc/fw_env.config"),
-            format!("{0} 0x0 {1:#x}\n{0} {1:#x} {1:#x}\n", root.join("uboot.env").display(), ENV_SIZE),
+            format!(
+                "{0} 0x0 {1:#x}\n{0} {1:#x} {1:#x}\n",
+                root.join("uboot.env").display(),
+                ENV_SIZE
+            ),
         )
         .unwrap();
         std::fs::write(root.join("etc/artifact_info"), "artifact_name=release-1\n").unwrap();
-        std::fs::write(root.join("data/device_type"), format!("device_type={DEVICE_TYPE}\n")).unwrap();
+        std::fs::write(
+            root.join("data/device_type"),
+            format!("device_type={DEVICE_TYPE}\n"),
+        )
+        .unwrap();
         device.write_config(extra);
         device
     }
@@ -146,11 +168,18 @@ impl Device {
 
     /// The boot environment as the real `fw_printenv` reads it.
     pub fn env(&self) -> BTreeMap<String, String> {
-        let output = run_ok(Command::new("fw_printenv").arg("-c").arg(self.root().join("etc/fw_env.config")));
+        let output = run_ok(
+            Command::new("fw_printenv")
+                .arg("-c")
+                .arg(self.root().join("etc/fw_env.config")),
+        );
         String::from_utf8(output.stdout)
             .unwrap()
             .lines()
-            .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|line| {
+                line.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect()
     }
 
@@ -179,7 +208,11 @@ pub fn write_artifact(dir: &Path, name: &str, image: &[u8], extra: &[&str]) -> P
     std::fs::write(&image_path, image).unwrap();
     let out = dir.join(format!("{name}.mender"));
     let mut cmd = Command::new("mender-artifact");
-    cmd.args(["write", "rootfs-image", "-t", DEVICE_TYPE, "-n", name, "-f"]).arg(&image_path).arg("-o").arg(&out).args(extra);
+    cmd.args(["write", "rootfs-image", "-t", DEVICE_TYPE, "-n", name, "-f"])
+        .arg(&image_path)
+        .arg("-o")
+        .arg(&out)
+        .args(extra);
     run_ok(&mut cmd);
     out
 }

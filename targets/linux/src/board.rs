@@ -42,7 +42,12 @@ impl BootEnv for AnyEnv {
 fn uboot(path: &Path) -> Result<AnyEnv, String> {
     otalite_uboot::UbootEnv::open(path)
         .map(AnyEnv::Uboot)
-        .map_err(|e| format!("cannot open the U-Boot environment ({}): {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "cannot open the U-Boot environment ({}): {e}",
+                path.display()
+            )
+        })
 }
 
 fn grub(dir: &Path) -> Result<AnyEnv, String> {
