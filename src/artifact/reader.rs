@@ -635,9 +635,6 @@ impl<'w> ArtifactReader<'w> {
                 if self.seen == Seen::Data || index != b"0000" {
                     return Err(ArtifactError::TooManyPayloads);
                 }
-                if self.header.payload_type.is_none() {
-                    return Err(ArtifactError::UnexpectedPayload);
-                }
                 let compression = suffix
                     .strip_prefix(b".tar")
                     .and_then(Compression::from_suffix)
@@ -885,10 +882,7 @@ impl<'w> ArtifactReader<'w> {
             self.gate = Gate::Header;
             return Ok(Some(Event::HeaderReady));
         }
-        if self.payload_files == 0
-            || (self.header.payload_type.as_deref() == Some("rootfs-image")
-                && self.payload_files != 1)
-        {
+        if self.header.payload_type.as_deref() == Some("rootfs-image") && self.payload_files != 1 {
             return Err(ArtifactError::PayloadFileCount);
         }
         Ok(None)
@@ -1008,6 +1002,10 @@ impl<'w> ArtifactReader<'w> {
         }
         let path = self.inner.path();
         if member == Member::Payload {
+            if self.header.payload_type.is_none() {
+                // Bootstrap artifacts carry an empty data tar.
+                return Err(ArtifactError::UnexpectedPayload);
+            }
             let name = core::str::from_utf8(path)
                 .map_err(|_| ArtifactError::InvalidFileName(Member::Payload))?;
             if !valid_file_name(path) {
