@@ -25,13 +25,20 @@
 
 mod header;
 mod inflate;
+mod json;
 mod manifest;
 mod reader;
 mod tar;
 pub mod verify;
 
-pub use header::{ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue};
-pub use reader::{ArtifactError, ArtifactReader, Compression, Event};
+pub use header::{
+    ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue, MAX_SCRIPTS, MAX_SCRIPT_NAME_LEN,
+};
+#[cfg(feature = "alloc")]
+pub use inflate::{MAX_XZ_DICT, MAX_ZSTD_WINDOW};
+pub use manifest::{MAX_MANIFEST_LINE_LEN, MAX_MANIFEST_PATH_LEN};
+pub use reader::{ArtifactError, ArtifactReader, Compression, Event, Member, MAX_METADATA_LEN};
+pub use tar::{TarError, MAX_PATH_LEN, MAX_PAX_LEN};
 
 /// Longest artifact name, group or device type the reader keeps.
 pub const MAX_NAME_LEN: usize = 128;
