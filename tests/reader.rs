@@ -750,3 +750,63 @@ fn never_panics_on_garbage_or_mutations() {
         let _ = run(&data, &[chunk], out);
     }
 }
+
+/// Prints the reader's size and throughput on 64 MiB payloads. Run with
+/// `cargo test --release -p otalite --test reader throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints numbers, asserts nothing"]
+fn throughput() {
+    println!(
+        "size_of::<ArtifactReader>() = {}",
+        core::mem::size_of::<ArtifactReader<'static>>()
+    );
+    let dir = TempDir::new("bench");
+    let image = pseudo_random(64 << 20, 11);
+    std::fs::write(dir.0.join("img.ext4"), &image).unwrap();
+    for compression in ["none", "gzip", "lzma"] {
+        let Some(artifact) = mender_artifact(
+            &[
+                "write",
+                "rootfs-image",
+                "-t",
+                "b",
+                "-n",
+                "r",
+                "-f",
+                "img.ext4",
+                "-o",
+                "out.mender",
+                "--compression",
+                compression,
+            ],
+            &dir.0,
+        ) else {
+            return;
+        };
+        let mut window = vec![0u8; WINDOW_LEN];
+        let mut output = vec![0u8; 256 * 1024];
+        let start = std::time::Instant::now();
+        let mut reader = ArtifactReader::new(&mut window).unwrap();
+        let mut pos = 0;
+        let mut total = 0usize;
+        loop {
+            let end = (pos + 256 * 1024).min(artifact.len());
+            let (event, n) = reader.feed(&artifact[pos..end], &mut output).unwrap();
+            pos += n;
+            match event {
+                Event::SignatureCheck => reader.verify_signature(&[]).unwrap(),
+                Event::HeaderReady => reader.accept_header(),
+                Event::PayloadData(n) => total += n,
+                Event::Done => break,
+                _ => {}
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(total, image.len());
+        println!(
+            "{compression}: {} MiB payload in {secs:.3} s = {:.0} MiB/s",
+            total >> 20,
+            (total >> 20) as f64 / secs
+        );
+    }
+}

@@ -1,8 +1,8 @@
 //! Typed view of `header-info` and `headers/0000/type-info`.
 
 use super::{
-    MAX_CLEARS, MAX_DEPENDS_VALUES, MAX_DEVICE_TYPES, MAX_KEY_LEN, MAX_NAME_LEN, MAX_PROVIDES,
-    MAX_VALUE_LEN,
+    MAX_CLEARS, MAX_DEPENDS, MAX_DEPENDS_VALUES, MAX_DEVICE_TYPES, MAX_KEY_LEN, MAX_NAME_LEN,
+    MAX_PROVIDES, MAX_VALUE_LEN,
 };
 // (MAX_KEY_LEN etc. also bound the parsers below.)
 use heapless::{String, Vec};
@@ -44,7 +44,7 @@ pub struct ArtifactHeader {
     pub device_types: Vec<String<MAX_NAME_LEN>, MAX_DEVICE_TYPES>,
     /// All other depends: `artifact_name` / `artifact_group` lists from
     /// header-info and every type-info depends.
-    pub depends: Vec<Depends, MAX_PROVIDES>,
+    pub depends: Vec<Depends, MAX_DEPENDS>,
     /// Type of the single payload; `None` for an empty (bootstrap) payload.
     pub payload_type: Option<String<MAX_KEY_LEN>>,
     /// Number of payload entries in header-info (clients support one).
