@@ -2,6 +2,8 @@
 //! artifacts from the real `mender-artifact`, the env read back by the real
 //! `fw_printenv`, slot bytes compared exactly.
 
+#![allow(clippy::std_instead_of_core)]
+
 mod common;
 
 use common::*;
@@ -335,26 +337,21 @@ fn keys(
     let root = device.root();
     let rsa = root.join("rsa.pem");
     let ec = root.join("ec.pem");
+    // mender-artifact 3.9 reads only the traditional (PKCS#1 / SEC1) forms.
     run_ok(
         Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:3072",
-                "-out",
-            ])
-            .arg(&rsa),
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&rsa)
+            .arg("3072"),
     );
     run_ok(
         Command::new("openssl")
             .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
                 "-out",
             ])
             .arg(&ec),
@@ -561,6 +558,7 @@ fn install_over_http() {
     server.join().unwrap();
     assert_eq!(&device.slot(3)[..image.len()], &image[..]);
     // A server error is reported clearly.
+    device.otalite_ok(&["rollback"]);
     let out = device.otalite(&["install", "http://127.0.0.1:1/none.mender"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot download"), "{}", stderr(&out));

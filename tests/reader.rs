@@ -564,7 +564,14 @@ fn signature_checkpoint() {
             reader.feed(&artifact[used..], &mut output),
             Err(ArtifactError::SignatureNotChecked)
         );
-        let keys = [VerifyKey::Placeholder];
+        // A real key that did not sign the fixture: an RSA key from the
+        // verify fixtures.
+        let other = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/keys/rsa2048.pub.pem"),
+        )
+        .unwrap();
+        let keys = [VerifyKey::from_pem(&other).unwrap()];
         let expected = if signed {
             ArtifactError::SignatureInvalid
         } else {
@@ -809,4 +816,38 @@ fn throughput() {
             (total >> 20) as f64 / secs
         );
     }
+}
+
+/// The signed fixture verifies with its own key through the real verifier,
+/// and the header records it.
+#[test]
+fn signed_fixture_verifies_with_its_key() {
+    use otalite::artifact::verify::VerifyKey;
+    let pem = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/artifacts/ecdsa-p256.pub.pem"),
+    )
+    .unwrap();
+    let key = VerifyKey::from_pem(&pem).unwrap();
+    let artifact = fixture("rootfs-gzip-signed.mender");
+    let mut window = vec![0u8; WINDOW_LEN];
+    let mut output = vec![0u8; 4096];
+    let mut reader = ArtifactReader::new(&mut window).unwrap();
+    let mut pos = 0;
+    loop {
+        let (event, n) = reader.feed(&artifact[pos..], &mut output).unwrap();
+        pos += n;
+        match event {
+            Event::SignatureCheck => reader
+                .verify_signature(core::slice::from_ref(&key))
+                .unwrap(),
+            Event::HeaderReady => {
+                assert!(reader.header().signed && reader.header().signature_verified);
+                reader.accept_header();
+            }
+            Event::Done => break,
+            _ => {}
+        }
+    }
+    reader.finish().unwrap();
 }

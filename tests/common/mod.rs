@@ -1,7 +1,7 @@
 //! A fake A/B device in a temp dir, driven through the real `otalite`
 //! binary, with artifacts written by the real `mender-artifact` and the
 //! boot environment read back by the real `fw_printenv`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

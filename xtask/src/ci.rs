@@ -7,8 +7,15 @@ use std::process::Command;
 use std::time::Instant;
 
 /// Fuzz targets and the seconds each gets in the smoke run.
-pub const FUZZ_TARGETS: &[&str] =
-    &["artifact_reader", "config", "device_files", "verify_key", "store_record", "uboot_env", "grub_env"];
+pub const FUZZ_TARGETS: &[&str] = &[
+    "artifact_reader",
+    "config",
+    "device_files",
+    "verify_key",
+    "store_record",
+    "uboot_env",
+    "grub_env",
+];
 const FUZZ_SECONDS: u32 = 15;
 
 struct Step {
@@ -26,8 +33,15 @@ fn run_step(steps: &mut Vec<Step>, name: &str, mut command: Command) {
     let started = Instant::now();
     let ok = command.status().map(|s| s.success()).unwrap_or(false);
     let seconds = started.elapsed().as_secs_f64();
-    eprintln!("<== {name}: {} in {seconds:.1} s", if ok { "ok" } else { "FAILED" });
-    steps.push(Step { name: name.to_string(), ok, seconds });
+    eprintln!(
+        "<== {name}: {} in {seconds:.1} s",
+        if ok { "ok" } else { "FAILED" }
+    );
+    steps.push(Step {
+        name: name.to_string(),
+        ok,
+        seconds,
+    });
 }
 
 /// Runs the CI steps from the workspace root.
@@ -42,23 +56,62 @@ pub fn ci(args: &[&str]) -> Result<()> {
     run_step(&mut steps, "rustfmt", fmt);
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run_step(&mut steps, "clippy (workspace, all targets)", clippy);
 
     let mut clippy_core = cargo();
-    clippy_core.args(["clippy", "-p", "otalite", "--no-default-features", "--", "-D", "warnings"]);
+    clippy_core.args([
+        "clippy",
+        "-p",
+        "otalite",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run_step(&mut steps, "clippy (core, no_std, no alloc)", clippy_core);
 
     let mut nostd = cargo();
-    nostd.args(["build", "-p", "otalite", "--no-default-features", "--target", "thumbv7em-none-eabihf"]);
-    run_step(&mut steps, "core builds for thumbv7em-none-eabihf (no_std, no heap)", nostd);
+    nostd.args([
+        "build",
+        "-p",
+        "otalite",
+        "--no-default-features",
+        "--target",
+        "thumbv7em-none-eabihf",
+    ]);
+    run_step(
+        &mut steps,
+        "core builds for thumbv7em-none-eabihf (no_std, no heap)",
+        nostd,
+    );
 
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
-    run_step(&mut steps, "tests (unit, interop with real tools, end-to-end, power cuts)", tests);
+    run_step(
+        &mut steps,
+        "tests (unit, interop with real tools, end-to-end, power cuts)",
+        tests,
+    );
 
     let mut docs = cargo();
-    docs.args(["doc", "--no-deps", "-p", "otalite", "-p", "otalite-uboot", "-p", "otalite-grub"]);
+    docs.args([
+        "doc",
+        "--no-deps",
+        "-p",
+        "otalite",
+        "-p",
+        "otalite-uboot",
+        "-p",
+        "otalite-grub",
+    ]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
     run_step(&mut steps, "rustdoc without warnings", docs);
 
@@ -66,12 +119,23 @@ pub fn ci(args: &[&str]) -> Result<()> {
     if selftest.exists() && is_root() {
         let mut command = Command::new("bash");
         command.arg(selftest);
-        run_step(&mut steps, "reference device (real mender in a mount namespace)", command);
+        run_step(
+            &mut steps,
+            "reference device (real mender in a mount namespace)",
+            command,
+        );
     }
 
     if !quick {
         let mut musl = cargo();
-        musl.args(["build", "--release", "-p", "otalite-linux", "--target", "aarch64-unknown-linux-musl"]);
+        musl.args([
+            "build",
+            "--release",
+            "-p",
+            "otalite-linux",
+            "--target",
+            "aarch64-unknown-linux-musl",
+        ]);
         run_step(&mut steps, "static aarch64-unknown-linux-musl binary", musl);
         let binary = root.join("target/aarch64-unknown-linux-musl/release/otalite");
         if let Ok(meta) = std::fs::metadata(&binary) {
@@ -84,14 +148,30 @@ pub fn ci(args: &[&str]) -> Result<()> {
             // `cargo +nightly` needs rustup's cargo proxy, not $CARGO.
             let mut fuzz = Command::new("cargo");
             fuzz.current_dir(root.join("fuzz"));
-            fuzz.args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={FUZZ_SECONDS}")]);
-            run_step(&mut steps, &format!("fuzz smoke {target} ({FUZZ_SECONDS} s)"), fuzz);
+            fuzz.args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={FUZZ_SECONDS}"),
+            ]);
+            run_step(
+                &mut steps,
+                &format!("fuzz smoke {target} ({FUZZ_SECONDS} s)"),
+                fuzz,
+            );
         }
     }
 
     eprintln!("\nsummary:");
     for step in &steps {
-        eprintln!("  {:6} {:6.1} s  {}", if step.ok { "ok" } else { "FAILED" }, step.seconds, step.name);
+        eprintln!(
+            "  {:6} {:6.1} s  {}",
+            if step.ok { "ok" } else { "FAILED" },
+            step.seconds,
+            step.name
+        );
     }
     let failed = steps.iter().filter(|s| !s.ok).count();
     let passed = steps.len() - failed;
@@ -103,5 +183,9 @@ pub fn ci(args: &[&str]) -> Result<()> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }

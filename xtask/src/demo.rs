@@ -29,7 +29,9 @@ fn need(tool: &str, package: &str) -> Result<()> {
 }
 
 fn run(command: &mut Command) -> Result<String> {
-    let output = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !output.status.success() {
         bail!(
             "{command:?} failed ({}):\n{}{}",
@@ -68,16 +70,26 @@ impl Demo {
             .arg("-c")
             .arg(self.dir.join("etc/fw_env.config"))
             .args(["mender_boot_part", "upgrade_available", "bootcount"]))?;
-        println!("   boot env (fw_printenv): {}", env.split_whitespace().collect::<Vec<_>>().join(" "));
+        println!(
+            "   boot env (fw_printenv): {}",
+            env.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         let name = run(&mut self.otalite(&["show-artifact"]))?;
-        println!("   running artifact (otalite show-artifact): {}", name.trim());
+        println!(
+            "   running artifact (otalite show-artifact): {}",
+            name.trim()
+        );
         Ok(())
     }
 
     fn set_env(&self, lines: &str) -> Result<()> {
         let script = self.dir.join("setenv.txt");
         std::fs::write(&script, lines)?;
-        run(Command::new("fw_setenv").arg("-c").arg(self.dir.join("etc/fw_env.config")).arg("-s").arg(&script))?;
+        run(Command::new("fw_setenv")
+            .arg("-c")
+            .arg(self.dir.join("etc/fw_env.config"))
+            .arg("-s")
+            .arg(&script))?;
         Ok(())
     }
 }
@@ -124,7 +136,10 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("cargo build failed");
     }
-    let demo = Demo { dir: root.join("target/demo"), binary: root.join("target/release/otalite") };
+    let demo = Demo {
+        dir: root.join("target/demo"),
+        binary: root.join("target/release/otalite"),
+    };
     let dir = &demo.dir;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -133,14 +148,20 @@ pub fn demo(_args: &[&str]) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub))?;
     }
 
-    say(&format!("device: two {SLOT_MIB} MiB file-backed slots and a redundant U-Boot env in {}", dir.display()));
+    say(&format!(
+        "device: two {SLOT_MIB} MiB file-backed slots and a redundant U-Boot env in {}",
+        dir.display()
+    ));
     for slot in ["mmcblk0p2", "mmcblk0p3"] {
         std::fs::File::create(dir.join(slot))?.set_len(SLOT_MIB << 20)?;
     }
     let env_txt = dir.join("etc/env.txt");
     std::fs::write(&env_txt, "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\nbootlimit=1\n")?;
     let copy = dir.join("etc/env-copy.bin");
-    run(Command::new("mkenvimage").args(["-r", "-s", ENV_SIZE, "-o"]).arg(&copy).arg(&env_txt))?;
+    run(Command::new("mkenvimage")
+        .args(["-r", "-s", ENV_SIZE, "-o"])
+        .arg(&copy)
+        .arg(&env_txt))?;
     let copy = std::fs::read(&copy)?;
     let mut env = copy.clone();
     env.extend_from_slice(&copy);
@@ -148,7 +169,10 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     let env_path = dir.join("uboot.env");
     std::fs::write(
         dir.join("etc/fw_env.config"),
-        format!("{0} 0x0 {ENV_SIZE}\n{0} {ENV_SIZE} {ENV_SIZE}\n", env_path.display()),
+        format!(
+            "{0} 0x0 {ENV_SIZE}\n{0} {ENV_SIZE} {ENV_SIZE}\n",
+            env_path.display()
+        ),
     )?;
     std::fs::write(
         dir.join("etc/mender.conf"),
@@ -163,17 +187,33 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     std::fs::write(dir.join("etc/artifact_info"), "artifact_name=release-1\n")?;
     demo.show_env()?;
 
-    say(&format!("artifact: a {IMAGE_MIB} MiB rootfs image packed by mender-artifact (gzip)"));
+    say(&format!(
+        "artifact: a {IMAGE_MIB} MiB rootfs image packed by mender-artifact (gzip)"
+    ));
     let image_path = dir.join("rootfs-release-2.img");
     let image_bytes = image(IMAGE_MIB << 20);
     std::fs::write(&image_path, &image_bytes)?;
     let artifact = dir.join("release-2.mender");
     run(Command::new("mender-artifact")
-        .args(["write", "rootfs-image", "-t", "demo-board", "-n", "release-2", "--compression", "gzip", "-f"])
+        .args([
+            "write",
+            "rootfs-image",
+            "-t",
+            "demo-board",
+            "-n",
+            "release-2",
+            "--compression",
+            "gzip",
+            "-f",
+        ])
         .arg(&image_path)
         .arg("-o")
         .arg(&artifact))?;
-    println!("   {} ({} bytes)", artifact.display(), std::fs::metadata(&artifact)?.len());
+    println!(
+        "   {} ({} bytes)",
+        artifact.display(),
+        std::fs::metadata(&artifact)?.len()
+    );
 
     say("a corrupted copy is refused, and nothing changes");
     let mut corrupted = std::fs::read(&artifact)?;
@@ -181,15 +221,22 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     corrupted[at] ^= 0x55;
     let corrupted_path = dir.join("corrupted.mender");
     std::fs::write(&corrupted_path, corrupted)?;
-    let output = demo.otalite(&["install", corrupted_path.to_str().unwrap_or_default()]).output()?;
+    let output = demo
+        .otalite(&["install", corrupted_path.to_str().unwrap_or_default()])
+        .output()?;
     println!("   exit code {:?}", output.status.code());
-    for line in String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains("level=error")) {
+    for line in String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.contains("level=error"))
+    {
         println!("   {line}");
     }
     demo.show_env()?;
 
     say("otalite install release-2.mender (streams into the inactive slot, then switches the bootloader)");
-    let status = demo.otalite(&["install", artifact.to_str().unwrap_or_default()]).status()?;
+    let status = demo
+        .otalite(&["install", artifact.to_str().unwrap_or_default()])
+        .status()?;
     if !status.success() {
         bail!("otalite install failed: {status}");
     }

@@ -278,7 +278,10 @@ impl<B: BootControl> Device<B> {
                     .unwrap_or_default()
             );
             let mut partition = FilePartition::open(&active.inactive).map_err(Failure::error)?;
-            let mut hooks = Hooks::new(self.paths.artifact_scripts());
+            let scripts_dir = self.paths.artifact_scripts();
+            let mut hooks = Hooks::new(scripts_dir.clone()).map_err(|e| {
+                Failure::error(format!("cannot prepare {}: {e}", scripts_dir.display()))
+            })?;
             let buffers = BUFFERS.try_init_with(|| Buffers {
                 input: [0; CHUNK_LEN],
                 output: [0; CHUNK_LEN],
@@ -534,12 +537,20 @@ struct Hooks {
 }
 
 impl Hooks {
-    fn new(dir: PathBuf) -> Self {
-        Self {
+    /// Empties `<DATA>/scripts`: scripts of an earlier artifact must never
+    /// run for this one. Scripts arrive inside the header, before it is
+    /// accepted; they only ever run after the whole artifact verified.
+    fn new(dir: PathBuf) -> std::io::Result<Self> {
+        match fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        fs::create_dir_all(&dir)?;
+        Ok(Self {
             dir,
             current: None,
             progress: Progress::new(),
-        }
+        })
     }
 }
 
@@ -547,12 +558,6 @@ impl InstallHooks for Hooks {
     type Error = std::io::Error;
 
     fn header_accepted(&mut self, header: &ArtifactHeader) -> std::io::Result<()> {
-        // Scripts of an earlier artifact must never run for this one.
-        match fs::remove_dir_all(&self.dir) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-        fs::create_dir_all(&self.dir)?;
         fs::write(
             self.dir.join("version"),
             format!("{}\n", header.format_version),
