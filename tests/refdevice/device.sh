@@ -5,6 +5,7 @@
 #   device.sh create  <workdir> <slot-size-MiB> <device_type> <artifact_name>
 #   device.sh run     <workdir> -- <command...>
 #   device.sh env     <workdir>            # fw_printenv -c <workdir>/fw_env.config
+#   device.sh reset   <workdir>            # env and data back to "fresh", slots kept
 #   device.sh destroy <workdir>            # detach this workdir's loop devices
 #
 # Layout of <workdir> (everything the device owns lives here):
@@ -31,7 +32,7 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 ENV_SIZE=0x4000
 
 die() { echo "device.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,9p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,10p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root (loop devices, mount namespace)"; }
 
@@ -61,6 +62,17 @@ attach_slots() {
     mv "$w/loops.tmp" "$w/loops"
 }
 
+# Redundant env: copy 0 active (flag 1), copy 1 identical but flag 0.
+write_env() {
+    local w=$1
+    printf 'mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n' >"$w/uboot.env.txt"
+    mkenvimage -r -s "$ENV_SIZE" -o "$w/uboot.env.copy" "$w/uboot.env.txt"
+    cat "$w/uboot.env.copy" "$w/uboot.env.copy" >"$w/uboot.env.new"
+    printf '\0' | dd of="$w/uboot.env.new" bs=1 seek=$((ENV_SIZE + 4)) conv=notrunc status=none
+    mv "$w/uboot.env.new" "$w/uboot.env"
+    rm -f "$w/uboot.env.copy" "$w/uboot.env.txt"
+}
+
 cmd_create() {
     need_root
     [ $# -eq 4 ] || usage
@@ -73,12 +85,7 @@ cmd_create() {
     rm -f "$w/slot-a.img" "$w/slot-b.img"
     truncate -s "${size}M" "$w/slot-a.img" "$w/slot-b.img"
 
-    # Redundant env: copy 0 active (flag 1), copy 1 identical but flag 0.
-    printf 'mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n' >"$w/uboot.env.txt"
-    mkenvimage -r -s "$ENV_SIZE" -o "$w/uboot.env.copy" "$w/uboot.env.txt"
-    cat "$w/uboot.env.copy" "$w/uboot.env.copy" >"$w/uboot.env"
-    printf '\0' | dd of="$w/uboot.env" bs=1 seek=$((ENV_SIZE + 4)) conv=notrunc status=none
-    rm -f "$w/uboot.env.copy" "$w/uboot.env.txt"
+    write_env "$w"
     printf '# device.sh: redundant U-Boot env in a file\n%s 0x0 %s\n%s %s %s\n' \
         "$w/uboot.env" "$ENV_SIZE" "$w/uboot.env" "$ENV_SIZE" "$ENV_SIZE" >"$w/fw_env.config"
     fw_printenv -c "$w/fw_env.config" mender_boot_part >/dev/null ||
@@ -97,6 +104,7 @@ cmd_create() {
 }
 EOF
     echo "artifact_name=$name" >"$w/upper/etc/mender/artifact_info"
+    echo "$name" >"$w/artifact_name"
     cp "$w/fw_env.config" "$w/upper/etc/fw_env.config"
     echo "device_type=$dt" >"$w/data/device_type"
 
@@ -118,6 +126,17 @@ cmd_env() {
     local w; w=$(abs_workdir "${1:-}")
     [ -f "$w/fw_env.config" ] || die "$w is not a device workdir"
     fw_printenv -c "$w/fw_env.config"
+}
+
+# Back to the state right after `create` (slot contents kept): fresh env,
+# empty data dir except device_type, original artifact_info, no reboot log.
+cmd_reset() {
+    local w; w=$(abs_workdir "${1:-}")
+    [ -f "$w/fw_env.config" ] && [ -f "$w/data/device_type" ] || die "$w is not a device workdir"
+    write_env "$w"
+    find "$w/data" -mindepth 1 -maxdepth 1 ! -name device_type -exec rm -rf -- {} +
+    [ -f "$w/artifact_name" ] && echo "artifact_name=$(cat "$w/artifact_name")" >"$w/upper/etc/mender/artifact_info"
+    : >"$w/reboot.log"
 }
 
 cmd_destroy() {
@@ -194,6 +213,7 @@ case "${1:-}" in
     create) shift; cmd_create "$@" ;;
     run) shift; cmd_run "$@" ;;
     env) shift; cmd_env "$@" ;;
+    reset) shift; cmd_reset "$@" ;;
     destroy) shift; cmd_destroy "$@" ;;
     __inner) shift; cmd_inner "$@" ;;
     *) usage ;;

@@ -79,6 +79,16 @@ check "show-artifact = release-2 (got '$NAME')" test "$NAME" = release-2
 check "host /etc/mender/artifact_info not created" test ! -e /etc/mender/artifact_info
 check "host /etc/fw_env.config not created" test ! -e /etc/fw_env.config
 
+"$DEVICE" reset "$W"
+check "reset: mender_boot_part=2, upgrade_available=0" \
+    test "$(envvar mender_boot_part)$(envvar upgrade_available)" = 20
+NAME=$("$DEVICE" run "$W" -- "$MENDER" --no-syslog show-artifact 2>/dev/null)
+check "reset: show-artifact = release-1 (got '$NAME')" test "$NAME" = release-1
+OUT=$("$DEVICE" run "$W" -- "$MENDER" --no-syslog install "$TMP/a.mender" 2>&1)
+check "re-install after reset exits 0" test $? = 0
+check "re-install: mender_boot_part=3" test "$(envvar mender_boot_part)" = 3
+echo "$OUT" | grep -F "optimized block-device writer" | sed 's/^/    | /'
+
 "$DEVICE" destroy "$W"
 check "destroy: no loop device backed by the workdir" \
     test -z "$(losetup -n -l -O BACK-FILE | grep -F "$W/" || true)"
