@@ -25,13 +25,20 @@
 
 mod header;
 mod inflate;
+mod json;
 mod manifest;
 mod reader;
 mod tar;
 pub mod verify;
 
-pub use header::{ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue};
-pub use reader::{ArtifactError, ArtifactReader, Compression, Event};
+pub use header::{
+    ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue, MAX_SCRIPTS, MAX_SCRIPT_NAME_LEN,
+};
+#[cfg(feature = "alloc")]
+pub use inflate::{MAX_XZ_DICT, MAX_ZSTD_WINDOW};
+pub use manifest::{MAX_MANIFEST_LINE_LEN, MAX_MANIFEST_PATH_LEN};
+pub use reader::{ArtifactError, ArtifactReader, Compression, Event, Member, MAX_METADATA_LEN};
+pub use tar::{TarError, MAX_PATH_LEN, MAX_PAX_LEN};
 
 /// Longest artifact name, group or device type the reader keeps.
 pub const MAX_NAME_LEN: usize = 128;
@@ -43,14 +50,16 @@ pub const MAX_VALUE_LEN: usize = 128;
 pub const MAX_DEVICE_TYPES: usize = 16;
 /// Most values in one depends list.
 pub const MAX_DEPENDS_VALUES: usize = 8;
-/// Most provides (and most depends keys) in one header.
+/// Most provides in one header.
 pub const MAX_PROVIDES: usize = 16;
+/// Most depends keys in one header (header-info and type-info together).
+pub const MAX_DEPENDS: usize = 8;
 /// Most `clears_artifact_provides` patterns.
 pub const MAX_CLEARS: usize = 16;
 /// Longest payload file name or script name.
 pub const MAX_FILE_NAME_LEN: usize = 128;
 /// Most manifest lines.
-pub const MAX_MANIFEST_ENTRIES: usize = 64;
+pub const MAX_MANIFEST_ENTRIES: usize = 32;
 /// Longest decoded signature (RSA 4096 = 512 bytes; DER ECDSA <= 72).
 pub const MAX_SIGNATURE_LEN: usize = 512;
 /// Size of the caller-provided inflate window: gzip needs 32 KiB.

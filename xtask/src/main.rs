@@ -1,20 +1,28 @@
 //! Project automation: `cargo xtask ci | demo | bench`.
 
 mod bench;
+mod ci;
+mod demo;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask bench install [--size-mib N] [--runs N] [--all]\n";
+const USAGE: &str =
+    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all]\n";
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
+        ["ci", rest @ ..] => ci::ci(rest),
+        ["demo", rest @ ..] => demo::demo(rest),
         ["bench", rest @ ..] => bench::bench(rest),
-        ["-h" | "--help" | "help"] => {
-            print!("{USAGE}{}", bench::USAGE);
-            return ExitCode::SUCCESS;
-        }
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

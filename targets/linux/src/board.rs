@@ -1,6 +1,10 @@
-//! Picks the board's bootloader environment, like the reference picks its
-//! env tools: GRUB (grub-mender-grubenv) when configured or found, else
-//! U-Boot through `fw_env.config`.
+//! Picks the board's bootloader environment, in the reference's order of
+//! env tools (grub-mender-grubenv first, then U-Boot's fw_env):
+//!
+//! 1. `GrubEnvDir` in mender.conf: GRUB;
+//! 2. `FwEnvConfig` in mender.conf: U-Boot;
+//! 3. a grub-mender-grubenv directory found as the reference finds it: GRUB;
+//! 4. `/etc/fw_env.config`: U-Boot.
 
 use otalite::board::BootEnv;
 use otalite::config::MenderConfig;
@@ -13,6 +17,8 @@ pub const DEFAULT_FW_ENV_CONFIG: &str = "/etc/fw_env.config";
 pub enum AnyEnv {
     /// U-Boot (libubootenv format).
     Uboot(otalite_uboot::UbootEnv),
+    /// GRUB (grub-mender-grubenv layout).
+    Grub(otalite_grub::GrubEnv),
 }
 
 impl BootEnv for AnyEnv {
@@ -21,14 +27,33 @@ impl BootEnv for AnyEnv {
     fn read(&mut self, name: &str, value: &mut [u8]) -> Result<Option<usize>, String> {
         match self {
             Self::Uboot(env) => env.read(name, value).map_err(|e| e.to_string()),
+            Self::Grub(env) => env.read(name, value).map_err(|e| e.to_string()),
         }
     }
 
     fn write(&mut self, vars: &[(&str, Option<&str>)]) -> Result<(), String> {
         match self {
             Self::Uboot(env) => env.write(vars).map_err(|e| e.to_string()),
+            Self::Grub(env) => env.write(vars).map_err(|e| e.to_string()),
         }
     }
+}
+
+fn uboot(path: &Path) -> Result<AnyEnv, String> {
+    otalite_uboot::UbootEnv::open(path)
+        .map(AnyEnv::Uboot)
+        .map_err(|e| {
+            format!(
+                "cannot open the U-Boot environment ({}): {e}",
+                path.display()
+            )
+        })
+}
+
+fn grub(dir: &Path) -> Result<AnyEnv, String> {
+    otalite_grub::GrubEnv::open(dir)
+        .map(AnyEnv::Grub)
+        .map_err(|e| format!("cannot open the GRUB environment ({}): {e}", dir.display()))
 }
 
 /// Opens the bootloader environment named by the configuration.
@@ -36,23 +61,22 @@ impl BootEnv for AnyEnv {
 /// # Errors
 /// A message naming what was tried.
 pub fn open_env(config: &MenderConfig) -> Result<AnyEnv, String> {
-    let fw_env: PathBuf = config
-        .fw_env_config
-        .as_deref()
-        .unwrap_or(DEFAULT_FW_ENV_CONFIG)
-        .into();
-    if Path::new(&fw_env).exists() {
-        return otalite_uboot::UbootEnv::open(&fw_env)
-            .map(AnyEnv::Uboot)
-            .map_err(|e| {
-                format!(
-                    "cannot open the U-Boot environment ({}): {e}",
-                    fw_env.display()
-                )
-            });
+    if let Some(dir) = config.grub_env_dir.as_deref() {
+        return grub(Path::new(dir));
+    }
+    if let Some(path) = config.fw_env_config.as_deref() {
+        return uboot(Path::new(path));
+    }
+    if let Ok(dir) = otalite_grub::find_env_dir(Path::new("/")) {
+        return grub(&dir);
+    }
+    let fw_env = PathBuf::from(DEFAULT_FW_ENV_CONFIG);
+    if fw_env.exists() {
+        return uboot(&fw_env);
     }
     Err(format!(
-        "no bootloader environment found: {} does not exist (set FwEnvConfig in mender.conf, or create it)",
+        "no bootloader environment found: neither a grub-mender-grubenv directory nor {} exists \
+         (set GrubEnvDir or FwEnvConfig in mender.conf)",
         fw_env.display()
     ))
 }

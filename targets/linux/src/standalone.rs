@@ -31,6 +31,15 @@ pub const EXIT_NOTHING: i32 = 2;
 /// Exit code: installed, a reboot is needed (`--reboot-exit-code`).
 pub const EXIT_REBOOT: i32 = 4;
 
+/// Test hook for power-cut tests: when `OTALITE_TEST_CRASH_AT` names this
+/// point, the process aborts on the spot (no cleanup, no unwinding), as a
+/// `kill -9` or a power cut between two steps would stop it.
+pub fn crashpoint(name: &str) {
+    if std::env::var_os("OTALITE_TEST_CRASH_AT").is_some_and(|point| point == name) {
+        std::process::abort();
+    }
+}
+
 /// Partition block: the reference syncs every 1 MiB.
 pub const BLOCK_LEN: usize = 1 << 20;
 /// Source read and reader output chunks.
@@ -64,6 +73,21 @@ impl Failure {
 }
 
 type Outcome = Result<i32, Failure>;
+
+/// What [`Device::repair`] found and did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repaired {
+    /// Nothing was interrupted.
+    Nothing,
+    /// An installed update was no longer active in the boot env: dropped.
+    Discarded,
+    /// An interrupted commit was completed.
+    FinishedCommit,
+    /// An interrupted commit was undone by the bootloader's fallback.
+    CommitLost,
+    /// An interrupted rollback was completed.
+    FinishedRollback,
+}
 
 /// Everything a verb needs.
 pub struct Device<B> {
@@ -117,20 +141,21 @@ impl<B: BootControl> Device<B> {
 
     /// Finishes a commit or rollback that a power cut interrupted, and
     /// clears an install the bootloader has already undone.
-    fn repair(&mut self, record: &mut StateRecord) -> Result<(), Failure> {
+    fn repair(&mut self, record: &mut StateRecord) -> Result<Repaired, Failure> {
         let step = record.step.clone();
-        match step {
-            UpdateStep::Idle => return Ok(()),
+        let repaired = match step {
+            UpdateStep::Idle => return Ok(Repaired::Nothing),
             UpdateStep::Installed(pending) => {
                 let boot = self.boot_state()?;
                 if boot.upgrade_available && boot.boot_part == Some(pending.trial_part) {
-                    return Ok(());
+                    return Ok(Repaired::Nothing);
                 }
                 log::warn!(
                     "the installed update {} is not active in the boot environment (the bootloader rolled back, or the switch never happened); discarding it",
                     pending.provides.artifact_name
                 );
                 record.mark(UpdateStep::Idle);
+                Repaired::Discarded
             }
             UpdateStep::Committing(pending) => {
                 let boot = self.boot_state()?;
@@ -145,6 +170,8 @@ impl<B: BootControl> Device<B> {
                             .map_err(|e| Failure::error(format!("commit failed: {e}")))?;
                     }
                     record.installed = pending.provides;
+                    record.mark(UpdateStep::Idle);
+                    Repaired::FinishedCommit
                 } else {
                     log::error!(
                         "the commit of {} was interrupted and the bootloader went back to partition {:?}; keeping {}",
@@ -152,8 +179,9 @@ impl<B: BootControl> Device<B> {
                         boot.boot_part,
                         record.installed.artifact_name
                     );
+                    record.mark(UpdateStep::Idle);
+                    Repaired::CommitLost
                 }
-                record.mark(UpdateStep::Idle);
             }
             UpdateStep::RollingBack(pending) => {
                 log::info!(
@@ -167,9 +195,11 @@ impl<B: BootControl> Device<B> {
                         .map_err(|e| Failure::error(format!("rollback failed: {e}")))?;
                 }
                 record.mark(UpdateStep::Idle);
+                Repaired::FinishedRollback
             }
-        }
-        self.save(record)
+        };
+        self.save(record)?;
+        Ok(repaired)
     }
 
     fn layout(&self) -> Result<SlotLayout, Failure> {
@@ -322,8 +352,10 @@ impl<B: BootControl> Device<B> {
             trial_part: active.inactive_part,
             previous_part: active.active_part,
         };
+        crashpoint("install-before-save-installed");
         record.mark(UpdateStep::Installed(pending.clone()));
         self.save(&record)?;
+        crashpoint("install-before-set-trial");
         if let Err(error) = self.boot.set_trial(active.inactive_part) {
             record.mark(UpdateStep::Idle);
             self.save(&record)?;
@@ -332,6 +364,7 @@ impl<B: BootControl> Device<B> {
                 "cannot switch the bootloader to the new partition: {error}"
             )));
         }
+        crashpoint("install-after-set-trial");
         if let Err(error) = scripts.run(Group::ArtifactInstall, Action::Leave) {
             scripts.run_ignoring_errors(Group::ArtifactInstall, Action::Error);
             self.undo_install(&mut record, &pending)?;
@@ -357,11 +390,14 @@ impl<B: BootControl> Device<B> {
         record: &mut StateRecord,
         pending: &PendingUpdate,
     ) -> Result<(), Failure> {
+        crashpoint("rollback-before-save-rolling-back");
         record.mark(UpdateStep::RollingBack(pending.clone()));
         self.save(record)?;
+        crashpoint("rollback-before-env");
         self.boot
             .roll_back(pending.previous_part)
             .map_err(|e| Failure::error(format!("rollback failed: {e}")))?;
+        crashpoint("rollback-after-env");
         record.mark(UpdateStep::Idle);
         self.save(record)
     }
@@ -369,7 +405,20 @@ impl<B: BootControl> Device<B> {
     /// `commit`.
     pub fn commit(&mut self) -> Outcome {
         let (mut record, _) = self.load_record()?;
-        self.repair(&mut record)?;
+        match self.repair(&mut record)? {
+            Repaired::FinishedCommit => return Ok(EXIT_OK),
+            Repaired::CommitLost => {
+                return Err(Failure::error(
+                    "the interrupted commit could not be completed: the bootloader went back to the previous partition",
+                ))
+            }
+            Repaired::Discarded => {
+                return Err(Failure::error(
+                    "the installed update is not active: the bootloader rolled back to the previous partition (or the update was never activated); nothing committed",
+                ))
+            }
+            Repaired::Nothing | Repaired::FinishedRollback => {}
+        }
         let UpdateStep::Installed(pending) = record.step.clone() else {
             return Err(Failure {
                 message: "There is nothing to commit".into(),
@@ -396,11 +445,14 @@ impl<B: BootControl> Device<B> {
                 "{error}; the update was rolled back"
             )));
         }
+        crashpoint("commit-before-save-committing");
         record.mark(UpdateStep::Committing(pending.clone()));
         self.save(&record)?;
+        crashpoint("commit-before-env-commit");
         self.boot
             .commit()
             .map_err(|e| Failure::error(format!("commit failed: {e}")))?;
+        crashpoint("commit-after-env-commit");
         record.installed = pending.provides.clone();
         record.mark(UpdateStep::Idle);
         self.save(&record)?;
@@ -416,7 +468,9 @@ impl<B: BootControl> Device<B> {
     /// `rollback`.
     pub fn rollback(&mut self) -> Outcome {
         let (mut record, _) = self.load_record()?;
-        self.repair(&mut record)?;
+        if self.repair(&mut record)? == Repaired::FinishedRollback {
+            return Ok(EXIT_OK);
+        }
         let UpdateStep::Installed(pending) = record.step.clone() else {
             return Err(Failure {
                 message: "There is nothing to roll back".into(),

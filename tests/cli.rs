@@ -1,0 +1,567 @@
+//! End-to-end tests of the standalone CLI on a file-backed A/B device:
+//! artifacts from the real `mender-artifact`, the env read back by the real
+//! `fw_printenv`, slot bytes compared exactly.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn assert_untouched(device: &Device) {
+    let env = device.env();
+    assert_eq!(
+        env.get("mender_boot_part").map(String::as_str),
+        Some("2"),
+        "{env:?}"
+    );
+    assert_eq!(
+        env.get("upgrade_available").map(String::as_str),
+        Some("0"),
+        "{env:?}"
+    );
+    assert_eq!(device.show_artifact(), "release-1");
+    assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
+}
+
+#[test]
+fn install_commit_every_compression() {
+    for compression in ["none", "gzip", "lzma"] {
+        let device = Device::new();
+        let image = image_bytes(3 << 20 | 1234, 7);
+        let artifact = device.artifact("release-2", &image, &["--compression", compression]);
+        let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+        assert!(out.status.success(), "{compression}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Use 'commit' to update"));
+        // The image is in slot B, byte for byte; slot A is untouched.
+        let slot_b = device.slot(3);
+        assert_eq!(&slot_b[..image.len()], &image[..], "{compression}");
+        assert!(device.slot(2).iter().all(|&b| b == 0));
+        let env = device.env();
+        assert_eq!(env["mender_boot_part"], "3");
+        assert_eq!(env["mender_boot_part_hex"], "3");
+        assert_eq!(env["upgrade_available"], "1");
+        assert_eq!(env["bootcount"], "0");
+        // The name changes only at commit.
+        assert_eq!(device.show_artifact(), "release-1");
+        device.otalite_ok(&["commit"]);
+        assert_eq!(device.env_var("upgrade_available"), "0");
+        assert_eq!(device.env_var("mender_boot_part"), "3");
+        assert_eq!(device.show_artifact(), "release-2");
+        let provides = device.otalite_ok(&["show-provides"]);
+        assert!(provides.contains("artifact_name=release-2\n"), "{provides}");
+        assert!(
+            provides.contains("rootfs-image.version=release-2\n"),
+            "{provides}"
+        );
+        assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
+    }
+}
+
+#[test]
+fn zstd_artifact_made_by_repacking() {
+    // Debian's mender-artifact cannot write zstd: repack the data member.
+    let device = Device::new();
+    let image = image_bytes(1 << 20, 3);
+    let plain = device.artifact("release-2", &image, &["--compression", "none"]);
+    let work = device.root().join("repack");
+    std::fs::create_dir_all(&work).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&plain)
+            .arg("-C")
+            .arg(&work),
+    );
+    run_ok(
+        Command::new("zstd")
+            .args(["-q", "--rm", "-19"])
+            .arg(work.join("data/0000.tar")),
+    );
+    let members: Vec<&str> = vec!["version", "manifest", "header.tar", "data/0000.tar.zst"];
+    let zstd = device.root().join("release-2-zstd.mender");
+    run_ok(
+        Command::new("tar")
+            .args(["--format=ustar", "-cf"])
+            .arg(&zstd)
+            .arg("-C")
+            .arg(&work)
+            .args(&members),
+    );
+    let out = device.otalite(&["install", zstd.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+}
+
+#[test]
+fn rollback_restores_the_old_slot() {
+    let device = Device::new();
+    let artifact = device.artifact("release-2", &image_bytes(1 << 20, 1), &[]);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(device.env_var("mender_boot_part"), "3");
+    device.otalite_ok(&["rollback"]);
+    let env = device.env();
+    assert_eq!(env["mender_boot_part"], "2");
+    assert_eq!(env["mender_boot_part_hex"], "2");
+    assert_eq!(env["upgrade_available"], "0");
+    assert_eq!(device.show_artifact(), "release-1");
+    assert_eq!(device.otalite(&["rollback"]).status.code(), Some(2));
+}
+
+#[test]
+fn reboot_exit_code_and_second_install_refused_while_pending() {
+    let device = Device::new();
+    let artifact = device.artifact("release-2", &image_bytes(1 << 20, 1), &[]);
+    let out = device.otalite(&["install", "--reboot-exit-code", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let again = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already installed"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn bootloader_fallback_discards_the_pending_update() {
+    let device = Device::new();
+    let artifact = device.artifact("release-2", &image_bytes(1 << 20, 1), &[]);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    // What U-Boot's altbootcmd does when the trial boot fails.
+    run_ok(
+        Command::new("fw_setenv")
+            .arg("-c")
+            .arg(device.root().join("etc/fw_env.config"))
+            .args(["mender_boot_part", "2"]),
+    );
+    run_ok(
+        Command::new("fw_setenv")
+            .arg("-c")
+            .arg(device.root().join("etc/fw_env.config"))
+            .args(["upgrade_available", "0"]),
+    );
+    let out = device.otalite(&["commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(device.otalite(&["commit"]).status.code(), Some(2));
+    assert_eq!(device.show_artifact(), "release-1");
+    // A new install is possible again.
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+}
+
+#[test]
+fn corrupted_payload_is_refused_and_nothing_activated() {
+    let device = Device::new();
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(1 << 20, 5),
+        &["--compression", "none"],
+    );
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    // Flip one byte near the end of the payload (inside data/0000.tar).
+    let at = bytes.len() - 4096;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&artifact, bytes).unwrap();
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nothing was activated"),
+        "{}",
+        stderr(&out)
+    );
+    assert_untouched(&device);
+}
+
+#[test]
+fn truncated_artifacts_are_refused() {
+    let device = Device::new();
+    let artifact = device.artifact("release-2", &image_bytes(256 << 10, 5), &[]);
+    let bytes = std::fs::read(&artifact).unwrap();
+    for cut in [
+        0,
+        100,
+        512,
+        1536,
+        3000,
+        bytes.len() / 2,
+        bytes.len() - 1024,
+        bytes.len() - 1,
+    ] {
+        let truncated = device.root().join("truncated.mender");
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let out = device.otalite(&["install", truncated.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "cut {cut}: {}", stderr(&out));
+        assert_untouched(&device);
+    }
+}
+
+#[test]
+fn wrong_device_type_is_refused_before_writing() {
+    let device = Device::new();
+    let image = image_bytes(1 << 20, 5);
+    let image_path = device.root().join("other.img");
+    std::fs::write(&image_path, &image).unwrap();
+    let artifact = device.root().join("other.mender");
+    run_ok(
+        Command::new("mender-artifact")
+            .args([
+                "write",
+                "rootfs-image",
+                "-t",
+                "other-board",
+                "-n",
+                "release-2",
+                "-f",
+            ])
+            .arg(&image_path)
+            .arg("-o")
+            .arg(&artifact),
+    );
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("device type"), "{}", stderr(&out));
+    assert!(
+        device.slot(3).iter().all(|&b| b == 0),
+        "no byte may be written"
+    );
+    assert_untouched(&device);
+}
+
+#[test]
+fn depends_and_provides() {
+    let device = Device::new();
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(256 << 10, 5),
+        &[
+            "--provides",
+            "fw.version:7",
+            "--artifact-name-depends",
+            "release-0",
+        ],
+    );
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("dependency"), "{}", stderr(&out));
+    assert_untouched(&device);
+
+    let ok = device.artifact(
+        "release-3",
+        &image_bytes(256 << 10, 5),
+        &[
+            "--provides",
+            "fw.version:7",
+            "--artifact-name-depends",
+            "release-1",
+            "--clears-provides",
+            "rootfs-image.*",
+        ],
+    );
+    device.otalite_ok(&["install", ok.to_str().unwrap()]);
+    device.otalite_ok(&["commit"]);
+    let provides = device.otalite_ok(&["show-provides"]);
+    assert!(provides.contains("fw.version=7\n"), "{provides}");
+    assert!(provides.contains("artifact_name=release-3\n"), "{provides}");
+}
+
+#[test]
+fn module_images_are_refused_clearly() {
+    let device = Device::new();
+    let file = device.root().join("payload.bin");
+    std::fs::write(&file, b"hello").unwrap();
+    let artifact = device.root().join("module.mender");
+    run_ok(
+        Command::new("mender-artifact")
+            .args([
+                "write",
+                "module-image",
+                "-T",
+                "my-module",
+                "-t",
+                DEVICE_TYPE,
+                "-n",
+                "mod-1",
+                "-f",
+            ])
+            .arg(&file)
+            .arg("-o")
+            .arg(&artifact),
+    );
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rootfs-image"), "{}", stderr(&out));
+    assert_untouched(&device);
+}
+
+#[test]
+fn image_larger_than_the_slot_is_refused() {
+    let device = Device::new();
+    let artifact = device.artifact("release-2", &image_bytes(SLOT_SIZE as usize + 4096, 5), &[]);
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("larger than the inactive partition"),
+        "{}",
+        stderr(&out)
+    );
+    assert_untouched(&device);
+}
+
+#[test]
+fn reinstalling_the_same_image_writes_nothing() {
+    let device = Device::new();
+    let image = image_bytes(3 << 20, 9);
+    let artifact = device.artifact("release-2", &image, &[]);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    device.otalite_ok(&["rollback"]);
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("0 blocks written, 3 unchanged blocks skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn keys(
+    device: &Device,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    require("openssl");
+    let root = device.root();
+    let rsa = root.join("rsa.pem");
+    let ec = root.join("ec.pem");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:3072",
+                "-out",
+            ])
+            .arg(&rsa),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&ec),
+    );
+    let rsa_pub = root.join("rsa.pub.pem");
+    let ec_pub = root.join("ec.pub.pem");
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&rsa)
+            .arg("-out")
+            .arg(&rsa_pub),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&ec)
+            .arg("-out")
+            .arg(&ec_pub),
+    );
+    (rsa, rsa_pub, ec, ec_pub)
+}
+
+#[test]
+fn signatures_rsa_and_ecdsa() {
+    let device = Device::new();
+    let (rsa, rsa_pub, ec, ec_pub) = keys(&device);
+    device.write_config(&format!(
+        r#", "ArtifactVerifyKeys": ["{}", "{}"]"#,
+        ec_pub.display(),
+        rsa_pub.display()
+    ));
+    let image = image_bytes(512 << 10, 2);
+    // Unsigned: refused when a key is configured.
+    let unsigned = device.artifact("unsigned", &image, &[]);
+    let out = device.otalite(&["install", unsigned.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).to_lowercase().contains("sign"),
+        "{}",
+        stderr(&out)
+    );
+    assert_untouched(&device);
+    // Signed with an unknown key: refused.
+    let other_device = Device::new();
+    let (other, _, _, _) = keys(&other_device);
+    let wrong = device.artifact("wrong", &image, &["-k", other.to_str().unwrap()]);
+    assert_eq!(
+        device
+            .otalite(&["install", wrong.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_untouched(&device);
+    // RSA and ECDSA signed: accepted (the second and first key).
+    for (name, key) in [("release-rsa", &rsa), ("release-ec", &ec)] {
+        let signed = device.artifact(name, &image, &["-k", key.to_str().unwrap()]);
+        let out = device.otalite(&["install", signed.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        device.otalite_ok(&["commit"]);
+        assert_eq!(device.show_artifact(), name);
+        // Back to a state where the next install goes to the other slot.
+    }
+}
+
+#[test]
+fn state_scripts_run_in_order_and_a_failing_one_aborts() {
+    let device = Device::new();
+    let log = device.root().join("scripts.log");
+    let scripts = device.root().join("scripts-src");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let mut args: Vec<String> = Vec::new();
+    for name in [
+        "ArtifactInstall_Enter_01",
+        "ArtifactInstall_Leave_01",
+        "ArtifactCommit_Enter_01",
+        "ArtifactCommit_Leave_01",
+    ] {
+        let path = scripts.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {name} >> {}\n", log.display()),
+        )
+        .unwrap();
+        args.push("--script".into());
+        args.push(path.to_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let artifact = device.artifact("release-2", &image_bytes(256 << 10, 1), &args);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    device.otalite_ok(&["commit"]);
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(ran, "ArtifactInstall_Enter_01\nArtifactInstall_Leave_01\nArtifactCommit_Enter_01\nArtifactCommit_Leave_01\n");
+
+    // A failing ArtifactInstall_Enter script: nothing is activated.
+    let device = Device::new();
+    let failing = scripts.join("ArtifactInstall_Enter_02_fail");
+    std::fs::write(&failing, "#!/bin/sh\necho failing >&2\nexit 3\n").unwrap();
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(256 << 10, 1),
+        &["--script", failing.to_str().unwrap()],
+    );
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("exit code 3"), "{}", stderr(&out));
+    assert_untouched(&device);
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let device = Device::new();
+    std::fs::write(device.root().join("etc/mender.conf"), "{ not json").unwrap();
+    let out = device.otalite(&["commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid configuration"),
+        "{}",
+        stderr(&out)
+    );
+
+    let device = Device::new();
+    std::fs::write(
+        device.root().join("etc/mender.conf"),
+        format!(
+            r#"{{"FwEnvConfig": "{}"}}"#,
+            device.root().join("etc/fw_env.config").display()
+        ),
+    )
+    .unwrap();
+    let artifact = device.artifact("release-2", &image_bytes(4096, 1), &[]);
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("RootfsPartA and RootfsPartB must be set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn fallback_config_and_case_insensitive_keys() {
+    let device = Device::new();
+    let root = device.root();
+    // Slots in the fallback file (as Yocto builds do), lower-case keys.
+    std::fs::write(
+        root.join("data/mender.conf"),
+        format!(
+            r#"{{"rootfsparta": "{}", "ROOTFSPARTB": "{}"}}"#,
+            root.join("mmcblk0p2").display(),
+            root.join("mmcblk0p3").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/mender.conf"),
+        format!(
+            r#"{{"fwenvconfig": "{}"}}"#,
+            root.join("etc/fw_env.config").display()
+        ),
+    )
+    .unwrap();
+    let artifact = device.artifact("release-2", &image_bytes(4096 * 3, 1), &[]);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(device.env_var("mender_boot_part"), "3");
+}
+
+#[test]
+fn show_commands_match_the_reference_on_a_fresh_device() {
+    let device = Device::new();
+    assert_eq!(device.show_artifact(), "release-1");
+    assert_eq!(device.otalite_ok(&["show-provides"]), "");
+    std::fs::remove_file(device.root().join("etc/artifact_info")).unwrap();
+    assert_eq!(device.otalite(&["show-artifact"]).status.code(), Some(1));
+    assert_eq!(device.otalite(&["rollback"]).status.code(), Some(2));
+}
+
+#[test]
+fn install_over_http() {
+    let device = Device::new();
+    let image = image_bytes(2 << 20, 4);
+    let artifact = device.artifact("release-2", &image, &[]);
+    let bytes = std::fs::read(&artifact).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request).unwrap();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )
+        .unwrap();
+        stream.write_all(&bytes).unwrap();
+    });
+    device.otalite_ok(&[
+        "install",
+        &format!("http://127.0.0.1:{port}/release-2.mender"),
+    ]);
+    server.join().unwrap();
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+    // A server error is reported clearly.
+    let out = device.otalite(&["install", "http://127.0.0.1:1/none.mender"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot download"), "{}", stderr(&out));
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask ci [--quick]`: every check CI runs, one step each, with a
+//! summary. `--quick` skips the cross builds and the fuzz smoke run.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// Fuzz targets and the seconds each gets in the smoke run.
+pub const FUZZ_TARGETS: &[&str] =
+    &["artifact_reader", "config", "device_files", "verify_key", "store_record", "uboot_env", "grub_env"];
+const FUZZ_SECONDS: u32 = 15;
+
+struct Step {
+    name: String,
+    ok: bool,
+    seconds: f64,
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run_step(steps: &mut Vec<Step>, name: &str, mut command: Command) {
+    eprintln!("\n==> {name}: {command:?}");
+    let started = Instant::now();
+    let ok = command.status().map(|s| s.success()).unwrap_or(false);
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("<== {name}: {} in {seconds:.1} s", if ok { "ok" } else { "FAILED" });
+    steps.push(Step { name: name.to_string(), ok, seconds });
+}
+
+/// Runs the CI steps from the workspace root.
+pub fn ci(args: &[&str]) -> Result<()> {
+    let quick = args.contains(&"--quick");
+    let root = crate::workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    let mut steps = Vec::new();
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run_step(&mut steps, "rustfmt", fmt);
+
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run_step(&mut steps, "clippy (workspace, all targets)", clippy);
+
+    let mut clippy_core = cargo();
+    clippy_core.args(["clippy", "-p", "otalite", "--no-default-features", "--", "-D", "warnings"]);
+    run_step(&mut steps, "clippy (core, no_std, no alloc)", clippy_core);
+
+    let mut nostd = cargo();
+    nostd.args(["build", "-p", "otalite", "--no-default-features", "--target", "thumbv7em-none-eabihf"]);
+    run_step(&mut steps, "core builds for thumbv7em-none-eabihf (no_std, no heap)", nostd);
+
+    let mut tests = cargo();
+    tests.args(["test", "--workspace"]);
+    run_step(&mut steps, "tests (unit, interop with real tools, end-to-end, power cuts)", tests);
+
+    let mut docs = cargo();
+    docs.args(["doc", "--no-deps", "-p", "otalite", "-p", "otalite-uboot", "-p", "otalite-grub"]);
+    docs.env("RUSTDOCFLAGS", "-D warnings");
+    run_step(&mut steps, "rustdoc without warnings", docs);
+
+    let selftest = Path::new("tests/refdevice/selftest.sh");
+    if selftest.exists() && is_root() {
+        let mut command = Command::new("bash");
+        command.arg(selftest);
+        run_step(&mut steps, "reference device (real mender in a mount namespace)", command);
+    }
+
+    if !quick {
+        let mut musl = cargo();
+        musl.args(["build", "--release", "-p", "otalite-linux", "--target", "aarch64-unknown-linux-musl"]);
+        run_step(&mut steps, "static aarch64-unknown-linux-musl binary", musl);
+        let binary = root.join("target/aarch64-unknown-linux-musl/release/otalite");
+        if let Ok(meta) = std::fs::metadata(&binary) {
+            eprintln!("    aarch64 musl binary: {} bytes", meta.len());
+            let mut version = Command::new("qemu-aarch64-static");
+            version.arg(&binary).arg("--version");
+            run_step(&mut steps, "aarch64 binary runs under qemu-user", version);
+        }
+        for target in FUZZ_TARGETS {
+            // `cargo +nightly` needs rustup's cargo proxy, not $CARGO.
+            let mut fuzz = Command::new("cargo");
+            fuzz.current_dir(root.join("fuzz"));
+            fuzz.args(["+nightly", "fuzz", "run", target, "--", &format!("-max_total_time={FUZZ_SECONDS}")]);
+            run_step(&mut steps, &format!("fuzz smoke {target} ({FUZZ_SECONDS} s)"), fuzz);
+        }
+    }
+
+    eprintln!("\nsummary:");
+    for step in &steps {
+        eprintln!("  {:6} {:6.1} s  {}", if step.ok { "ok" } else { "FAILED" }, step.seconds, step.name);
+    }
+    let failed = steps.iter().filter(|s| !s.ok).count();
+    let passed = steps.len() - failed;
+    println!("ci: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} CI step(s) failed");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
