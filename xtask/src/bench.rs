@@ -263,6 +263,7 @@ struct Row {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Otalite,
+    OtaliteDevice,
     Mender,
     LimitWrite,
     LimitDecompress,
@@ -405,6 +406,10 @@ fn bench_install(opts: BenchOpts) -> Result<()> {
             })
         };
         add("otalite install", Kind::Otalite);
+        add(
+            "otalite install in device.sh (loop slot)",
+            Kind::OtaliteDevice,
+        );
         add("mender install (reference)", Kind::Mender);
         add("limit: dd image to slot, conv=fsync", Kind::LimitWrite);
         add(&format!("limit: {dname}"), Kind::LimitDecompress);
@@ -438,6 +443,7 @@ fn bench_install(opts: BenchOpts) -> Result<()> {
                 .1;
             let outcome = match row.kind {
                 Kind::Otalite => bench.run_otalite(artifact, false),
+                Kind::OtaliteDevice => bench.run_otalite_device(artifact),
                 Kind::Mender => bench.run_mender(artifact, false),
                 Kind::LimitWrite => bench.run_dd(&image),
                 Kind::LimitDecompress => {
@@ -640,6 +646,23 @@ impl Bench {
     /// slots, fresh env). `reinstall`: install once untimed, reset env and
     /// data (slots kept), then time the second install.
     fn run_mender(&mut self, artifact: &Path, reinstall: bool) -> Outcome {
+        self.run_in_device(
+            &["mender".into(), "--no-syslog".into()],
+            artifact,
+            reinstall,
+        )
+    }
+
+    /// `otalite install` in the same fake device as the reference (loop slot).
+    fn run_otalite_device(&mut self, artifact: &Path) -> Outcome {
+        let bin = self
+            .otalite
+            .clone()
+            .map_err(|e| format!("otalite not built: {e}"))?;
+        self.run_in_device(&[path_str(&bin)], artifact, false)
+    }
+
+    fn run_in_device(&mut self, program: &[String], artifact: &Path, reinstall: bool) -> Outcome {
         let dev = self.work.join("mender-dev");
         let dev_s = path_str(&dev);
         let sh = path_str(&self.device_sh);
@@ -658,12 +681,8 @@ impl Bench {
         ])
         .map_err(|e| e.to_string())?;
         self.devices.push(dev.clone());
-        let install: Vec<String> = vec![
-            "mender".into(),
-            "--no-syslog".into(),
-            "install".into(),
-            path_str(artifact),
-        ];
+        let mut install: Vec<String> = program.to_vec();
+        install.extend(["install".into(), path_str(artifact)]);
         if reinstall {
             let mut argv = vec![sh.clone(), "run".into(), dev_s.clone(), "--".into()];
             argv.extend(install.iter().cloned());
@@ -1015,7 +1034,8 @@ fn render(
          env (mender_boot_part=2): no block of the image matches, so the full image is written (both writers \
          skip blocks that already match, and a zeroed slot would let them skip the image's empty blocks). `otalite install` writes to a plain file slot (mender.conf RootfsPartA/B = files, FwEnvConfig = \
          a redundant env file); `mender install` runs in the fake device `tests/refdevice/device.sh` (slot = loop \
-         device on a file on the same disk), timed inside the namespace. Files are warm in the page cache. \
+         device on a file on the same disk), timed inside the namespace; the row \"otalite install in device.sh\" \
+         runs otalite exactly the same way (same loop slot, /etc/fw_env.config), the like-for-like comparison. Files are warm in the page cache. \
          Timing: `{TIME} -f '{TIME_FORMAT}'` (GNU time: wait4 rusage of the command and its children).\n",
         runs = opts.runs,
         size = opts.size_mib
@@ -1035,7 +1055,7 @@ fn render(
     );
     let _ = writeln!(
         s,
-        "- **÷ ref**: this row's median wall / `mender install` median wall, same compression;"
+        "- **÷ ref**: otalite row median wall / `mender install` median wall, same compression;"
     );
     let _ = writeln!(
         s,
@@ -1061,30 +1081,31 @@ fn render(
         let cpu = (!ok.is_empty()).then(|| median(ok.iter().map(|x| x.cpu).collect()));
         let rss = (!ok.is_empty())
             .then(|| median(ok.iter().map(|x| x.rss_kib as f64 / 1024.0).collect()));
-        let (ratio_ref, ratio_lim) = if matches!(r.kind, Kind::Otalite | Kind::Mender) {
-            let reference = find(r.comp, Kind::Mender);
-            let limit = match (
-                find(r.comp, Kind::LimitWrite),
-                find(r.comp, Kind::LimitDecompress),
-            ) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
+        let (ratio_ref, ratio_lim) =
+            if matches!(r.kind, Kind::Otalite | Kind::OtaliteDevice | Kind::Mender) {
+                let reference = find(r.comp, Kind::Mender);
+                let limit = match (
+                    find(r.comp, Kind::LimitWrite),
+                    find(r.comp, Kind::LimitDecompress),
+                ) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                let div = |x: Option<f64>| match (wall, x) {
+                    (Some(w), Some(x)) if x > 0.0 => Some(w / x),
+                    _ => None,
+                };
+                (
+                    if r.kind != Kind::Mender {
+                        div(reference)
+                    } else {
+                        None
+                    },
+                    div(limit),
+                )
+            } else {
+                (None, None)
             };
-            let div = |x: Option<f64>| match (wall, x) {
-                (Some(w), Some(x)) if x > 0.0 => Some(w / x),
-                _ => None,
-            };
-            (
-                if r.kind == Kind::Otalite {
-                    div(reference)
-                } else {
-                    None
-                },
-                div(limit),
-            )
-        } else {
-            (None, None)
-        };
         let mut note = String::new();
         if !ok.is_empty() {
             let lo = ok.iter().map(|x| x.wall).fold(f64::INFINITY, f64::min);
