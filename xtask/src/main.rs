@@ -1,12 +1,14 @@
 //! Project automation: `cargo xtask ci | demo | bench`.
 
+mod bench;
 mod ci;
 mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask ci [--quick] | demo | bench install [...]\n";
+const USAGE: &str =
+    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::ci(rest),
         ["demo", rest @ ..] => demo::demo(rest),
+        ["bench", rest @ ..] => bench::bench(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
