@@ -124,6 +124,11 @@ pub fn ci(args: &[&str]) -> Result<()> {
             "reference device (real mender in a mount namespace)",
             command,
         );
+        run_step(
+            &mut steps,
+            "mender vs otalite",
+            Command::new("tests/refdevice/compare.sh"),
+        );
     }
 
     if !quick {
