@@ -21,6 +21,18 @@ pub trait Partition: Read + Write + Seek {
     /// # Errors
     /// Storage errors.
     fn sync(&mut self) -> Result<(), Self::Error>;
+
+    /// Starts making the bytes written so far durable and may return before
+    /// they are. Called after every block to bound the amount of unsynced
+    /// data; [`Partition::sync`] is still called once at the end, before
+    /// anything is activated. The default waits ([`Partition::sync`]); a host
+    /// may overlap the wait with the next block's decompression.
+    ///
+    /// # Errors
+    /// Storage errors (possibly of an earlier background sync).
+    fn sync_background(&mut self) -> Result<(), Self::Error> {
+        self.sync()
+    }
 }
 
 /// Why writing the slot failed.
@@ -204,7 +216,7 @@ impl<'b> BlockWriter<'b> {
                 .seek(SeekFrom::Start(self.block_offset))
                 .map_err(WriteError::Storage)?;
             partition.write_all(block).map_err(WriteError::Storage)?;
-            partition.sync().map_err(WriteError::Storage)?;
+            partition.sync_background().map_err(WriteError::Storage)?;
             self.stats.blocks_written += 1;
         }
         self.block_offset += filled as u64;
@@ -250,6 +262,9 @@ impl<P: Partition + ?Sized> Partition for &mut P {
     }
     fn sync(&mut self) -> Result<(), Self::Error> {
         (**self).sync()
+    }
+    fn sync_background(&mut self) -> Result<(), Self::Error> {
+        (**self).sync_background()
     }
 }
 

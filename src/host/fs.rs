@@ -67,6 +67,60 @@ pub fn read_limited(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
 pub struct FilePartition {
     file: File,
     path: PathBuf,
+    syncer: Option<Syncer>,
+}
+
+/// A thread that runs `fdatasync` on request, so the wait overlaps the next
+/// block's work. At most one request is outstanding: a new one first waits
+/// for the previous result, which bounds the unsynced data to two blocks.
+#[derive(Debug)]
+struct Syncer {
+    requests: std::sync::mpsc::SyncSender<()>,
+    results: std::sync::mpsc::Receiver<io::Result<()>>,
+    outstanding: bool,
+}
+
+impl Syncer {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (requests, incoming) = std::sync::mpsc::sync_channel::<()>(1);
+        let (reply, results) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("otalite-sync".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                // Ends when the partition (the sender) is dropped.
+                while incoming.recv().is_ok() {
+                    if reply.send(file.sync_data()).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            requests,
+            results,
+            outstanding: false,
+        })
+    }
+
+    /// Waits for the outstanding request, if any, and returns its result.
+    fn wait(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.outstanding) {
+            return Ok(());
+        }
+        self.results
+            .recv()
+            .map_err(|_| io::Error::other("the sync thread stopped"))?
+    }
+
+    fn request(&mut self) -> io::Result<()> {
+        self.wait()?;
+        self.requests
+            .send(())
+            .map_err(|_| io::Error::other("the sync thread stopped"))?;
+        self.outstanding = true;
+        Ok(())
+    }
 }
 
 impl FilePartition {
@@ -88,6 +142,7 @@ impl FilePartition {
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            syncer: None,
         })
     }
 
@@ -130,7 +185,24 @@ impl Partition for FilePartition {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        if let Some(syncer) = &mut self.syncer {
+            syncer.wait()?;
+        }
         self.file.sync_data()
+    }
+
+    fn sync_background(&mut self) -> io::Result<()> {
+        if self.syncer.is_none() {
+            match Syncer::start(&self.file) {
+                Ok(syncer) => self.syncer = Some(syncer),
+                // No thread available: sync in the foreground instead.
+                Err(_) => return self.file.sync_data(),
+            }
+        }
+        match &mut self.syncer {
+            Some(syncer) => syncer.request(),
+            None => self.file.sync_data(),
+        }
     }
 }
 
