@@ -563,3 +563,47 @@ fn install_over_http() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot download"), "{}", stderr(&out));
 }
+
+#[test]
+fn format_v2_artifact_installs() {
+    let device = Device::new();
+    let image = image_bytes(1 << 20, 17);
+    let artifact = device.artifact("release-v2", &image, &["-v", "2"]);
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+    device.otalite_ok(&["commit"]);
+    assert_eq!(device.show_artifact(), "release-v2");
+    // A v2 artifact carries no type-info provides: the stored ones are cleared.
+    let provides = device.otalite_ok(&["show-provides"]);
+    assert_eq!(provides, "artifact_name=release-v2\n");
+}
+
+#[test]
+fn long_payload_file_name_uses_pax_or_gnu_headers() {
+    // Go's tar writer switches to extended headers for names over 100 bytes.
+    let device = Device::new();
+    let image = image_bytes(300 << 10, 19);
+    let long_name = "r".repeat(150);
+    let image_path = device.root().join(format!("{long_name}.img"));
+    std::fs::write(&image_path, &image).unwrap();
+    let artifact = device.root().join("long.mender");
+    run_ok(
+        Command::new("mender-artifact")
+            .args([
+                "write",
+                "rootfs-image",
+                "-t",
+                DEVICE_TYPE,
+                "-n",
+                "release-long",
+                "-f",
+            ])
+            .arg(&image_path)
+            .arg("-o")
+            .arg(&artifact),
+    );
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+}

@@ -11,7 +11,8 @@ pub const MAX_MANIFEST_LINE_LEN: usize = 64 + 2 + MAX_MANIFEST_PATH_LEN;
 
 /// Why the manifest was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ManifestError {
+#[non_exhaustive]
+pub enum ManifestError {
     /// A line is malformed (not `hex  path`).
     Syntax,
     /// A line is longer than [`MAX_MANIFEST_LINE_LEN`].
@@ -20,6 +21,17 @@ pub(crate) enum ManifestError {
     TooManyEntries,
     /// The same path twice.
     Duplicate,
+}
+
+impl core::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Syntax => f.write_str("a line is not of the form '<sha256 hex>  <path>'"),
+            Self::LineTooLong => write!(f, "a line is longer than {MAX_MANIFEST_LINE_LEN} bytes"),
+            Self::TooManyEntries => write!(f, "more than {} entries", super::MAX_MANIFEST_ENTRIES),
+            Self::Duplicate => f.write_str("a path is listed twice"),
+        }
+    }
 }
 
 /// One manifest line.

@@ -36,6 +36,7 @@ pub use header::{
 };
 #[cfg(feature = "alloc")]
 pub use inflate::{MAX_XZ_DICT, MAX_ZSTD_WINDOW};
+pub use manifest::ManifestError;
 pub use manifest::{MAX_MANIFEST_LINE_LEN, MAX_MANIFEST_PATH_LEN};
 pub use reader::{ArtifactError, ArtifactReader, Compression, Event, Member, MAX_METADATA_LEN};
 pub use tar::{TarError, MAX_PATH_LEN, MAX_PAX_LEN};
@@ -57,7 +58,7 @@ pub const MAX_DEPENDS: usize = 8;
 /// Most `clears_artifact_provides` patterns.
 pub const MAX_CLEARS: usize = 16;
 /// Longest payload file name or script name.
-pub const MAX_FILE_NAME_LEN: usize = 128;
+pub const MAX_FILE_NAME_LEN: usize = 255;
 /// Most manifest lines.
 pub const MAX_MANIFEST_ENTRIES: usize = 32;
 /// Longest decoded signature (RSA 4096 = 512 bytes; DER ECDSA <= 72).

@@ -163,7 +163,7 @@ pub enum ArtifactError {
     /// `version` is not `{"format":"mender","version":N}`.
     InvalidVersion,
     /// A manifest line is malformed, too long, duplicated or the table full.
-    InvalidManifest,
+    InvalidManifest(ManifestError),
     /// A file has no (or no unused) manifest entry.
     MissingManifestEntry(Member),
     /// A manifest entry matched no file.
@@ -235,7 +235,7 @@ impl core::fmt::Display for ArtifactError {
             Self::UnsupportedDelta => f.write_str("augmented (delta) artifacts are not supported"),
             Self::UnsupportedVersion(v) => write!(f, "unsupported artifact format version {v}"),
             Self::InvalidVersion => f.write_str("the version member is invalid"),
-            Self::InvalidManifest => f.write_str("the manifest is invalid"),
+            Self::InvalidManifest(why) => write!(f, "the manifest is invalid: {why}"),
             Self::MissingManifestEntry(m) => write!(f, "no manifest entry for {}", m.name()),
             Self::UnusedManifestEntry => {
                 f.write_str("a manifest entry matches no file in the artifact")
@@ -678,7 +678,7 @@ impl<'w> ArtifactReader<'w> {
                 self.hasher.update(chunk);
                 self.manifest
                     .feed(chunk)
-                    .map_err(|_| ArtifactError::InvalidManifest)
+                    .map_err(ArtifactError::InvalidManifest)
             }
             _ => self
                 .metadata
@@ -700,7 +700,7 @@ impl<'w> ArtifactReader<'w> {
             Body::Manifest => {
                 self.manifest
                     .end()
-                    .map_err(|_: ManifestError| ArtifactError::InvalidManifest)?;
+                    .map_err(ArtifactError::InvalidManifest)?;
                 self.manifest_digest = digest(&mut self.hasher);
                 let sum = self
                     .manifest

@@ -60,6 +60,7 @@ pub fn ci(args: &[&str]) -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--",
         "-D",
         "warnings",
@@ -100,6 +101,18 @@ pub fn ci(args: &[&str]) -> Result<()> {
         "tests (unit, interop with real tools, end-to-end, power cuts)",
         tests,
     );
+
+    let mut example = cargo();
+    example.args([
+        "run",
+        "--example",
+        "supervisor",
+        "--features",
+        "_test",
+        "--",
+    ]);
+    example.arg("tests/fixtures/artifacts/rootfs-gzip.mender");
+    run_step(&mut steps, "example: a supervisor drives the core", example);
 
     let mut docs = cargo();
     docs.args([
@@ -150,17 +163,26 @@ pub fn ci(args: &[&str]) -> Result<()> {
             run_step(&mut steps, "aarch64 binary runs under qemu-user", version);
         }
         for target in FUZZ_TARGETS {
-            // `cargo +nightly` needs rustup's cargo proxy, not $CARGO.
+            // `cargo +nightly` needs rustup's cargo proxy, not $CARGO. Without
+            // a nightly toolchain, stable with RUSTC_BOOTSTRAP=1 accepts the
+            // sanitizer flags cargo-fuzz passes.
             let mut fuzz = Command::new("cargo");
             fuzz.current_dir(root.join("fuzz"));
-            fuzz.args([
-                "+nightly",
-                "fuzz",
-                "run",
-                target,
-                "--",
-                &format!("-max_total_time={FUZZ_SECONDS}"),
-            ]);
+            if has_nightly() {
+                fuzz.arg("+nightly");
+            } else {
+                fuzz.env("RUSTC_BOOTSTRAP", "1");
+            }
+            fuzz.args(["fuzz", "run", target]);
+            // The working corpus (ignored by git) first, then the checked-in
+            // seeds: real artifacts, keys and configs.
+            let corpus = root.join("fuzz/corpus").join(target);
+            let _ = std::fs::create_dir_all(&corpus);
+            fuzz.arg(&corpus);
+            for seeds in fuzz_seeds(target) {
+                fuzz.arg(root.join(seeds));
+            }
+            fuzz.args(["--", &format!("-max_total_time={FUZZ_SECONDS}")]);
             run_step(
                 &mut steps,
                 &format!("fuzz smoke {target} ({FUZZ_SECONDS} s)"),
@@ -185,6 +207,28 @@ pub fn ci(args: &[&str]) -> Result<()> {
         bail!("{failed} CI step(s) failed");
     }
     Ok(())
+}
+
+/// Checked-in inputs each fuzz target starts from.
+fn fuzz_seeds(target: &str) -> &'static [&'static str] {
+    match target {
+        "artifact_reader" => &["tests/fixtures/artifacts"],
+        "verify_key" => &["tests/fixtures/keys"],
+        "config" | "device_files" | "uboot_env" | "grub_env" => &["fuzz/seeds/text"],
+        _ => &[],
+    }
+}
+
+fn has_nightly() -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("nightly"))
+        })
+        .unwrap_or(false)
 }
 
 fn is_root() -> bool {
