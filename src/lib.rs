@@ -38,6 +38,7 @@ pub mod crc32;
 pub mod device;
 pub mod install;
 pub mod partition;
+pub mod protocol;
 pub mod store;
 
 // Host code is std-only by definition.
