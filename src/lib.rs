@@ -30,6 +30,7 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+pub mod agent;
 pub mod artifact;
 pub mod base64;
 pub mod board;

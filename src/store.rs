@@ -21,6 +21,7 @@
 //! | `Installed` | payload fully written and verified, *before* the boot env is switched | if the env shows the trial (`upgrade_available=1`, `mender_boot_part` = trial): wait for `commit` / `rollback`; else the switch never happened or the bootloader fell back: back to `Idle` |
 //! | `Committing` | `commit` decided, before `upgrade_available=0` | finishes the commit (idempotent) and stores the new provides |
 //! | `RollingBack` | `rollback` decided, before the env points back | finishes the rollback (idempotent) |
+//! | `Downloading`, `Rebooting`, `Reporting` | managed mode only | see [`crate::agent`] |
 
 use crate::board::PartNumber;
 use crate::crc32::crc32;
@@ -35,6 +36,32 @@ pub const MAX_RECORD_LEN: usize = 16 * 1024;
 const HEADER_LEN: usize = 12;
 const CRC_LEN: usize = 4;
 
+/// Longest deployment id kept (the server uses 36-character UUIDs).
+pub const MAX_DEPLOYMENT_ID_LEN: usize = 64;
+
+/// A deployment id from the server.
+pub type DeploymentId = heapless::String<MAX_DEPLOYMENT_ID_LEN>;
+
+/// A deployment being downloaded (managed mode).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Downloading {
+    /// The server's deployment id.
+    pub deployment_id: DeploymentId,
+    /// The artifact the server announced.
+    pub artifact_name: crate::device::Name,
+}
+
+/// A final deployment status still to be delivered (managed mode).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FinalReport {
+    /// The server's deployment id.
+    pub deployment_id: DeploymentId,
+    /// `true` for `success`, `false` for `failure`.
+    pub success: bool,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+}
+
 /// An update that was written to the inactive slot.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingUpdate {
@@ -44,6 +71,8 @@ pub struct PendingUpdate {
     pub trial_part: PartNumber,
     /// The slot that was running when the update was installed.
     pub previous_part: PartNumber,
+    /// The server's deployment id (managed mode), `None` in standalone mode.
+    pub deployment_id: Option<DeploymentId>,
 }
 
 /// Where the device is in an update.
@@ -58,6 +87,12 @@ pub enum UpdateStep {
     Committing(PendingUpdate),
     /// The rollback was decided.
     RollingBack(PendingUpdate),
+    /// Managed mode: the payload is streaming into the inactive slot.
+    Downloading(Downloading),
+    /// Managed mode: the trial slot is set and the reboot was requested.
+    Rebooting(PendingUpdate),
+    /// Managed mode: the deployment ended; its final status is being sent.
+    Reporting(FinalReport),
 }
 
 /// The whole persisted state.
@@ -208,6 +243,7 @@ mod tests {
             provides: Provides::named("release-2"),
             trial_part: 3,
             previous_part: 2,
+            deployment_id: None,
         };
         StateRecord {
             installed,

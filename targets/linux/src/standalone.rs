@@ -145,6 +145,11 @@ impl<B: BootControl> Device<B> {
         let step = record.step.clone();
         let repaired = match step {
             UpdateStep::Idle => return Ok(Repaired::Nothing),
+            UpdateStep::Downloading(_) | UpdateStep::Rebooting(_) | UpdateStep::Reporting(_) => {
+                return Err(Failure::error(
+                    "a deployment from the server is in progress; the daemon finishes it (run 'otalite daemon')",
+                ))
+            }
             UpdateStep::Installed(pending) => {
                 let boot = self.boot_state()?;
                 if boot.upgrade_available && boot.boot_part == Some(pending.trial_part) {
@@ -354,6 +359,7 @@ impl<B: BootControl> Device<B> {
             provides: new_provides,
             trial_part: active.inactive_part,
             previous_part: active.active_part,
+            deployment_id: None,
         };
         crashpoint("install-before-save-installed");
         record.mark(UpdateStep::Installed(pending.clone()));
