@@ -72,6 +72,7 @@ fn run() -> Result<i32, Failure> {
                 paths,
                 config,
                 boot: MenderBootControl::new(env),
+                buffers: None,
             };
             match command {
                 cli::Command::Install {

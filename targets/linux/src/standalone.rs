@@ -94,6 +94,16 @@ pub struct Device<B> {
     pub paths: Paths,
     pub config: MenderConfig,
     pub boot: B,
+    /// The install buffers, taken from their `StaticCell` on first use and
+    /// kept for every later deployment of a long-running daemon.
+    pub buffers: Option<&'static mut Buffers>,
+}
+
+/// What an install needs to know before the first byte.
+pub struct Prepared {
+    pub device_type: String,
+    pub keys: Vec<VerifyKey>,
+    pub active: otalite::host::slot::ActiveSlot,
 }
 
 impl<B: BootControl> Device<B> {
@@ -236,16 +246,9 @@ impl<B: BootControl> Device<B> {
         Ok(keys)
     }
 
-    /// `install <location>`.
-    pub fn install(&mut self, location: &str, reboot_exit_code: bool) -> Outcome {
-        let (mut record, _) = self.load_record()?;
-        self.repair(&mut record)?;
-        if let UpdateStep::Installed(pending) = &record.step {
-            return Err(Failure::error(format!(
-                "update {} is already installed and waiting; run 'otalite commit' or 'otalite rollback' first",
-                pending.provides.artifact_name
-            )));
-        }
+    /// Device type, verification keys and the slots, checked before an
+    /// install starts.
+    pub fn prepare(&mut self) -> Result<Prepared, Failure> {
         let device_type_path = self.paths.device_type(&self.config);
         let device_type = read_limited(&device_type_path, 4096)
             .map_err(|e| e.to_string())
@@ -267,62 +270,98 @@ impl<B: BootControl> Device<B> {
             active.inactive.display(),
             active.inactive_part
         );
-        let scripts = self.scripts();
-        scripts.run(Group::Download, Action::Enter).map_err(|e| {
-            scripts.run_ignoring_errors(Group::Download, Action::Error);
-            Failure::error(e)
-        })?;
+        Ok(Prepared {
+            device_type: device_type.to_string(),
+            keys,
+            active,
+        })
+    }
 
-        let streamed = {
-            let mut source = source::open(location).map_err(Failure::error)?;
-            log::info!(
-                "installing artifact {location}{}",
-                source
-                    .size
-                    .map(|s| format!(" of size {s}"))
-                    .unwrap_or_default()
-            );
-            let mut partition = FilePartition::open(&active.inactive).map_err(Failure::error)?;
-            let scripts_dir = self.paths.artifact_scripts();
-            let mut hooks = Hooks::new(scripts_dir.clone()).map_err(|e| {
-                Failure::error(format!("cannot prepare {}: {e}", scripts_dir.display()))
-            })?;
-            let buffers = BUFFERS.try_init_with(|| Buffers {
+    /// Streams an artifact from `source` into the inactive slot and verifies
+    /// it; on `Ok` every check passed and nothing was activated yet.
+    pub fn stream(
+        &mut self,
+        prepared: &Prepared,
+        installed: &Provides,
+        source: &mut dyn std::io::Read,
+    ) -> Result<otalite::install::Streamed, Failure> {
+        let mut partition =
+            FilePartition::open(&prepared.active.inactive).map_err(Failure::error)?;
+        let scripts_dir = self.paths.artifact_scripts();
+        let mut hooks = Hooks::new(scripts_dir.clone()).map_err(|e| {
+            Failure::error(format!("cannot prepare {}: {e}", scripts_dir.display()))
+        })?;
+        if self.buffers.is_none() {
+            self.buffers = BUFFERS.try_init_with(|| Buffers {
                 input: [0; CHUNK_LEN],
                 output: [0; CHUNK_LEN],
                 window: [0; WINDOW_LEN],
                 block: [0; BLOCK_LEN],
                 compare: [0; CHUNK_LEN],
             });
-            let buffers =
-                buffers.ok_or_else(|| Failure::error("install buffers already in use"))?;
-            let device = DeviceFacts {
-                keys: &keys,
-                device_type: &device_type,
-                installed: &record.installed,
-            };
-            let result = stream_artifact(
-                &mut StdRead(&mut source),
-                &mut partition,
-                &mut hooks,
-                InstallBuffers {
-                    input: &mut buffers.input,
-                    output: &mut buffers.output,
-                    window: &mut buffers.window,
-                    block: &mut buffers.block,
-                    compare: &mut buffers.compare,
-                },
-                &device,
-            );
-            match result {
-                Ok(streamed) => streamed,
-                Err(error) => {
-                    hooks.progress.abandon();
-                    scripts.run_ignoring_errors(Group::Download, Action::Error);
-                    return Err(Failure::error(format!(
-                        "{error}; nothing was activated, the running system and boot configuration are unchanged"
-                    )));
-                }
+        }
+        let buffers = self
+            .buffers
+            .as_deref_mut()
+            .ok_or_else(|| Failure::error("install buffers already in use"))?;
+        let device = DeviceFacts {
+            keys: &prepared.keys,
+            device_type: &prepared.device_type,
+            installed,
+        };
+        let result = stream_artifact(
+            &mut StdRead(source),
+            &mut partition,
+            &mut hooks,
+            InstallBuffers {
+                input: &mut buffers.input,
+                output: &mut buffers.output,
+                window: &mut buffers.window,
+                block: &mut buffers.block,
+                compare: &mut buffers.compare,
+            },
+            &device,
+        );
+        result.map_err(|error| {
+            hooks.progress.abandon();
+            Failure::error(format!(
+                "{error}; nothing was activated, the running system and boot configuration are unchanged"
+            ))
+        })
+    }
+
+    /// `install <location>`.
+    pub fn install(&mut self, location: &str, reboot_exit_code: bool) -> Outcome {
+        let (mut record, _) = self.load_record()?;
+        self.repair(&mut record)?;
+        if let UpdateStep::Installed(pending) = &record.step {
+            return Err(Failure::error(format!(
+                "update {} is already installed and waiting; run 'otalite commit' or 'otalite rollback' first",
+                pending.provides.artifact_name
+            )));
+        }
+        let prepared = self.prepare()?;
+        let active = prepared.active.clone();
+        let scripts = self.scripts();
+        scripts.run(Group::Download, Action::Enter).map_err(|e| {
+            scripts.run_ignoring_errors(Group::Download, Action::Error);
+            Failure::error(e)
+        })?;
+
+        let mut source = source::open(location).map_err(Failure::error)?;
+        log::info!(
+            "installing artifact {location}{}",
+            source
+                .size
+                .map(|s| format!(" of size {s}"))
+                .unwrap_or_default()
+        );
+        let installed = record.installed.clone();
+        let streamed = match self.stream(&prepared, &installed, &mut source) {
+            Ok(streamed) => streamed,
+            Err(failure) => {
+                scripts.run_ignoring_errors(Group::Download, Action::Error);
+                return Err(failure);
             }
         };
         let header = streamed.header;
