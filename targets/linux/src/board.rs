@@ -80,3 +80,22 @@ pub fn open_env(config: &MenderConfig) -> Result<AnyEnv, String> {
         fw_env.display()
     ))
 }
+
+/// Reboots by running `reboot` from `PATH`, as the reference client does.
+#[allow(dead_code)] // Used by the daemon verb, wired with the server client.
+pub struct CommandReboot;
+
+impl otalite::board::Reboot for CommandReboot {
+    type Error = String;
+
+    fn reboot(&mut self) -> Result<(), String> {
+        let status = std::process::Command::new("reboot")
+            .status()
+            .map_err(|e| format!("cannot run reboot: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("reboot failed: {status}"))
+        }
+    }
+}

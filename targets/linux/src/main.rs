@@ -8,6 +8,9 @@
 
 mod board;
 mod cli;
+// The managed mode; the Mender server client lands next.
+#[allow(dead_code)]
+mod daemon;
 mod logger;
 mod progress;
 mod standalone;

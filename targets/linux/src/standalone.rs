@@ -64,7 +64,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn error(message: impl std::fmt::Display) -> Self {
+    pub fn error(message: impl std::fmt::Display) -> Self {
         Self {
             message: message.to_string(),
             code: EXIT_ERROR,
@@ -107,6 +107,11 @@ pub struct Prepared {
 }
 
 impl<B: BootControl> Device<B> {
+    /// The state script runner for this device's directories and timeouts.
+    pub fn scripts_runner(&self) -> ScriptRunner {
+        self.scripts()
+    }
+
     fn scripts(&self) -> ScriptRunner {
         ScriptRunner {
             rootfs_dir: self.paths.rootfs_scripts(),
@@ -124,7 +129,7 @@ impl<B: BootControl> Device<B> {
     }
 
     /// The stored record, or a fresh one named from `artifact_info`.
-    fn load_record(&self) -> Result<(StateRecord, bool), Failure> {
+    pub fn load_record(&self) -> Result<(StateRecord, bool), Failure> {
         if let Some(record) = state::load(&self.paths.data_dir).map_err(Failure::error)? {
             return Ok((record, true));
         }
