@@ -19,6 +19,12 @@ pub enum Command {
     ShowArtifact,
     /// `show-provides`.
     ShowProvides,
+    /// `daemon`.
+    Daemon,
+    /// `check-update`: SIGUSR1 to the daemon.
+    CheckUpdate,
+    /// `send-inventory`: SIGUSR2 to the daemon.
+    SendInventory,
     /// `--version`.
     Version,
     /// `--help` or `help`.
@@ -50,6 +56,9 @@ COMMANDS:
    rollback            Roll back the update. Returns (2) if no update in progress.
    show-artifact       Print the current artifact name.
    show-provides       Print the current provides.
+   daemon              Run as a service managed by a Mender server.
+   check-update        Make the running daemon check for an update now.
+   send-inventory      Make the running daemon send its inventory now.
 
 GLOBAL OPTIONS:
    --config FILE, -c FILE           Configuration FILE path. (default: \"/etc/mender/mender.conf\")
@@ -156,12 +165,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         Some("show-provides") => {
             no_operands("show-provides", &operands).map(|()| Command::ShowProvides)?
         }
-        Some(
-            other @ ("daemon" | "check-update" | "send-inventory" | "bootstrap" | "setup"
-            | "snapshot"),
-        ) => {
+        Some("daemon") => no_operands("daemon", &operands).map(|()| Command::Daemon)?,
+        Some("check-update") => {
+            no_operands("check-update", &operands).map(|()| Command::CheckUpdate)?
+        }
+        Some("send-inventory") => {
+            no_operands("send-inventory", &operands).map(|()| Command::SendInventory)?
+        }
+        Some(other @ ("bootstrap" | "setup" | "snapshot")) => {
             return Err(format!(
-                "'{other}' is not available in this version of otalite yet"
+                "'{other}' is not available in this version of otalite"
             ))
         }
         Some(other) => return Err(format!("unknown command '{other}'; see 'otalite --help'")),

@@ -13,6 +13,7 @@ mod cli;
 mod daemon;
 mod logger;
 mod progress;
+mod signals;
 mod standalone;
 
 use otalite::board::MenderBootControl;
@@ -62,6 +63,18 @@ fn run() -> Result<i32, Failure> {
         }
         cli::Command::ShowArtifact => standalone::show(&paths, false),
         cli::Command::ShowProvides => standalone::show(&paths, true),
+        cli::Command::CheckUpdate => signals::signal_daemon(&paths.data_dir, "USR1")
+            .map(|()| EXIT_OK)
+            .map_err(|message| Failure {
+                message,
+                code: EXIT_ERROR,
+            }),
+        cli::Command::SendInventory => signals::signal_daemon(&paths.data_dir, "USR2")
+            .map(|()| EXIT_OK)
+            .map_err(|message| Failure {
+                message,
+                code: EXIT_ERROR,
+            }),
         command => {
             let config = paths.load_config().map_err(|e| Failure {
                 message: e.to_string(),
@@ -84,6 +97,10 @@ fn run() -> Result<i32, Failure> {
                 } => device.install(&location, reboot_exit_code),
                 cli::Command::Commit => device.commit(),
                 cli::Command::Rollback => device.rollback(),
+                cli::Command::Daemon => Err(Failure {
+                    message: "'daemon' is not available in this build yet: the Mender server client is being integrated".into(),
+                    code: EXIT_ERROR,
+                }),
                 _ => Ok(EXIT_OK),
             }
         }
