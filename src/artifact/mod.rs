@@ -25,7 +25,7 @@
 
 mod header;
 mod inflate;
-mod json;
+pub(crate) mod json;
 mod manifest;
 mod reader;
 mod tar;

@@ -1,8 +1,11 @@
 //! Linux adapters (the `std` feature): files and block devices as slots,
 //! atomic files, the persisted state file, configuration and paths, active
-//! slot detection, artifact sources (file, HTTP) and state scripts.
+//! slot detection, artifact sources (file, HTTP), state scripts, and the
+//! device identity, inventory scripts and authentication key.
 
 pub mod fs;
+pub mod identity;
+pub mod keys;
 pub mod paths;
 pub mod scripts;
 pub mod slot;

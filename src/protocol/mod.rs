@@ -1,4 +1,15 @@
 //! Mender device-API messages (sans-IO): what the agent sends and how it
 //! reads the answers, without a heap. Transport lives in `crate::host`.
+//!
+//! Writers fill a caller buffer and return the length, or
+//! [`WriteError::BufferTooSmall`] with the exact size needed; nothing is
+//! truncated silently.
 
+pub mod auth;
+pub mod deployments;
 pub mod http;
+pub mod inventory;
+pub mod keyvalue;
+mod write;
+
+pub use write::WriteError;
