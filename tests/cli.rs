@@ -607,3 +607,42 @@ fn long_payload_file_name_uses_pax_or_gnu_headers() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(&device.slot(3)[..image.len()], &image[..]);
 }
+
+#[test]
+fn a_hanging_state_script_is_killed_with_its_children() {
+    let device = Device::with_config(r#", "StateScriptTimeoutSeconds": 1"#);
+    let pid_file = device.root().join("child.pid");
+    let script = device.root().join("ArtifactInstall_Enter_01_hang");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(64 << 10, 1),
+        &["--script", script.to_str().unwrap()],
+    );
+    let started = std::time::Instant::now();
+    let out = device.otalite(&["install", artifact.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_untouched(&device);
+    // The script's background child died with its process group.
+    let child = std::fs::read_to_string(&pid_file).unwrap();
+    // Dead means gone or a zombie waiting for init to reap it.
+    let state =
+        std::fs::read_to_string(format!("/proc/{}/status", child.trim())).unwrap_or_default();
+    let running = state
+        .lines()
+        .any(|l| l.starts_with("State:") && !l.contains("Z (zombie)"));
+    assert!(
+        !running,
+        "the script's child {} survived: {state}",
+        child.trim()
+    );
+}

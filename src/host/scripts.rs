@@ -245,7 +245,7 @@ impl ScriptRunner {
         let Some(status) = status else {
             // Kill the whole process group the script started.
             let _ = Command::new("kill")
-                .arg("-KILL")
+                .args(["-s", "KILL", "--"])
                 .arg(format!("-{}", child.id()))
                 .status();
             let _ = child.kill();
