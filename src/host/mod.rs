@@ -1,8 +1,10 @@
 //! Linux adapters (the `std` feature): files and block devices as slots,
 //! atomic files, the persisted state file, configuration and paths, active
-//! slot detection, artifact sources (file, HTTP) and state scripts.
+//! slot detection, artifact sources (file, HTTP), the managed mode's HTTPS
+//! client and state scripts.
 
 pub mod fs;
+pub mod http;
 pub mod paths;
 pub mod scripts;
 pub mod slot;

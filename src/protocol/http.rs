@@ -1135,18 +1135,18 @@ mod tests {
         let mut seed = 0x1234_5678_9abc_def0;
         let mut input = [0u8; 512];
         let mut output = [0u8; 64];
-        for round in 0..20_000 {
+        for round in 0..20_000usize {
             let len = (next_random(&mut seed) % 512) as usize;
             for byte in input.iter_mut().take(len) {
                 let pick = next_random(&mut seed);
-                *byte = if pick % 7 == 0 {
+                *byte = if pick.is_multiple_of(7) {
                     pick as u8
                 } else {
                     alphabet[(pick >> 8) as usize % alphabet.len()]
                 };
             }
             // Mutations of real heads too.
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 let sample = SAMPLE_HEADS[round / 2 % SAMPLE_HEADS.len()];
                 let count = sample.len().min(len);
                 input[..count].copy_from_slice(&sample[..count]);
