@@ -1,0 +1,291 @@
+//! A resuming artifact download (digest section 6).
+//!
+//! ```text
+//!  start: GET url (redirects followed) ── must be 200 + Content-Length
+//!    │
+//!  read ── body bytes ──► caller
+//!    │ read error / timeout / EOF before Content-Length
+//!    ▼
+//!  sleep(backoff.delay(attempt)), attempt += 1 (never reset)
+//!  GET url, Range: bytes=<received>-
+//!    206 + Content-Range bytes a-b/total, a <= received, total == length
+//!        ──► discard received - a bytes, go on reading
+//!    200, no/bad Content-Range, a > received, transport error ──► retry
+//!    total != length ──► LengthChanged (final)
+//!    backoff.delay() is None ──► ResumeFailed (final)
+//! ```
+
+#[allow(unused_imports)]
+use std::{format, prelude::rust_2021::*, vec};
+
+use std::io;
+use std::time::Duration;
+
+use crate::protocol::http::ContentRange;
+
+use super::{Body, HttpClient, HttpError, Url};
+
+/// Backoff schedule between resume attempts: the Go client's
+/// `GetExponentialBackoffTime`. The delay starts at `initial` and doubles
+/// every `tries_per_step` attempts; once it reaches `cap` it stays there
+/// (never below `initial`). With `max_attempts == 0` it gives up after
+/// `tries_per_step` attempts at the cap, otherwise after `max_attempts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay (1 minute in the reference).
+    pub initial: Duration,
+    /// Largest delay (`RetryPollIntervalSeconds` for download resumes).
+    pub cap: Duration,
+    /// Attempts per delay step (3 in the reference).
+    pub tries_per_step: u32,
+    /// Attempt limit; 0 = automatic (`tries_per_step` attempts at the cap).
+    pub max_attempts: u32,
+}
+
+impl Backoff {
+    /// The reference schedule for download resumes: 1 min steps doubling
+    /// every 3 tries, capped at `RetryPollIntervalSeconds`. With 300 s:
+    /// 1,1,1,2,2,2,4,4,4,5,5,5 minutes, then give up.
+    pub const fn mender(retry_poll_interval: Duration) -> Self {
+        Self {
+            initial: Duration::from_secs(60),
+            cap: retry_poll_interval,
+            tries_per_step: 3,
+            max_attempts: 0,
+        }
+    }
+
+    /// Delay before attempt number `tried` (0-based), or `None` to give up.
+    pub fn delay(&self, tried: u32) -> Option<Duration> {
+        if self.max_attempts > 0 && tried >= self.max_attempts {
+            return None;
+        }
+        let per_step = self.tries_per_step.max(1);
+        let mut interval = self.initial;
+        let mut next = self.initial;
+        let mut step_start: u32 = 0;
+        while step_start <= tried {
+            interval = next;
+            next = next.saturating_mul(2);
+            if interval >= self.cap {
+                if self.max_attempts == 0 && tried - step_start >= per_step {
+                    return None;
+                }
+                return Some(self.cap.max(self.initial));
+            }
+            step_start = step_start.saturating_add(per_step);
+            if step_start == u32::MAX {
+                break;
+            }
+        }
+        Some(interval)
+    }
+}
+
+/// A `GET` body that resumes with `Range` requests when the connection
+/// breaks, stalls (read timeout) or ends early. Every read has a timeout,
+/// the number of attempts is bounded, so a read never hangs for longer than
+/// about `io_timeout` plus the backoff schedule.
+pub struct Download {
+    client: HttpClient,
+    url: Url,
+    backoff: Backoff,
+    attempts: u32,
+    received: u64,
+    total: u64,
+    body: Option<Body>,
+}
+
+impl core::fmt::Debug for Download {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Download")
+            .field("url", &self.url)
+            .field("received", &self.received)
+            .field("total", &self.total)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Sends the first `GET` (following redirects) and checks for 200 and a
+    /// `Content-Length`. No retry here: the caller's
+    /// `fetch-install-retry-wait` handles a failed start.
+    ///
+    /// # Errors
+    /// Transport errors, a status other than 200
+    /// ([`HttpError::Status`]), no `Content-Length`
+    /// ([`HttpError::UnknownLength`]).
+    pub fn start(client: &HttpClient, url: &str, backoff: Backoff) -> Result<Self, HttpError> {
+        let url = Url::parse(url)?;
+        let (head, body) = client.get_following_redirects(&url, &[])?;
+        if head.status != 200 {
+            return Err(HttpError::Status {
+                status: head.status,
+                reason: head.reason.as_str().to_string(),
+            });
+        }
+        if head.chunked {
+            return Err(HttpError::UnknownLength);
+        }
+        let total = head.content_length.ok_or(HttpError::UnknownLength)?;
+        Ok(Self {
+            client: client.clone(),
+            url,
+            backoff,
+            attempts: 0,
+            received: 0,
+            total,
+            body: Some(body),
+        })
+    }
+
+    /// Bytes delivered so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The size announced by the first response.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Resume attempts made so far (never reset).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Reads body bytes, resuming as needed; 0 once `total` bytes were read.
+    ///
+    /// # Errors
+    /// [`HttpError::ResumeFailed`] when the backoff schedule gives up,
+    /// [`HttpError::LengthChanged`] when the file changed on the server.
+    pub fn read_body(&mut self, output: &mut [u8]) -> Result<usize, HttpError> {
+        if output.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let remaining = self.total - self.received;
+            if remaining == 0 {
+                return Ok(0);
+            }
+            let limit = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(output.len());
+            let error = match self.body.as_mut() {
+                Some(body) => match body.read(output.get_mut(..limit).unwrap_or_default()) {
+                    Ok(0) => HttpError::UnexpectedEof,
+                    Ok(count) => {
+                        self.received += count as u64;
+                        return Ok(count);
+                    }
+                    Err(error) => error,
+                },
+                None => HttpError::UnexpectedEof,
+            };
+            self.body = None;
+            warn!(
+                "download of {} broken at {}/{} bytes: {}",
+                self.url, self.received, self.total, error
+            );
+            self.resume(error)?;
+        }
+    }
+
+    /// Retries `Range` requests until one gives a usable body.
+    fn resume(&mut self, mut last_error: HttpError) -> Result<(), HttpError> {
+        loop {
+            let Some(delay) = self.backoff.delay(self.attempts) else {
+                return Err(HttpError::ResumeFailed {
+                    attempts: self.attempts,
+                    last: Box::new(last_error),
+                });
+            };
+            self.attempts += 1;
+            std::thread::sleep(delay);
+            match self.open_range() {
+                Ok(body) => {
+                    info!(
+                        "download of {} resumed at {} bytes (attempt {})",
+                        self.url, self.received, self.attempts
+                    );
+                    self.body = Some(body);
+                    return Ok(());
+                }
+                Err(error @ HttpError::LengthChanged { .. }) => return Err(error),
+                Err(error) => {
+                    warn!("resume attempt {} failed: {}", self.attempts, error);
+                    last_error = error;
+                }
+            }
+        }
+    }
+
+    fn open_range(&self) -> Result<Body, HttpError> {
+        let range = format!("bytes={}-", self.received);
+        let (head, mut body) = self
+            .client
+            .get_following_redirects(&self.url, &[("Range", &range)])?;
+        match head.status {
+            206 => {}
+            200 => {
+                return Err(HttpError::BadResume(
+                    "the server ignored the Range request (200)".to_string(),
+                ))
+            }
+            status => {
+                return Err(HttpError::Status {
+                    status,
+                    reason: head.reason.as_str().to_string(),
+                })
+            }
+        }
+        let Some(ContentRange::Bytes { first, last, total }) = head.content_range else {
+            return Err(HttpError::BadResume(
+                "206 without a byte Content-Range".to_string(),
+            ));
+        };
+        if let Some(found) = total.filter(|&found| found != self.total) {
+            return Err(HttpError::LengthChanged {
+                expected: self.total,
+                found,
+            });
+        }
+        if first > self.received || last < self.received || last >= self.total {
+            return Err(HttpError::BadResume(format!(
+                "Content-Range {first}-{last} does not fit offset {} of {}",
+                self.received, self.total
+            )));
+        }
+        // The server may start earlier than asked: skip what we have.
+        let mut surplus = self.received - first;
+        let mut scratch = [0u8; 4096];
+        while surplus > 0 {
+            let limit = usize::try_from(surplus)
+                .unwrap_or(usize::MAX)
+                .min(scratch.len());
+            let count = body.read(scratch.get_mut(..limit).unwrap_or_default())?;
+            if count == 0 {
+                return Err(HttpError::UnexpectedEof);
+            }
+            surplus -= count as u64;
+        }
+        Ok(body)
+    }
+}
+
+impl io::Read for Download {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.read_body(buffer).map_err(HttpError::into_io)
+    }
+}
+
+impl embedded_io::ErrorType for Download {
+    type Error = io::Error;
+}
+
+impl embedded_io::Read for Download {
+    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Self::Error> {
+        self.read_body(buffer).map_err(HttpError::into_io)
+    }
+}
