@@ -17,37 +17,9 @@
 use crate::board::BootState;
 use crate::store::{PendingUpdate, UpdateStep};
 
-/// The `status` values of the deployments API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[allow(missing_docs)]
-pub enum DeploymentStatus {
-    Downloading,
-    PauseBeforeInstalling,
-    Installing,
-    PauseBeforeRebooting,
-    Rebooting,
-    PauseBeforeCommitting,
-    Success,
-    Failure,
-    AlreadyInstalled,
-}
-
-impl DeploymentStatus {
-    /// The wire string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Downloading => "downloading",
-            Self::PauseBeforeInstalling => "pause_before_installing",
-            Self::Installing => "installing",
-            Self::PauseBeforeRebooting => "pause_before_rebooting",
-            Self::Rebooting => "rebooting",
-            Self::PauseBeforeCommitting => "pause_before_committing",
-            Self::Success => "success",
-            Self::Failure => "failure",
-            Self::AlreadyInstalled => "already-installed",
-        }
-    }
-}
+/// The `status` values of the deployments API (defined with the wire
+/// messages).
+pub use crate::protocol::deployments::DeploymentStatus;
 
 /// The reference's `GetExponentialBackoffTime`: the wait before retry
 /// number `tried` (0-based), in units of `base` (one minute in production).

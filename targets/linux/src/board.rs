@@ -82,7 +82,6 @@ pub fn open_env(config: &MenderConfig) -> Result<AnyEnv, String> {
 }
 
 /// Reboots by running `reboot` from `PATH`, as the reference client does.
-#[allow(dead_code)] // Used by the daemon verb, wired with the server client.
 pub struct CommandReboot;
 
 impl otalite::board::Reboot for CommandReboot {

@@ -675,3 +675,58 @@ fn step_name(step: &UpdateStep) -> &'static str {
         UpdateStep::Reporting(_) => "reporting",
     }
 }
+
+/// Test knob: `OTALITE_TEST_BACKOFF_MS` replaces the one-minute backoff
+/// unit (download retries and resumes), so fault tests finish in seconds.
+pub fn backoff_unit() -> Duration {
+    std::env::var("OTALITE_TEST_BACKOFF_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_millis)
+}
+
+/// `otalite daemon`: sets everything up and runs until SIGTERM.
+pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure> {
+    use otalite::host::keys::{KeySource, KeyType};
+    let wake = crate::signals::wake_channel()
+        .map_err(|e| Failure::error(format!("cannot set up signals: {e}")))?;
+    std::fs::create_dir_all(&device.paths.data_dir).map_err(|e| {
+        Failure::error(format!(
+            "cannot create {}: {e}",
+            device.paths.data_dir.display()
+        ))
+    })?;
+    let key = KeySource::generated_in(&device.paths.data_dir, KeyType::default())
+        .load_or_generate()
+        .map_err(|e| Failure::error(format!("device key: {e}")))?;
+    let mut timing = Timing::from_config(&device.config);
+    timing.backoff_unit = backoff_unit();
+    let download_backoff = otalite::host::http::Backoff {
+        initial: timing.backoff_unit,
+        cap: timing.retry_poll.max(timing.backoff_unit),
+        tries_per_step: 3,
+        max_attempts: 0,
+    };
+    let server = crate::mender::MenderServer::new(
+        &device.config,
+        key,
+        device.paths.share_dir.clone(),
+        download_backoff,
+    )
+    .map_err(Failure::error)?;
+    let pid_file = crate::signals::pid_file(&device.paths.data_dir);
+    otalite::host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| Failure::error(format!("cannot write {}: {e}", pid_file.display())))?;
+    log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
+    let mut daemon = Daemon {
+        device,
+        server,
+        reboot: crate::board::CommandReboot,
+        timing,
+        wake,
+    };
+    let result = daemon.run();
+    let _ = std::fs::remove_file(&pid_file);
+    log::info!("otalite daemon stopped");
+    result
+}

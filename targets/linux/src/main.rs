@@ -8,10 +8,9 @@
 
 mod board;
 mod cli;
-// The managed mode; the Mender server client lands next.
-#[allow(dead_code)]
 mod daemon;
 mod logger;
+mod mender;
 mod progress;
 mod signals;
 mod standalone;
@@ -97,10 +96,7 @@ fn run() -> Result<i32, Failure> {
                 } => device.install(&location, reboot_exit_code),
                 cli::Command::Commit => device.commit(),
                 cli::Command::Rollback => device.rollback(),
-                cli::Command::Daemon => Err(Failure {
-                    message: "'daemon' is not available in this build yet: the Mender server client is being integrated".into(),
-                    code: EXIT_ERROR,
-                }),
+                cli::Command::Daemon => daemon::run_daemon(&mut device),
                 _ => Ok(EXIT_OK),
             }
         }

@@ -4,8 +4,6 @@
 //! `<data>/otalite.pid` (the reference asks systemd for the PID; a pid file
 //! also works without systemd).
 
-#![allow(dead_code)] // wake_channel is used by the daemon verb once wired.
-
 use crate::daemon::Wake;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::path::{Path, PathBuf};

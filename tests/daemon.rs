@@ -1,0 +1,308 @@
+//! The managed mode end to end: the real `otalite daemon` against the
+//! project's Mender test server on loopback (every request checked against
+//! the OpenAPI files), with a fake `reboot`, the bootloader's trial boot
+//! simulated between runs, and faults injected on the wire.
+
+#![allow(clippy::std_instead_of_core)]
+
+mod common;
+
+use common::*;
+use otalite_testserver::{AuthPolicy, DeploymentState, Fault, ServerConfig, TestServer};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Managed {
+    device: Device,
+    server: TestServer,
+}
+
+fn executable(path: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Managed {
+    fn new(config: ServerConfig) -> Self {
+        let server = TestServer::start(config);
+        let device = Device::with_config(&format!(
+            r#", "ServerURL": "{}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1"#,
+            server.url()
+        ));
+        let root = device.root();
+        executable(
+            &root.join("share/identity/mender-device-identity"),
+            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
+        );
+        executable(
+            &root.join("share/inventory/mender-inventory-test"),
+            "#!/bin/sh\necho kernel=test-kernel\necho ipv4=10.0.0.2/8\necho ipv4=192.168.1.10/24\n",
+        );
+        executable(
+            &root.join("bin/reboot"),
+            &format!(
+                "#!/bin/sh\necho reboot >> {}\n",
+                root.join("reboot.log").display()
+            ),
+        );
+        Self { device, server }
+    }
+
+    fn start(&self) -> Child {
+        let path = format!(
+            "{}:{}",
+            self.device.root().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.device
+            .command()
+            .arg("daemon")
+            .env("PATH", path)
+            .env("OTALITE_TEST_BACKOFF_MS", "50")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.device.root().join("daemon.log"))
+                    .unwrap(),
+            ))
+            .spawn()
+            .expect("start the daemon")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.device.root().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn reboots(&self) -> usize {
+        std::fs::read_to_string(self.device.root().join("reboot.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    fn wait(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(
+                started.elapsed() < WAIT,
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the bootloader does on the trial boot: count it.
+    fn trial_boot(&self) {
+        let script = self.device.root().join("boot.env");
+        std::fs::write(&script, "bootcount=1\n").unwrap();
+        run_ok(
+            Command::new("fw_setenv")
+                .arg("-c")
+                .arg(self.device.root().join("etc/fw_env.config"))
+                .arg("-s")
+                .arg(&script),
+        );
+    }
+
+    fn statuses(&self, id: &str) -> Vec<String> {
+        self.server
+            .statuses(id)
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect()
+    }
+}
+
+fn stop(mut child: Child) -> Option<i32> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the daemon did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn full_deployment_with_reboot_and_commit() {
+    let managed = Managed::new(ServerConfig::default());
+    let image = image_bytes(2 << 20, 31);
+    let artifact = managed.device.artifact("release-2", &image, &[]);
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+
+    let mut daemon = managed.start();
+    managed.wait("the reboot", |m| m.reboots() > 0);
+    // The reboot: the daemon dies as the machine goes down.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(&managed.device.slot(3)[..image.len()], &image[..]);
+    assert_eq!(managed.device.env_var("mender_boot_part"), "3");
+    assert_eq!(managed.device.env_var("upgrade_available"), "1");
+    assert_eq!(managed.device.show_artifact(), "release-1");
+
+    managed.trial_boot();
+    let daemon = managed.start();
+    managed.wait("success", |m| {
+        m.server.deployment_state(&id) == Some(DeploymentState::Finished("success".into()))
+    });
+    managed.wait("the inventory after the deployment", |m| {
+        m.server
+            .inventory()
+            .get("artifact_name")
+            .and_then(|v| v.as_str())
+            == Some("release-2")
+    });
+    assert_eq!(stop(daemon), Some(0));
+
+    assert_eq!(managed.device.show_artifact(), "release-2");
+    assert_eq!(managed.device.env_var("upgrade_available"), "0");
+    assert_eq!(managed.device.env_var("mender_boot_part"), "3");
+    let statuses = managed.statuses(&id);
+    assert_eq!(
+        statuses.first().map(String::as_str),
+        Some("downloading"),
+        "{statuses:?}"
+    );
+    for expected in ["installing", "rebooting", "success"] {
+        assert!(
+            statuses.iter().any(|s| s == expected),
+            "{expected} missing in {statuses:?}"
+        );
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| *s == "success" || *s == "failure")
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    let inventory = managed.server.inventory();
+    assert_eq!(
+        inventory.get("device_type").and_then(|v| v.as_str()),
+        Some(DEVICE_TYPE)
+    );
+    assert_eq!(
+        inventory.get("kernel").and_then(|v| v.as_str()),
+        Some("test-kernel")
+    );
+    assert!(
+        inventory.get("ipv4").is_some_and(|v| v.is_array()),
+        "{inventory:?}"
+    );
+    managed.server.assert_conformant();
+}
+
+#[test]
+fn corrupted_artifact_reports_failure_with_the_log() {
+    let managed = Managed::new(ServerConfig::default());
+    let artifact = managed.device.artifact(
+        "release-2",
+        &image_bytes(1 << 20, 5),
+        &["--compression", "none"],
+    );
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() - 4096;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&artifact, bytes).unwrap();
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let daemon = managed.start();
+    managed.wait("failure", |m| {
+        m.server.deployment_state(&id) == Some(DeploymentState::Finished("failure".into()))
+    });
+    managed.wait("the log upload", |m| !m.server.logs(&id).is_empty());
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(managed.reboots(), 0);
+    assert_eq!(managed.device.env_var("mender_boot_part"), "2");
+    assert_eq!(managed.device.env_var("upgrade_available"), "0");
+    assert_eq!(managed.device.show_artifact(), "release-1");
+    managed.server.assert_conformant();
+}
+
+#[test]
+fn download_resumes_after_drops_and_stalls() {
+    let managed = Managed::new(ServerConfig::default());
+    let image = image_bytes(3 << 20, 8);
+    let artifact = managed
+        .device
+        .artifact("release-2", &image, &["--compression", "none"]);
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    managed.server.inject(Fault::drop_download_after(100_000));
+    managed.server.inject(Fault::drop_download_after(1_000_000));
+    let mut daemon = managed.start();
+    managed.wait("the reboot", |m| m.reboots() > 0);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(&managed.device.slot(3)[..image.len()], &image[..]);
+    let ranges = managed
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/download/"))
+        .count();
+    assert!(
+        ranges >= 3,
+        "expected resumed downloads, saw {ranges} download requests"
+    );
+    let _ = id;
+    managed.server.assert_conformant();
+}
+
+#[test]
+fn aborted_deployment_stops_cleanly() {
+    let managed = Managed::new(ServerConfig::default());
+    let artifact = managed
+        .device
+        .artifact("release-2", &image_bytes(1 << 20, 3), &[]);
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    managed.server.inject(Fault::abort_on_status("installing"));
+    let daemon = managed.start();
+    managed.wait("the abort", |m| {
+        m.server.deployment_state(&id) == Some(DeploymentState::Aborted)
+    });
+    managed.wait("the daemon going idle", |m| {
+        m.log().contains("reported failure")
+    });
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(managed.reboots(), 0);
+    assert_eq!(managed.device.env_var("mender_boot_part"), "2");
+    assert_eq!(managed.device.env_var("upgrade_available"), "0");
+    managed.server.assert_conformant();
+}
+
+#[test]
+fn pending_device_retries_until_accepted() {
+    let managed = Managed::new(ServerConfig {
+        auth_policy: AuthPolicy::PendingFor(2),
+        ..ServerConfig::default()
+    });
+    let daemon = managed.start();
+    managed.wait("the inventory", |m| {
+        m.server.inventory().contains_key("artifact_name")
+    });
+    assert_eq!(stop(daemon), Some(0));
+    assert!(managed.server.auth_requests().len() >= 3);
+    managed.server.assert_conformant();
+}
