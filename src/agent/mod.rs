@@ -63,6 +63,12 @@ pub fn report_attempts(update_poll_seconds: u32, retry_poll_seconds: u32) -> u32
     extra + 1
 }
 
+/// The loop breaker: a deployment whose state was written (or loaded at a
+/// start) more often than this fails, so a device that keeps crashing or
+/// rebooting in the middle of an update stops trying (the reference allows
+/// 28 writes).
+pub const MAX_STATE_WRITES: u32 = 28;
+
 /// What a restarted daemon must do first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recovery {

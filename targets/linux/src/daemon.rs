@@ -272,6 +272,25 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             | UpdateStep::RollingBack(p) => p.deployment_id.clone(),
             _ => None,
         };
+        if !matches!(record.step, UpdateStep::Idle | UpdateStep::Reporting(_)) {
+            // Every start inside a deployment counts as a state write.
+            record.store_count = record.store_count.saturating_add(1);
+            self.save(record)?;
+            if record.store_count > otalite::agent::MAX_STATE_WRITES {
+                log::error!(
+                    "loop breaker: {} state writes without finishing the deployment; failing it",
+                    record.store_count
+                );
+                if let UpdateStep::Installed(p)
+                | UpdateStep::Rebooting(p)
+                | UpdateStep::Committing(p)
+                | UpdateStep::RollingBack(p) = record.step.clone()
+                {
+                    self.roll_back(record, &p)?;
+                }
+                return self.finish(record, id, false);
+            }
+        }
         match recover(&record.step, &boot) {
             Recovery::Nothing | Recovery::Report => Ok(()),
             Recovery::ReportFailure => {
@@ -318,6 +337,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         scripts.run_ignoring_errors(Group::ArtifactRollback, Action::Enter);
         record.mark(UpdateStep::RollingBack(pending.clone()));
         self.save(record)?;
+        crate::standalone::crashpoint("daemon-rollback-after-save");
         let boot = self
             .device
             .boot
@@ -329,6 +349,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 .roll_back(pending.previous_part)
                 .map_err(|e| Failure::error(format!("rollback failed: {e}")))?;
         }
+        crate::standalone::crashpoint("daemon-rollback-after-env");
         scripts.run_ignoring_errors(Group::ArtifactRollback, Action::Leave);
         scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Enter);
         scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Leave);
@@ -347,6 +368,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             self.timing.update_poll.as_secs() as u32,
             self.timing.retry_poll.as_secs().max(1) as u32,
         );
+        crate::standalone::crashpoint("daemon-commit-before-confirm");
         let mut reached = false;
         for attempt in 0..attempts {
             let outcome = self.server.authenticate().and_then(|()| match &id {
@@ -389,6 +411,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         }
         record.mark(UpdateStep::Committing(pending.clone()));
         self.save(record)?;
+        crate::standalone::crashpoint("daemon-commit-after-save-committing");
         let boot = self
             .device
             .boot
@@ -400,6 +423,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 .commit()
                 .map_err(|e| Failure::error(format!("commit failed: {e}")))?;
         }
+        crate::standalone::crashpoint("daemon-commit-after-env-commit");
         record.installed = pending.provides.clone();
         log::info!("committed {}", pending.provides.artifact_name);
         self.finish(record, id, true)?;
@@ -425,6 +449,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             self.timing.retry_poll.as_secs().max(1) as u32,
         );
         loop {
+            crate::standalone::crashpoint("daemon-report-before-send");
             let sent = self
                 .server
                 .authenticate()
@@ -471,6 +496,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 }
             }
         }
+        crate::standalone::crashpoint("daemon-report-after-send");
         let _ = std::fs::remove_file(log_path(self.device));
         record.mark(UpdateStep::Idle);
         self.save(record)?;
@@ -503,6 +529,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 .artifact_name,
         }));
         self.save(record)?;
+        crate::standalone::crashpoint("daemon-after-save-downloading");
         let fail =
             |daemon: &mut Self, record: &mut StateRecord, why: String| -> Result<bool, Failure> {
                 log::error!("deployment {} failed: {why}", deployment.id);
@@ -546,6 +573,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             }
         };
         let installed = record.installed.clone();
+        crate::standalone::crashpoint("daemon-before-stream");
         let streamed = match self.device.stream(&prepared, &installed, &mut source) {
             Ok(streamed) => streamed,
             Err(failure) => {
@@ -553,6 +581,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 return fail(self, record, failure.message);
             }
         };
+        crate::standalone::crashpoint("daemon-after-stream");
         if streamed.header.artifact_name.as_str() != deployment.artifact_name {
             return fail(
                 self,
@@ -591,6 +620,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         {
             return fail(self, record, ApiError::Aborted.to_string());
         }
+        crate::standalone::crashpoint("daemon-before-save-installed");
         record.mark(UpdateStep::Installed(pending.clone()));
         self.save(record)?;
         crate::standalone::crashpoint("daemon-before-set-trial");
@@ -601,6 +631,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 format!("cannot switch the bootloader: {error}"),
             );
         }
+        crate::standalone::crashpoint("daemon-after-set-trial");
         if let Err(error) = scripts.run(Group::ArtifactInstall, Action::Leave) {
             scripts.run_ignoring_errors(Group::ArtifactInstall, Action::Error);
             self.roll_back(record, &pending)?;
@@ -608,6 +639,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         }
         record.mark(UpdateStep::Rebooting(pending.clone()));
         self.save(record)?;
+        crate::standalone::crashpoint("daemon-after-save-rebooting");
         if let Err(ApiError::Aborted) =
             self.server
                 .report(&deployment.id, DeploymentStatus::Rebooting, None)
@@ -620,6 +652,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             self.roll_back(record, &pending)?;
             return fail(self, record, error.to_string());
         }
+        crate::standalone::crashpoint("daemon-before-reboot");
         log::info!("rebooting into partition {}", pending.trial_part);
         if let Err(error) = self.reboot.reboot() {
             self.roll_back(record, &pending)?;
