@@ -8,7 +8,12 @@
 //! 3. writes a 32 MiB rootfs image and `release-2.mender` with `mender-artifact`;
 //! 4. shows a corrupted copy being refused with nothing changed;
 //! 5. `otalite install`, the bootloader's trial boot (`bootcount=1`, as U-Boot
-//!    does it), `otalite commit`, and prints the env and provides after each step.
+//!    does it), `otalite commit`, and prints the env and provides after each step;
+//! 6. managed mode: starts the project's Mender test server over HTTPS with a
+//!    self-signed certificate serving `release-3`, runs `otalite daemon`
+//!    (auth, inventory, update check, download, install, reboot), simulates
+//!    the reboot and the trial boot, runs the daemon again (verify, confirm,
+//!    commit, report success), narrating the server's view.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -131,7 +136,14 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     say("building otalite (release)");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&root)
-        .args(["build", "--release", "-p", "otalite-linux"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "otalite-linux",
+            "-p",
+            "otalite-testserver",
+        ])
         .status()?;
     if !status.success() {
         bail!("cargo build failed");
@@ -262,7 +274,181 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     for line in run(&mut demo.otalite(&["show-provides"]))?.lines() {
         println!("     {line}");
     }
-    say("done: the device runs release-2 from slot B; slot A keeps release-1 for the next update");
-    let _ = Path::new("");
+    say("standalone done: the device runs release-2 from slot B; slot A keeps release-1");
+    managed(&demo, &image_bytes)
+}
+
+/// Part two: the same device, managed by a Mender server (the project's
+/// test server over HTTPS with a self-signed certificate).
+fn managed(demo: &Demo, image_bytes: &[u8]) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    let dir = &demo.dir;
+    let root = crate::workspace_root();
+    say("managed mode: a Mender server (test server, HTTPS, self-signed) deploys release-3");
+    let mut image3 = image_bytes.to_vec();
+    image3.reverse();
+    let image_path = dir.join("rootfs-release-3.img");
+    std::fs::write(&image_path, &image3)?;
+    let artifact = dir.join("release-3.mender");
+    run(Command::new("mender-artifact")
+        .args([
+            "write",
+            "rootfs-image",
+            "-t",
+            "demo-board",
+            "-n",
+            "release-3",
+            "--compression",
+            "gzip",
+            "-f",
+        ])
+        .arg(&image_path)
+        .arg("-o")
+        .arg(&artifact))?;
+    let share = dir.join("share");
+    for (path, text) in [
+        (
+            "identity/mender-device-identity",
+            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
+        ),
+        (
+            "inventory/mender-inventory-demo",
+            "#!/bin/sh\necho kernel=$(uname -r)\necho demo=yes\n",
+        ),
+    ] {
+        let file = share.join(path);
+        std::fs::create_dir_all(file.parent().unwrap_or(&share))?;
+        std::fs::write(&file, text)?;
+        executable(&file)?;
+    }
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    let reboot_log = dir.join("reboot.log");
+    std::fs::write(
+        bin.join("reboot"),
+        format!("#!/bin/sh\necho reboot >> {}\n", reboot_log.display()),
+    )?;
+    executable(&bin.join("reboot"))?;
+
+    let cert = dir.join("server.pem");
+    let mut server = Command::new(root.join("target/release/otalite-testserver"))
+        .arg("--artifact")
+        .arg(&artifact)
+        .args([
+            "--name",
+            "release-3",
+            "--device-type",
+            "demo-board",
+            "--https",
+            "--quiet",
+            "--cert-out",
+        ])
+        .arg(&cert)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start otalite-testserver")?;
+    let server_pid = server.id();
+    let (lines, from_server) = mpsc::channel::<String>();
+    let stdout = server.stdout.take().context("no server stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let result = (|| -> Result<()> {
+        let url = from_server
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .context("the server printed no URL")?;
+        println!("   server: {url} (certificate {})", cert.display());
+        std::fs::write(
+            dir.join("etc/mender.conf"),
+            format!(
+                "{{\n  \"ServerURL\": \"{url}\",\n  \"ServerCertificate\": \"{}\",\n  \"UpdatePollIntervalSeconds\": 2,\n  \"InventoryPollIntervalSeconds\": 2,\n  \"RetryPollIntervalSeconds\": 2,\n  \"RootfsPartA\": \"{}\",\n  \"RootfsPartB\": \"{}\",\n  \"FwEnvConfig\": \"{}\"\n}}\n",
+                cert.display(),
+                dir.join("mmcblk0p2").display(),
+                dir.join("mmcblk0p3").display(),
+                dir.join("etc/fw_env.config").display()
+            ),
+        )?;
+        let start_daemon = || -> Result<std::process::Child> {
+            let path = format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            Ok(demo
+                .otalite(&["daemon"])
+                .env("MENDER_DATA_DIR", &share)
+                .env("PATH", path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join("daemon.log"))?,
+                ))
+                .spawn()?)
+        };
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| -> Result<()> {
+            let started = std::time::Instant::now();
+            loop {
+                while let Ok(line) = from_server.try_recv() {
+                    println!("   server | {line}");
+                }
+                if done() {
+                    return Ok(());
+                }
+                if started.elapsed() > std::time::Duration::from_secs(120) {
+                    bail!(
+                        "timed out waiting for {what}; see {}",
+                        dir.join("daemon.log").display()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        };
+        say("otalite daemon: authenticate, inventory, update check, download, install, reboot");
+        let mut daemon = start_daemon()?;
+        wait_for("the reboot", &|| reboot_log.exists())?;
+        daemon.kill()?;
+        daemon.wait()?;
+        say("reboot (simulated): the daemon stops with the machine; U-Boot boots partition 2 on trial");
+        demo.set_env("bootcount=1\n")?;
+        demo.show_env()?;
+        say("otalite daemon after the reboot: verify, confirm with the server, commit, report success");
+        let mut daemon = start_daemon()?;
+        let log = dir.join("daemon.log");
+        wait_for("success", &|| {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("reported success"))
+        })?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status();
+        daemon.wait()?;
+        demo.show_env()?;
+        let slot = std::fs::read(dir.join("mmcblk0p2"))?;
+        let identical = slot.get(..image3.len()) == Some(&image3[..]);
+        println!("   slot A holds release-3 byte for byte: {identical}");
+        if !identical {
+            bail!("slot A does not hold the image");
+        }
+        println!("   daemon log: {}", log.display());
+        Ok(())
+    })();
+    let _ = Command::new("kill").arg(server_pid.to_string()).status();
+    let _ = server.wait();
+    result?;
+    say("done: release-3 deployed by the server and committed; slot B keeps release-2 for a rollback");
+    Ok(())
+}
+
+fn executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Prints the server URL on the first line of stdout, then serves until
-//! killed. With `--https` the URL is the HTTPS one and the certificate is
+//! killed, printing `status <value>` for every status report and
+//! `violation ...` for every request that does not match the API spec. With `--https` the URL is the HTTPS one and the certificate is
 //! written to `--cert-out` (default: `otalite-testserver.pem` in the temp
 //! directory); its path goes to stderr. Requests and spec violations are
 //! logged to stderr unless `--quiet`.
@@ -107,7 +108,25 @@ fn main() -> ExitCode {
         artifact.display(),
         device_types.join(", ")
     );
+    // Narrate the deployment on stdout: one `status <value>` line per
+    // report, and every spec violation.
+    let mut seen_statuses = 0;
+    let mut seen_violations = 0;
     loop {
-        std::thread::park();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let statuses = server.statuses(&id);
+        for (status, substate) in statuses.iter().skip(seen_statuses) {
+            match substate {
+                Some(substate) => println!("status {status} ({substate})"),
+                None => println!("status {status}"),
+            }
+        }
+        seen_statuses = statuses.len();
+        let violations = server.violations();
+        for violation in violations.iter().skip(seen_violations) {
+            println!("violation {violation:?}");
+        }
+        seen_violations = violations.len();
+        let _ = std::io::stdout().flush();
     }
 }
