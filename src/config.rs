@@ -23,6 +23,9 @@
 //! | `StateScriptRetryTimeoutSeconds` | int | 1800 |
 //! | `StateScriptRetryIntervalSeconds` | int | 60 |
 //! | `DaemonLogLevel` | string | none |
+//! | `Security.AuthPrivateKey` | path | none (a key is generated in `<DATA>`) |
+//! | `HttpsClient.Certificate`, `HttpsClient.Key` | paths | none |
+//! | `DeviceKeyType` (otalite) | `ed25519` / `ecdsa-p256` / `rsa3072` | `ed25519` |
 //! | `FwEnvConfig` (otalite) | path | `/etc/fw_env.config` |
 //! | `GrubEnvDir` (otalite) | path | searched as grub-mender-grubenv does |
 
@@ -44,6 +47,26 @@ pub struct ServerEntry {
     /// The server's URL.
     #[serde(rename = "serverurl")]
     pub server_url: Option<ConfigPath>,
+}
+
+/// `Security` (device authentication key).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SecurityConfig {
+    /// `AuthPrivateKey`: a static key file, never generated or replaced.
+    #[serde(rename = "authprivatekey")]
+    pub auth_private_key: Option<ConfigPath>,
+}
+
+/// `HttpsClient` (mutual TLS; its key also signs auth requests when
+/// `Security.AuthPrivateKey` is not set).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct HttpsClientConfig {
+    /// `Certificate`: client certificate chain (PEM).
+    #[serde(rename = "certificate")]
+    pub certificate: Option<ConfigPath>,
+    /// `Key`: client private key (PEM).
+    #[serde(rename = "key")]
+    pub key: Option<ConfigPath>,
 }
 
 /// The parsed configuration; `None` means "not set in this file".
@@ -86,6 +109,14 @@ pub struct MenderConfig {
     pub state_script_retry_interval_seconds: Option<u32>,
     #[serde(rename = "daemonloglevel")]
     pub daemon_log_level: Option<String<16>>,
+    #[serde(rename = "security")]
+    pub security: Option<SecurityConfig>,
+    #[serde(rename = "httpsclient")]
+    pub https_client: Option<HttpsClientConfig>,
+    /// otalite extension: type of a generated device key: `ed25519`
+    /// (default), `ecdsa-p256` or `rsa3072`.
+    #[serde(rename = "devicekeytype")]
+    pub device_key_type: Option<String<16>>,
     /// otalite extension: the libubootenv config (default `/etc/fw_env.config`).
     #[serde(rename = "fwenvconfig")]
     pub fw_env_config: Option<ConfigPath>,
@@ -303,6 +334,9 @@ impl MenderConfig {
                 .state_script_retry_interval_seconds
                 .or(self.state_script_retry_interval_seconds),
             daemon_log_level: main.daemon_log_level.or(self.daemon_log_level),
+            security: main.security.or(self.security),
+            https_client: main.https_client.or(self.https_client),
+            device_key_type: main.device_key_type.or(self.device_key_type),
             fw_env_config: main.fw_env_config.or(self.fw_env_config),
             grub_env_dir: main.grub_env_dir.or(self.grub_env_dir),
         };
@@ -411,6 +445,17 @@ mod tests {
         );
         assert_eq!(parse("{}").unwrap(), MenderConfig::default());
         assert_eq!(parse("  {}  \n").unwrap(), MenderConfig::default());
+    }
+
+    #[test]
+    fn nested_objects() {
+        let config = parse(r#"{"Security": {"AuthPrivateKey": "/data/key.pem"}, "HttpsClient": {"Certificate": "/c.pem", "KEY": "/k.pem"}, "DeviceKeyType": "rsa3072"}"#).unwrap();
+        assert_eq!(
+            config.security.unwrap().auth_private_key.as_deref(),
+            Some("/data/key.pem")
+        );
+        assert_eq!(config.https_client.unwrap().key.as_deref(), Some("/k.pem"));
+        assert_eq!(config.device_key_type.as_deref(), Some("rsa3072"));
     }
 
     #[test]

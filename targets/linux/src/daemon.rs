@@ -729,7 +729,34 @@ pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure
             device.paths.data_dir.display()
         ))
     })?;
-    let key = KeySource::generated_in(&device.paths.data_dir, KeyType::default())
+    let config = &device.config;
+    let static_key = config
+        .security
+        .as_ref()
+        .and_then(|s| s.auth_private_key.as_deref())
+        .or(config.https_client.as_ref().and_then(|h| h.key.as_deref()));
+    let source = match static_key {
+        Some(path) => KeySource::Static(path.into()),
+        None => {
+            let key_type = match config
+                .device_key_type
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("ed25519") => KeyType::Ed25519,
+                Some("ecdsa-p256" | "ecdsa" | "p256") => KeyType::EcdsaP256,
+                Some("rsa3072" | "rsa") => KeyType::Rsa3072,
+                Some(other) => {
+                    return Err(Failure::error(format!(
+                        "DeviceKeyType {other:?} is not one of ed25519, ecdsa-p256, rsa3072"
+                    )))
+                }
+            };
+            KeySource::generated_in(&device.paths.data_dir, key_type)
+        }
+    };
+    let key = source
         .load_or_generate()
         .map_err(|e| Failure::error(format!("device key: {e}")))?;
     let mut timing = Timing::from_config(&device.config);
