@@ -361,6 +361,28 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
     fn commit(&mut self, record: &mut StateRecord, pending: &PendingUpdate) -> Result<(), Failure> {
         let id = pending.deployment_id.clone();
         let scripts = self.device.scripts_runner();
+        // Verify the slot that booted (as the 4.x rootfs-image module does):
+        // when the mounted root proves the old slot runs, the trial failed.
+        if let Ok(layout) = self.device.layout() {
+            let boot = self
+                .device
+                .boot
+                .boot_state()
+                .map_err(|e| Failure::error(e.to_string()))?;
+            if let Ok(active) = layout.detect(boot.boot_part) {
+                if active.evidence == otalite::host::slot::Evidence::RootDevice
+                    && active.active_part != pending.trial_part
+                {
+                    log::error!(
+                        "booted partition {} instead of the new partition {}; rolling back",
+                        active.active_part,
+                        pending.trial_part
+                    );
+                    self.roll_back(record, pending)?;
+                    return self.finish(record, id, false);
+                }
+            }
+        }
         scripts.run_ignoring_errors(Group::ArtifactReboot, Action::Leave);
         // The reference re-authenticates and reports `installing` before it
         // commits: a new system that cannot reach the server rolls back.

@@ -222,7 +222,7 @@ impl<B: BootControl> Device<B> {
         Ok(repaired)
     }
 
-    fn layout(&self) -> Result<SlotLayout, Failure> {
+    pub fn layout(&self) -> Result<SlotLayout, Failure> {
         SlotLayout::new(
             self.config.rootfs_part_a.as_deref(),
             self.config.rootfs_part_b.as_deref(),
