@@ -19,6 +19,7 @@ use otalite::host::scripts::{Action, Group};
 use otalite::store::{
     DeploymentId, Downloading, FinalReport, PendingUpdate, StateRecord, UpdateStep,
 };
+use std::cell::Cell;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -149,6 +150,9 @@ pub struct Daemon<'d, B, S, R> {
     pub reboot: R,
     pub timing: Timing,
     pub wake: Receiver<Wake>,
+    /// Set once SIGTERM arrived: a stop taken by an inner wait (download
+    /// retry, pre-commit retry) must still end the daemon.
+    pub stopping: Cell<bool>,
 }
 
 impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
@@ -174,13 +178,22 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
     }
 
     /// Sleeps until `deadline` or a signal; `Some(wake)` when woken.
+    /// A stop is remembered: every later call answers `Some(Wake::Stop)`
+    /// at once, and the main loop ends at its next turn.
     fn sleep_until(&self, deadline: Instant) -> Option<Wake> {
+        if self.stopping.get() {
+            return Some(Wake::Stop);
+        }
         let timeout = deadline.saturating_duration_since(Instant::now());
         match self.wake.recv_timeout(timeout) {
+            Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                // (Disconnected: no signal source any more; only a stop
+                // makes sense.)
+                self.stopping.set(true);
+                Some(Wake::Stop)
+            }
             Ok(wake) => Some(wake),
             Err(RecvTimeoutError::Timeout) => None,
-            // No signal source any more: only a stop makes sense.
-            Err(RecvTimeoutError::Disconnected) => Some(Wake::Stop),
         }
     }
 
@@ -193,6 +206,10 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         let mut next_inventory = Instant::now();
         let mut next_update = Instant::now();
         loop {
+            if self.stopping.get() {
+                // The record says where to go on at the next start.
+                return Ok(0);
+            }
             if let UpdateStep::Reporting(report) = record.step.clone() {
                 if self.deliver_report(&mut record, report)? {
                     return Ok(0);
@@ -724,6 +741,7 @@ pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure
         reboot: crate::board::CommandReboot,
         timing,
         wake,
+        stopping: Cell::new(false),
     };
     let result = daemon.run();
     let _ = std::fs::remove_file(&pid_file);
