@@ -20,7 +20,7 @@ use otalite::store::{
     DeploymentId, Downloading, FinalReport, PendingUpdate, StateRecord, UpdateStep,
 };
 use std::cell::Cell;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// A deployment the server offered.
@@ -141,6 +141,37 @@ fn id_of(text: &str) -> DeploymentId {
         }
     }
     id
+}
+
+/// Takes the signals already queued without waiting; `true` once a stop
+/// arrived (remembered in `stopping`). Update-check and inventory requests
+/// taken here are dropped: a deployment is running.
+fn stop_requested(wake: &Receiver<Wake>, stopping: &Cell<bool>) -> bool {
+    loop {
+        match wake.try_recv() {
+            Ok(Wake::Stop) | Err(TryRecvError::Disconnected) => stopping.set(true),
+            Ok(_) => continue,
+            Err(TryRecvError::Empty) => {}
+        }
+        return stopping.get();
+    }
+}
+
+/// The artifact stream, cut short by SIGTERM: a stop during a long download
+/// ends it (and so the deployment) instead of installing and rebooting.
+struct Stoppable<'a> {
+    inner: Box<dyn std::io::Read>,
+    wake: &'a Receiver<Wake>,
+    stopping: &'a Cell<bool>,
+}
+
+impl std::io::Read for Stoppable<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if stop_requested(self.wake, self.stopping) {
+            return Err(std::io::Error::other("stopped by a signal"));
+        }
+        self.inner.read(buffer)
+    }
 }
 
 /// The daemon.
@@ -556,7 +587,11 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             return fail(self, record, error.to_string());
         }
         let mut source = match self.open_download(&deployment.uri) {
-            Ok(source) => source,
+            Ok(inner) => Stoppable {
+                inner,
+                wake: &self.wake,
+                stopping: &self.stopping,
+            },
             Err(why) => {
                 scripts.run_ignoring_errors(Group::Download, Action::Error);
                 return fail(self, record, why);
@@ -607,6 +642,16 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 .report(&deployment.id, DeploymentStatus::Installing, None)
         {
             return fail(self, record, ApiError::Aborted.to_string());
+        }
+        if stop_requested(&self.wake, &self.stopping) {
+            scripts.run_ignoring_errors(Group::ArtifactInstall, Action::Error);
+            scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Enter);
+            scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Leave);
+            return fail(
+                self,
+                record,
+                "stopped by a signal before the install".into(),
+            );
         }
         record.mark(UpdateStep::Installed(pending.clone()));
         self.save(record)?;
