@@ -19,7 +19,8 @@ use otalite::host::scripts::{Action, Group};
 use otalite::store::{
     DeploymentId, Downloading, FinalReport, PendingUpdate, StateRecord, UpdateStep,
 };
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::cell::Cell;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// A deployment the server offered.
@@ -142,6 +143,37 @@ fn id_of(text: &str) -> DeploymentId {
     id
 }
 
+/// Takes the signals already queued without waiting; `true` once a stop
+/// arrived (remembered in `stopping`). Update-check and inventory requests
+/// taken here are dropped: a deployment is running.
+fn stop_requested(wake: &Receiver<Wake>, stopping: &Cell<bool>) -> bool {
+    loop {
+        match wake.try_recv() {
+            Ok(Wake::Stop) | Err(TryRecvError::Disconnected) => stopping.set(true),
+            Ok(_) => continue,
+            Err(TryRecvError::Empty) => {}
+        }
+        return stopping.get();
+    }
+}
+
+/// The artifact stream, cut short by SIGTERM: a stop during a long download
+/// ends it (and so the deployment) instead of installing and rebooting.
+struct Stoppable<'a> {
+    inner: Box<dyn std::io::Read>,
+    wake: &'a Receiver<Wake>,
+    stopping: &'a Cell<bool>,
+}
+
+impl std::io::Read for Stoppable<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if stop_requested(self.wake, self.stopping) {
+            return Err(std::io::Error::other("stopped by a signal"));
+        }
+        self.inner.read(buffer)
+    }
+}
+
 /// The daemon.
 pub struct Daemon<'d, B, S, R> {
     pub device: &'d mut Device<B>,
@@ -149,6 +181,9 @@ pub struct Daemon<'d, B, S, R> {
     pub reboot: R,
     pub timing: Timing,
     pub wake: Receiver<Wake>,
+    /// Set once SIGTERM arrived: a stop taken by an inner wait (download
+    /// retry, pre-commit retry) must still end the daemon.
+    pub stopping: Cell<bool>,
 }
 
 impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
@@ -174,13 +209,22 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
     }
 
     /// Sleeps until `deadline` or a signal; `Some(wake)` when woken.
+    /// A stop is remembered: every later call answers `Some(Wake::Stop)`
+    /// at once, and the main loop ends at its next turn.
     fn sleep_until(&self, deadline: Instant) -> Option<Wake> {
+        if self.stopping.get() {
+            return Some(Wake::Stop);
+        }
         let timeout = deadline.saturating_duration_since(Instant::now());
         match self.wake.recv_timeout(timeout) {
+            Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                // (Disconnected: no signal source any more; only a stop
+                // makes sense.)
+                self.stopping.set(true);
+                Some(Wake::Stop)
+            }
             Ok(wake) => Some(wake),
             Err(RecvTimeoutError::Timeout) => None,
-            // No signal source any more: only a stop makes sense.
-            Err(RecvTimeoutError::Disconnected) => Some(Wake::Stop),
         }
     }
 
@@ -193,6 +237,10 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         let mut next_inventory = Instant::now();
         let mut next_update = Instant::now();
         loop {
+            if self.stopping.get() {
+                // The record says where to go on at the next start.
+                return Ok(0);
+            }
             if let UpdateStep::Reporting(report) = record.step.clone() {
                 if self.deliver_report(&mut record, report)? {
                     return Ok(0);
@@ -588,7 +636,11 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             return fail(self, record, error.to_string());
         }
         let mut source = match self.open_download(&deployment.uri) {
-            Ok(source) => source,
+            Ok(inner) => Stoppable {
+                inner,
+                wake: &self.wake,
+                stopping: &self.stopping,
+            },
             Err(why) => {
                 scripts.run_ignoring_errors(Group::Download, Action::Error);
                 return fail(self, record, why);
@@ -641,6 +693,16 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 .report(&deployment.id, DeploymentStatus::Installing, None)
         {
             return fail(self, record, ApiError::Aborted.to_string());
+        }
+        if stop_requested(&self.wake, &self.stopping) {
+            scripts.run_ignoring_errors(Group::ArtifactInstall, Action::Error);
+            scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Enter);
+            scripts.run_ignoring_errors(Group::ArtifactFailure, Action::Leave);
+            return fail(
+                self,
+                record,
+                "stopped by a signal before the install".into(),
+            );
         }
         crate::standalone::crashpoint("daemon-before-save-installed");
         record.mark(UpdateStep::Installed(pending.clone()));
@@ -806,6 +868,7 @@ pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure
         reboot: crate::board::CommandReboot,
         timing,
         wake,
+        stopping: Cell::new(false),
     };
     let result = daemon.run();
     let _ = std::fs::remove_file(&pid_file);

@@ -93,8 +93,11 @@ impl MenderServer {
         if servers.is_empty() {
             return Err("no server configured: set ServerURL (or Servers) in mender.conf".into());
         }
-        let client = HttpClient::new(HttpConfig::from_mender(config))
-            .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+        let mut http = HttpConfig::from_mender(config);
+        if let Some(timeout) = test_io_timeout() {
+            http.io_timeout = timeout;
+        }
+        let client = HttpClient::new(http).map_err(|e| format!("cannot set up HTTPS: {e}"))?;
         Ok(Self {
             client,
             servers,
@@ -150,6 +153,17 @@ impl MenderServer {
         }
         Err(ApiError::Unauthorized)
     }
+}
+
+/// Test knob: `OTALITE_TEST_IO_TIMEOUT_MS` replaces the 60 s timeout of
+/// every single read and write on a server connection, so tests of stalled
+/// bodies and requests that are never answered finish in seconds.
+fn test_io_timeout() -> Option<Duration> {
+    std::env::var("OTALITE_TEST_IO_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
 }
 
 fn normalize_url(url: &str) -> String {
