@@ -306,3 +306,76 @@ fn pending_device_retries_until_accepted() {
     assert!(managed.server.auth_requests().len() >= 3);
     managed.server.assert_conformant();
 }
+
+fn key_type_of(managed: &Managed) -> Option<otalite_testserver::KeyType> {
+    managed
+        .server
+        .auth_requests()
+        .last()
+        .and_then(|record| record.key_type)
+}
+
+#[test]
+fn device_key_types_and_a_static_key() {
+    use std::os::unix::fs::MetadataExt;
+    // Default: a generated Ed25519 key, file mode 0600.
+    let managed = Managed::new(ServerConfig::default());
+    let daemon = managed.start();
+    managed.wait("the inventory", |m| {
+        m.server.inventory().contains_key("artifact_name")
+    });
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(
+        key_type_of(&managed),
+        Some(otalite_testserver::KeyType::Ed25519)
+    );
+    let key = managed.device.root().join("data/mender-agent.pem");
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+
+    // DeviceKeyType: ECDSA P-256 (DER signatures over SHA-256).
+    let managed = Managed::new(ServerConfig::default());
+    let url = managed.server.url();
+    managed.device.write_config(&format!(
+        r#", "ServerURL": "{url}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1, "DeviceKeyType": "ecdsa-p256""#
+    ));
+    let daemon = managed.start();
+    managed.wait("the inventory", |m| {
+        m.server.inventory().contains_key("artifact_name")
+    });
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(
+        key_type_of(&managed),
+        Some(otalite_testserver::KeyType::EcdsaP256)
+    );
+
+    // Security.AuthPrivateKey: a static key made by openssl, used as is.
+    let managed = Managed::new(ServerConfig::default());
+    let static_key = managed.device.root().join("static-key.pem");
+    run_ok(
+        Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&static_key),
+    );
+    let before = std::fs::read(&static_key).unwrap();
+    let url = managed.server.url();
+    managed.device.write_config(&format!(
+        r#", "ServerURL": "{url}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1, "Security": {{"AuthPrivateKey": "{}"}}"#,
+        static_key.display()
+    ));
+    let daemon = managed.start();
+    managed.wait("the inventory", |m| {
+        m.server.inventory().contains_key("artifact_name")
+    });
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(
+        key_type_of(&managed),
+        Some(otalite_testserver::KeyType::Ed25519)
+    );
+    assert_eq!(
+        std::fs::read(&static_key).unwrap(),
+        before,
+        "a static key is never rewritten"
+    );
+    assert!(!managed.device.root().join("data/mender-agent.pem").exists());
+    managed.server.assert_conformant();
+}
