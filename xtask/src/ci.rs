@@ -15,6 +15,9 @@ pub const FUZZ_TARGETS: &[&str] = &[
     "store_record",
     "uboot_env",
     "grub_env",
+    "http_response",
+    "deployment_next",
+    "script_output",
 ];
 const FUZZ_SECONDS: u32 = 15;
 
@@ -214,7 +217,10 @@ fn fuzz_seeds(target: &str) -> &'static [&'static str] {
     match target {
         "artifact_reader" => &["tests/fixtures/artifacts"],
         "verify_key" => &["tests/fixtures/keys"],
-        "config" | "device_files" | "uboot_env" | "grub_env" => &["fuzz/seeds/text"],
+        "config" | "device_files" | "uboot_env" | "grub_env" | "script_output" => {
+            &["fuzz/seeds/text"]
+        }
+        "http_response" | "deployment_next" => &["fuzz/seeds/http"],
         _ => &[],
     }
 }
