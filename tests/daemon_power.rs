@@ -11,12 +11,12 @@
 
 mod common;
 
+use common::managed::*;
 use common::*;
-use otalite_testserver::{DeploymentState, Fault, ServerConfig, TestServer};
-use std::os::unix::fs::PermissionsExt;
+use otalite_testserver::{DeploymentState, Fault, ServerConfig};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Crash points on the first boot (before the reboot) and the second.
@@ -45,98 +45,54 @@ enum Cut {
 }
 
 struct Run {
-    device: Device,
-    server: TestServer,
+    managed: Managed,
     id: String,
     image: Vec<u8>,
 }
 
-fn executable(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 impl Run {
     fn new(artifact: &Path, image: &[u8], trickle: bool) -> Self {
-        let server = TestServer::start(ServerConfig::default());
-        let device = Device::with_config(&format!(
-            r#", "ServerURL": "{}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1"#,
-            server.url()
-        ));
-        let root = device.root();
-        executable(
-            &root.join("share/identity/mender-device-identity"),
-            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
-        );
-        executable(
-            &root.join("bin/reboot"),
-            &format!(
-                "#!/bin/sh\necho reboot >> {}\n",
-                root.join("reboot.log").display()
-            ),
-        );
-        let id = server.add_deployment(artifact, "release-2", &[DEVICE_TYPE]);
+        let managed = Managed::new(ServerConfig::default());
+        let id = managed
+            .server
+            .add_deployment(artifact, "release-2", &[DEVICE_TYPE]);
         if trickle {
-            server.inject(Fault::trickle_download(4 << 20).always());
+            managed
+                .server
+                .inject(Fault::trickle_download(4 << 20).always());
         }
         Self {
-            device,
-            server,
+            managed,
             id,
             image: image.to_vec(),
         }
     }
 
     fn start(&self, crash_at: Option<&str>) -> Child {
-        let root = self.device.root();
-        let mut command = self.device.command();
-        command
-            .arg("daemon")
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    root.join("bin").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("OTALITE_TEST_BACKOFF_MS", "50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(root.join("daemon.log"))
-                    .unwrap(),
-            ));
-        if let Some(point) = crash_at {
-            command.env("OTALITE_TEST_CRASH_AT", point);
+        match crash_at {
+            Some(point) => self.managed.start_with(&[("OTALITE_TEST_CRASH_AT", point)]),
+            None => self.managed.start(),
         }
-        command.spawn().unwrap()
     }
 
     fn reboots(&self) -> usize {
-        std::fs::read_to_string(self.device.root().join("reboot.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
+        self.managed.reboots()
+    }
+
+    fn log(&self) -> String {
+        self.managed.log()
     }
 
     fn finished(&self) -> Option<String> {
-        match self.server.deployment_state(&self.id) {
+        match self.managed.server.deployment_state(&self.id) {
             Some(DeploymentState::Finished(outcome)) => Some(outcome),
             _ => None,
         }
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.device.root().join("daemon.log")).unwrap_or_default()
-    }
-
     /// A power cycle as U-Boot with `bootlimit=1` handles it.
     fn power_cycle(&self) {
-        let env = self.device.env();
+        let env = self.managed.device.env();
         if env.get("upgrade_available").map(String::as_str) != Some("1") {
             return;
         }
@@ -144,7 +100,7 @@ impl Run {
             .get("bootcount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let script = self.device.root().join("bootloader.env");
+        let script = self.managed.device.root().join("bootloader.env");
         if bootcount == 0 {
             std::fs::write(&script, "bootcount=1\n").unwrap();
         } else {
@@ -158,7 +114,7 @@ impl Run {
         run_ok(
             Command::new("fw_setenv")
                 .arg("-c")
-                .arg(self.device.root().join("etc/fw_env.config"))
+                .arg(self.managed.device.root().join("etc/fw_env.config"))
                 .arg("-s")
                 .arg(&script),
         );
@@ -214,7 +170,7 @@ impl Run {
 
     /// The invariants after a run.
     fn check(&self, outcome: &str, label: &str) {
-        let env = self.device.env();
+        let env = self.managed.device.env();
         let part = env["mender_boot_part"].clone();
         assert_eq!(env["mender_boot_part_hex"], part, "{label}");
         assert_eq!(
@@ -222,6 +178,7 @@ impl Run {
             "{label}: left a pending trial: {env:?}"
         );
         let finals: Vec<String> = self
+            .managed
             .server
             .statuses(&self.id)
             .into_iter()
@@ -236,22 +193,22 @@ impl Run {
             "success" => {
                 assert_eq!(part, "3", "{label}");
                 assert_eq!(
-                    &self.device.slot(3)[..self.image.len()],
+                    &self.managed.device.slot(3)[..self.image.len()],
                     &self.image[..],
                     "{label}: booted slot not verified"
                 );
-                assert_eq!(self.device.show_artifact(), "release-2", "{label}");
+                assert_eq!(self.managed.device.show_artifact(), "release-2", "{label}");
             }
             "failure" => {
                 assert_eq!(
                     part, "2",
                     "{label}: failed deployment left the new slot active"
                 );
-                assert_eq!(self.device.show_artifact(), "release-1", "{label}");
+                assert_eq!(self.managed.device.show_artifact(), "release-1", "{label}");
             }
             other => panic!("{label}: unexpected outcome {other}"),
         }
-        self.server.assert_conformant();
+        self.managed.server.assert_conformant();
     }
 }
 

@@ -3,6 +3,8 @@
 //! boot environment read back by the real `fw_printenv`.
 #![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
 
+pub mod managed;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
