@@ -16,6 +16,17 @@ use std::path::{Path, PathBuf};
 /// # Errors
 /// I/O errors; `path` is unchanged then.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_write_mode(path, bytes, None)
+}
+
+/// [`atomic_write`] with the file created in `mode` (e.g. 0600 for a
+/// private key): the content is never readable with wider permissions,
+/// not even in the temp file.
+///
+/// # Errors
+/// I/O errors; `path` is unchanged then.
+pub fn atomic_write_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -27,12 +38,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     temp_name.push(name);
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
+    // A stale temp file from a power cut may have another mode: start over.
+    let _ = std::fs::remove_file(&temp);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut file = options.open(&temp)?;
+        if let Some(mode) = mode {
+            // The umask can only narrow the mode; set it exactly anyway.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
