@@ -272,7 +272,6 @@ fn relay(
                     return Err(std::io::Error::other("head too long"));
                 }
             }
-            dst.write_all(&head)?;
             let text = String::from_utf8_lossy(&head);
             let mut lines = text.lines();
             let first: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
@@ -319,6 +318,7 @@ fn relay(
                         queue.lock().unwrap().front().map(|x| x.0),
                         head.len() as u64,
                     );
+                    dst.write_all(&head)?;
                     continue; // interim response: the final one follows
                 }
                 let popped = queue.lock().unwrap().pop_front();
@@ -336,6 +336,8 @@ fn relay(
                 (popped.map(|p| p.0), m)
             };
             let _ = req_method;
+            // Forwarded only now: a request is queued before the server can answer it.
+            dst.write_all(&head)?;
             add(idx, head.len() as u64);
             // Body.
             let count = |n: u64| add(idx, n);
@@ -744,6 +746,17 @@ fn proc_sample(pid: u32, clk_tck: f64) -> Option<ProcSample> {
     })
 }
 
+/// On-CPU nanoseconds of all current threads of `pid` (/proc/PID/task/*/schedstat).
+fn sched_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        if let Ok(text) = fs::read_to_string(t.path().join("schedstat")) {
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
 fn comm(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -900,6 +913,8 @@ struct DeployResult {
     cpu: f64,
     hwm_kib: u64,
     up: u64,
+    /// The inactive slot holds the image afterwards (`cmp`).
+    verified: bool,
 }
 
 type Outcome<T> = Result<T, String>;
@@ -951,12 +966,14 @@ impl Bench {
                 Running::start(&mut p, client, self.env.clk_tck).map_err(|e| format!("{e:#}"))?;
             thread::sleep(Duration::from_secs(o.settle).saturating_sub(run.t0.elapsed()));
             let s1 = run.sample(self.env.clk_tck).ok_or("client gone")?;
+            let n1 = sched_ns(run.child.id()).ok_or("client gone")?;
             let t1 = run.t0.elapsed().as_secs_f64();
             thread::sleep(Duration::from_secs(o.idle).saturating_sub(run.t0.elapsed()));
             if !run.alive() {
                 return Err(format!("client exited: {}", log_tail(&p.log)));
             }
             let s2 = run.sample(self.env.clk_tck).ok_or("client gone")?;
+            let n2 = sched_ns(run.child.id()).ok_or("client gone")?;
             let t2 = run.t0.elapsed().as_secs_f64();
             run.stop();
             thread::sleep(Duration::from_millis(200));
@@ -964,7 +981,7 @@ impl Bench {
             Ok(IdleResult {
                 end: s2,
                 cpu_settled: s1.cpu,
-                steady_per_h: (s2.cpu - s1.cpu) / (t2 - t1).max(1e-3) * 3600.0,
+                steady_per_h: n2.saturating_sub(n1) as f64 / 1e9 / (t2 - t1).max(1e-3) * 3600.0,
                 up: st.exchanges.iter().map(|e| e.up).sum::<u64>() + st.raw_up,
                 down: st.exchanges.iter().map(|e| e.down).sum::<u64>() + st.raw_down,
                 requests: st.exchanges,
@@ -1026,7 +1043,13 @@ impl Bench {
         r
     }
 
-    fn deploy(&mut self, client: Client, artifact: &Path, size_mib: u64) -> Outcome<DeployResult> {
+    fn deploy(
+        &mut self,
+        client: Client,
+        artifact: &Path,
+        image: &Path,
+        size_mib: u64,
+    ) -> Outcome<DeployResult> {
         let (_server, proxy) = self
             .session(artifact, "bench-2", DEVICE_TYPE, "deploy")
             .map_err(|e| format!("{e:#}"))?;
@@ -1071,6 +1094,12 @@ impl Bench {
             let wall = (t_reboot - run.t0).as_secs_f64();
             let t0 = run.t0;
             run.stop();
+            let verified = Command::new("cmp")
+                .args(["-s", "-n", &(size_mib << 20).to_string()])
+                .arg(image)
+                .arg(&p.slot_b)
+                .status()
+                .is_ok_and(|st| st.success());
             thread::sleep(Duration::from_millis(200));
             let st = proxy.take();
             let from_next = st
@@ -1084,6 +1113,7 @@ impl Bench {
                 cpu: last.cpu,
                 hwm_kib: last.hwm_kib,
                 up: st.exchanges.iter().map(|e| e.up).sum(),
+                verified,
             })
         })();
         self.env.finish(&p);
@@ -1235,7 +1265,6 @@ pub(crate) fn bench_daemon(args: &[&str]) -> Result<()> {
             "-o",
             &path_str(&artifact),
         ])?;
-        let _ = fs::remove_file(&image);
         art_size = fs::metadata(&artifact)?.len();
         for round in 0..o.runs {
             let mut order = clients.clone();
@@ -1249,7 +1278,7 @@ pub(crate) fn bench_daemon(args: &[&str]) -> Result<()> {
                     o.runs,
                     c.name()
                 );
-                let r = bench.deploy(c, &artifact, o.size_mib);
+                let r = bench.deploy(c, &artifact, &image, o.size_mib);
                 match &r {
                     Ok(d) => eprintln!(
                         "xtask:   {:.1} s to the reboot, {:.1} CPU s, {:.1} MiB peak",
@@ -1365,8 +1394,8 @@ fn render(
     let _ = writeln!(s, "- **CPU s**: CPU seconds over the whole window (start-up: key generation, auth, first inventory and check);");
     let _ = writeln!(
         s,
-        "- **CPU s/h idle**: (CPU at {i} s − CPU at {t} s) / ({i}−{t}) s × 3600: the steady idle cost, start-up excluded \
-         (CPU clock resolution 10 ms: 0 means below it);",
+        "- **CPU s/h idle**: on-CPU time of the client's threads between {t} s and {i} s (sum of \
+         /proc/PID/task/*/schedstat, nanoseconds) / ({i}−{t}) s × 3600: the steady idle cost, start-up excluded;",
         i = o.idle,
         t = o.settle
     );
@@ -1394,7 +1423,7 @@ fn render(
                 let reqs: Vec<String> = reqs.iter().map(|(k, n)| format!("{n}× {k}")).collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.4} | {:.1} | {} | {} | {} |",
                     c.name(),
                     mib(x.end.rss_kib),
                     mib(x.end.hwm_kib),
@@ -1556,14 +1585,19 @@ fn render(
                     Ok(d) => {
                         let _ = writeln!(
                             s,
-                            "| {} | {} | {:.2} | {} | {:.2} | {} | {} | |",
+                            "| {} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
                             c.name(),
                             round + 1,
                             d.wall,
                             d.from_next.map_or("-".into(), |x| format!("{x:.2}")),
                             d.cpu,
                             mib(d.hwm_kib),
-                            d.up
+                            d.up,
+                            if d.verified {
+                                "slot = image (cmp)"
+                            } else {
+                                "**slot differs from the image**"
+                            }
                         );
                     }
                     Err(e) => {
