@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask bench install [--size-mib N] [--runs N] [--all]
+       cargo xtask bench daemon [options]   (see `cargo xtask bench daemon --help`)
 
   bench install   time `otalite install`, the reference `mender install` (in the
                   fake device tests/refdevice/device.sh) and the physical limits
@@ -27,6 +28,7 @@ usage: cargo xtask bench install [--size-mib N] [--runs N] [--all]
 pub(crate) fn bench(args: &[&str]) -> Result<()> {
     match args {
         ["install", rest @ ..] => bench_install(BenchOpts::parse(rest)?),
+        ["daemon", rest @ ..] => crate::bench_daemon::bench_daemon(rest),
         _ => bail!("{USAGE}"),
     }
 }
@@ -144,7 +146,7 @@ fn last_error_line(log: &Path) -> Option<String> {
 
 /// The most telling line of a command's output: the last one that reads like
 /// an error, else the last one; shortened and safe inside a table cell.
-fn error_line(text: &str) -> Option<String> {
+pub(crate) fn error_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -176,7 +178,7 @@ fn error_line(text: &str) -> Option<String> {
     Some(s)
 }
 
-fn path_str(p: &Path) -> String {
+pub(crate) fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
@@ -184,7 +186,7 @@ fn sh_quote(p: &Path) -> String {
     format!("'{}'", path_str(p).replace('\'', r"'\''"))
 }
 
-fn run_quiet(argv: &[&str]) -> Result<String> {
+pub(crate) fn run_quiet(argv: &[&str]) -> Result<String> {
     let out = Command::new(argv[0])
         .args(&argv[1..])
         .env("LC_ALL", "C")
@@ -309,7 +311,7 @@ impl Drop for Bench {
     }
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
@@ -528,9 +530,16 @@ impl Bench {
     /// /usr/lib files, about 75% full. Falls back to a deterministic mix of
     /// random and repetitive blocks when mke2fs is unusable.
     fn make_payload(&self) -> Result<(PathBuf, String)> {
-        let image = self.work.join("rootfs.ext4");
-        let bytes = self.size_mib << 20;
-        let tree = self.work.join("rootfs-tree");
+        make_payload(&self.work, self.size_mib)
+    }
+}
+
+/// The payload of [`Bench::make_payload`], in `work`: `work/rootfs.ext4`.
+pub(crate) fn make_payload(work: &Path, size_mib: u64) -> Result<(PathBuf, String)> {
+    {
+        let image = work.join("rootfs.ext4");
+        let bytes = size_mib << 20;
+        let tree = work.join("rootfs-tree");
         fs::create_dir_all(&tree)?;
         let budget = bytes * 3 / 4;
         let mut used = 0u64;
@@ -576,7 +585,9 @@ impl Bench {
             }
         }
     }
+}
 
+impl Bench {
     /// `mender-artifact write rootfs-image --compression ...`; zstd is made by
     /// re-packing the uncompressed artifact with the `zstd` CLI.
     fn make_artifact(&self, image: &Path, comp: Comp, made: &[(Comp, PathBuf)]) -> Result<PathBuf> {
@@ -817,7 +828,7 @@ impl Bench {
 /// Writes `size_mib` MiB of 0xFF bytes to `path` (file or block device) and
 /// syncs, so that no block of the image matches and every install writes
 /// the whole image (a zeroed slot would let both writers skip empty blocks).
-fn fill_slot(path: &Path, size_mib: u64) -> std::io::Result<()> {
+pub(crate) fn fill_slot(path: &Path, size_mib: u64) -> std::io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -943,7 +954,7 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
 }
 
-fn one_line(cmd: &[&str]) -> String {
+pub(crate) fn one_line(cmd: &[&str]) -> String {
     run_quiet(cmd)
         .ok()
         .and_then(|s| s.lines().next().map(str::trim).map(String::from))

@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask ci | demo | bench`.
 
 mod bench;
+mod bench_daemon;
 mod ci;
 mod demo;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all]\n";
+    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
