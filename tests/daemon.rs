@@ -254,3 +254,37 @@ fn device_key_types_and_a_static_key() {
     assert!(!managed.device.root().join("data/mender-agent.pem").exists());
     managed.server.assert_conformant();
 }
+
+#[test]
+fn new_system_that_cannot_reach_the_server_rolls_back_and_reboots() {
+    use otalite_testserver::Endpoint;
+    let managed = Managed::new(ServerConfig::default());
+    let image = image_bytes(1 << 20, 13);
+    let artifact = managed.device.artifact("release-2", &image, &[]);
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let mut daemon = managed.start();
+    managed.wait("the reboot", |m| m.reboots() == 1);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    managed.trial_boot();
+    // The new system cannot authenticate: it must not commit.
+    managed
+        .server
+        .inject(Fault::status(Endpoint::Auth, 503).always());
+    let mut daemon = managed.start();
+    managed.wait("the rollback reboot", |m| m.reboots() == 2);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(managed.device.env_var("mender_boot_part"), "2");
+    assert_eq!(managed.device.env_var("upgrade_available"), "0");
+    assert_eq!(managed.device.show_artifact(), "release-1");
+    // Back on the old system the server is reachable again: failure, once.
+    managed.server.clear_faults();
+    let daemon = managed.start();
+    managed.wait("failure", |m| m.finished(&id, "failure"));
+    assert_eq!(stop(daemon), Some(0));
+    managed.assert_one_final(&id, "failure");
+    managed.server.assert_conformant();
+}

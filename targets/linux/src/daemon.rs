@@ -404,6 +404,38 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         Ok(())
     }
 
+    /// Rolls back while running the (uncommitted) trial slot: points the
+    /// env back, persists the `failure` report, and reboots into the old
+    /// slot (the reference's rollback-reboot); the report goes out after the
+    /// reboot, from the old system, so it does not wait for a server the
+    /// new system could not reach.
+    fn roll_back_and_reboot(
+        &mut self,
+        record: &mut StateRecord,
+        pending: &PendingUpdate,
+    ) -> Result<(), Failure> {
+        self.roll_back(record, pending)?;
+        self.finish(record, pending.deployment_id.clone(), false)?;
+        let scripts = self.device.scripts_runner();
+        scripts.run_ignoring_errors(Group::ArtifactRollbackReboot, Action::Enter);
+        log::info!("rebooting back into partition {}", pending.previous_part);
+        match self.reboot.reboot() {
+            Ok(()) => {
+                // Like the planned reboot: wait to be stopped by it.
+                if let Some(Wake::Stop) = self.sleep_until(Instant::now() + self.timing.reboot_wait)
+                {
+                    return Ok(());
+                }
+                log::error!(
+                    "the rollback reboot did not happen within {:?}",
+                    self.timing.reboot_wait
+                );
+            }
+            Err(error) => log::error!("cannot reboot after the rollback: {error}"),
+        }
+        Ok(())
+    }
+
     /// After the reboot into the trial slot: prove the new system can reach
     /// the server, then commit.
     fn commit(&mut self, record: &mut StateRecord, pending: &PendingUpdate) -> Result<(), Failure> {
@@ -470,14 +502,12 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             log::error!(
                 "the new system could not confirm the deployment with the server; rolling back"
             );
-            self.roll_back(record, pending)?;
-            return self.finish(record, id, false);
+            return self.roll_back_and_reboot(record, pending);
         }
         if let Err(error) = scripts.run(Group::ArtifactCommit, Action::Enter) {
             log::error!("{error}; rolling back");
             scripts.run_ignoring_errors(Group::ArtifactCommit, Action::Error);
-            self.roll_back(record, pending)?;
-            return self.finish(record, id, false);
+            return self.roll_back_and_reboot(record, pending);
         }
         record.mark(UpdateStep::Committing(pending.clone()));
         self.save(record)?;
