@@ -16,7 +16,7 @@ use common::*;
 use otalite_testserver::{DeploymentState, Fault, ServerConfig};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Crash points on the first boot (before the reboot) and the second.
@@ -68,7 +68,7 @@ impl Run {
         }
     }
 
-    fn start(&self, crash_at: Option<&str>) -> Child {
+    fn start(&self, crash_at: Option<&str>) -> DaemonProcess {
         match crash_at {
             Some(point) => self.managed.start_with(&[("OTALITE_TEST_CRASH_AT", point)]),
             None => self.managed.start(),

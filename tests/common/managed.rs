@@ -10,6 +10,32 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A daemon started by a test. Dropping it kills it (by its PID) and reaps
+/// it, so a failing test never leaves a daemon behind.
+pub struct DaemonProcess(pub Child);
+
+impl std::ops::Deref for DaemonProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DaemonProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Managed {
@@ -78,12 +104,12 @@ impl Managed {
         self
     }
 
-    pub fn start(&self) -> Child {
+    pub fn start(&self) -> DaemonProcess {
         self.start_with(&[])
     }
 
     /// Starts the daemon with extra environment variables (e.g. a crash point).
-    pub fn start_with(&self, extra_env: &[(&str, &str)]) -> Child {
+    pub fn start_with(&self, extra_env: &[(&str, &str)]) -> DaemonProcess {
         let path = format!(
             "{}:{}",
             self.device.root().join("bin").display(),
@@ -107,7 +133,7 @@ impl Managed {
         for (name, value) in extra_env {
             command.env(name, value);
         }
-        command.spawn().expect("start the daemon")
+        DaemonProcess(command.spawn().expect("start the daemon"))
     }
 
     pub fn log(&self) -> String {
@@ -249,7 +275,7 @@ impl Managed {
     }
 }
 
-pub fn stop(mut child: Child) -> Option<i32> {
+pub fn stop(mut child: DaemonProcess) -> Option<i32> {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
