@@ -139,7 +139,8 @@ fn download_resumes_after_drops_and_stalls() {
         ranges >= 3,
         "expected resumed downloads, saw {ranges} download requests"
     );
-    let _ = id;
+    let statuses = managed.statuses(&id);
+    assert!(statuses.iter().any(|s| s == "rebooting"), "{statuses:?}");
     managed.server.assert_conformant();
 }
 

@@ -5,7 +5,7 @@
 use crate::progress::Progress;
 use otalite::artifact::verify::VerifyKey;
 use otalite::artifact::{ArtifactHeader, WINDOW_LEN};
-use otalite::board::{BootControl, BootState, PartNumber};
+use otalite::board::{BootControl, BootState};
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, parse_device_type, Provides};
 use otalite::host::fs::{read_limited, FilePartition, StdRead};
@@ -656,7 +656,3 @@ impl InstallHooks for Hooks {
         self.progress.update(written, total);
     }
 }
-
-/// Unused in release builds; keeps `PartNumber` in the public vocabulary.
-#[allow(dead_code)]
-fn _part(_: PartNumber) {}
