@@ -796,33 +796,41 @@ impl Bench {
             fs::File::create(&a)?.set_len(self.size_mib << 20)?;
             fill_slot(&b, self.size_mib)?;
         }
-        // Redundant env, as device.sh makes it: copy 0 current, copy 1 flag 0.
-        let txt = dir.join("uboot.env.txt");
-        fs::write(
-            &txt,
-            "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n",
-        )?;
-        let copy = dir.join("uboot.env.copy");
-        run_quiet(&[
-            "mkenvimage",
-            "-r",
-            "-s",
-            "0x4000",
-            "-o",
-            &path_str(&copy),
-            &path_str(&txt),
-        ])?;
-        let mut image = fs::read(&copy)?;
-        let mut second = image.clone();
-        second[4] = 0;
-        image.extend_from_slice(&second);
-        fs::write(&env, image)?;
-        fs::write(
-            &cfg,
-            format!("{e} 0x0 0x4000\n{e} 0x4000 0x4000\n", e = path_str(&env)),
-        )?;
+        write_uboot_env(&env, &cfg)?;
         Ok(())
     }
+}
+
+/// Writes a fresh redundant U-Boot env (two 0x4000 copies in `env`, as
+/// `device.sh` makes it: copy 0 current, copy 1 with flag 0) booting
+/// partition 2, made by the real `mkenvimage`, and its `fw_env.config`.
+pub(crate) fn write_uboot_env(env: &Path, fw_env_config: &Path) -> Result<()> {
+    let dir = env.parent().unwrap_or(Path::new("."));
+    let txt = dir.join("uboot.env.txt");
+    fs::write(
+        &txt,
+        "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n",
+    )?;
+    let copy = dir.join("uboot.env.copy");
+    run_quiet(&[
+        "mkenvimage",
+        "-r",
+        "-s",
+        "0x4000",
+        "-o",
+        &path_str(&copy),
+        &path_str(&txt),
+    ])?;
+    let mut image = fs::read(&copy)?;
+    let mut second = image.clone();
+    second[4] = 0;
+    image.extend_from_slice(&second);
+    fs::write(env, image)?;
+    fs::write(
+        fw_env_config,
+        format!("{e} 0x0 0x4000\n{e} 0x4000 0x4000\n", e = path_str(env)),
+    )?;
+    Ok(())
 }
 
 /// Writes `size_mib` MiB of 0xFF bytes to `path` (file or block device) and

@@ -594,28 +594,8 @@ impl Env {
                 fs::File::create(&a)?.set_len(slot_mib << 20)?;
                 fs::File::create(&b)?.set_len(slot_mib << 20)?;
                 let env = dir.join("uboot.env");
-                let txt = dir.join("uboot.env.txt");
-                fs::write(&txt, "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n")?;
-                let copy = dir.join("uboot.env.copy");
-                run_quiet(&[
-                    "mkenvimage",
-                    "-r",
-                    "-s",
-                    "0x4000",
-                    "-o",
-                    &path_str(&copy),
-                    &path_str(&txt),
-                ])?;
-                let mut image = fs::read(&copy)?;
-                let mut second = image.clone();
-                second[4] = 0;
-                image.extend_from_slice(&second);
-                fs::write(&env, image)?;
                 let cfg = etc.join("fw_env.config");
-                fs::write(
-                    &cfg,
-                    format!("{e} 0x0 0x4000\n{e} 0x4000 0x4000\n", e = path_str(&env)),
-                )?;
+                crate::bench::write_uboot_env(&env, &cfg)?;
                 fs::write(
                     etc.join("mender.conf"),
                     format!(

@@ -21,7 +21,6 @@ use std::process::Command;
 
 const SLOT_MIB: u64 = 64;
 const IMAGE_MIB: usize = 32;
-const ENV_SIZE: &str = "0x4000";
 
 fn need(tool: &str, package: &str) -> Result<()> {
     let found = std::env::var_os("PATH")
@@ -167,25 +166,8 @@ pub fn demo(_args: &[&str]) -> Result<()> {
     for slot in ["mmcblk0p2", "mmcblk0p3"] {
         std::fs::File::create(dir.join(slot))?.set_len(SLOT_MIB << 20)?;
     }
-    let env_txt = dir.join("etc/env.txt");
-    std::fs::write(&env_txt, "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\nbootlimit=1\n")?;
-    let copy = dir.join("etc/env-copy.bin");
-    run(Command::new("mkenvimage")
-        .args(["-r", "-s", ENV_SIZE, "-o"])
-        .arg(&copy)
-        .arg(&env_txt))?;
-    let copy = std::fs::read(&copy)?;
-    let mut env = copy.clone();
-    env.extend_from_slice(&copy);
-    std::fs::write(dir.join("uboot.env"), env)?;
-    let env_path = dir.join("uboot.env");
-    std::fs::write(
-        dir.join("etc/fw_env.config"),
-        format!(
-            "{0} 0x0 {ENV_SIZE}\n{0} {ENV_SIZE} {ENV_SIZE}\n",
-            env_path.display()
-        ),
-    )?;
+    // A redundant env made by the real mkenvimage, booting partition 2.
+    crate::bench::write_uboot_env(&dir.join("uboot.env"), &dir.join("etc/fw_env.config"))?;
     std::fs::write(
         dir.join("etc/mender.conf"),
         format!(
