@@ -213,13 +213,7 @@ fn run_script(script: &Path, timeout: Duration) -> Result<(ExitStatus, String), 
             Ok(None) if Instant::now() >= deadline => {
                 // Kill the whole process group the script started, so the
                 // pipe closes and the reader ends.
-                // (`kill -KILL -PID` is misread by procps `kill`; the
-                // process group needs `--`.)
-                let _ = Command::new("kill")
-                    .args(["-s", "KILL", "--"])
-                    .arg(format!("-{}", child.id()))
-                    .stderr(Stdio::null())
-                    .status();
+                super::scripts::kill_process_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = reader.join();

@@ -243,11 +243,7 @@ impl ScriptRunner {
             }
         };
         let Some(status) = status else {
-            // Kill the whole process group the script started.
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--"])
-                .arg(format!("-{}", child.id()))
-                .status();
+            kill_process_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
             return Err(ScriptError::TimedOut(name.to_string()));
@@ -262,6 +258,17 @@ impl ScriptRunner {
         }
         Ok(status.code())
     }
+}
+
+/// SIGKILLs the process group `pgid` (a script started with
+/// `process_group(0)` and everything it spawned). `kill -KILL -PID` is
+/// misread by procps `kill`; the group needs `-s KILL -- -PGID`.
+pub(crate) fn kill_process_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--"])
+        .arg(format!("-{pgid}"))
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn check_version(dir: &Path) -> Result<(), ScriptError> {

@@ -103,6 +103,15 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Tries for the final (and the pre-commit) status report, by the
+    /// reference's formula.
+    pub fn report_attempts(&self) -> u32 {
+        report_attempts(
+            u32::try_from(self.update_poll.as_secs()).unwrap_or(u32::MAX),
+            u32::try_from(self.retry_poll.as_secs().max(1)).unwrap_or(u32::MAX),
+        )
+    }
+
     /// From `mender.conf`.
     pub fn from_config(config: &otalite::config::MenderConfig) -> Self {
         Self {
@@ -191,23 +200,6 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         otalite::host::state::save(&self.device.paths.data_dir, record).map_err(Failure::error)
     }
 
-    fn device_type(&self) -> Result<String, Failure> {
-        let path = self.device.paths.device_type(&self.device.config);
-        otalite::host::fs::read_limited(&path, 4096)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                otalite::device::parse_device_type(&text)
-                    .map(|t| t.to_string())
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| {
-                Failure::error(format!(
-                    "cannot read the device type from {}: {e}",
-                    path.display()
-                ))
-            })
-    }
-
     /// Sleeps until `deadline` or a signal; `Some(wake)` when woken.
     /// A stop is remembered: every later call answers `Some(Wake::Stop)`
     /// at once, and the main loop ends at its next turn.
@@ -232,7 +224,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
     pub fn run(&mut self) -> Result<i32, Failure> {
         let (mut record, _) = self.device.load_record()?;
         self.recover(&mut record)?;
-        let device_type = self.device_type()?;
+        let device_type = self.device.device_type()?;
         let mut authorized = false;
         let mut next_inventory = Instant::now();
         let mut next_update = Instant::now();
@@ -308,10 +300,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
 
     /// Applies the core's recovery decision after a restart.
     fn recover(&mut self, record: &mut StateRecord) -> Result<(), Failure> {
-        let boot =
-            self.device.boot.boot_state().map_err(|e| {
-                Failure::error(format!("cannot read the bootloader environment: {e}"))
-            })?;
+        let boot = self.device.boot_state()?;
         let id = match &record.step {
             UpdateStep::Downloading(d) => Some(d.deployment_id.clone()),
             UpdateStep::Installed(p)
@@ -386,11 +375,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         record.mark(UpdateStep::RollingBack(pending.clone()));
         self.save(record)?;
         crate::standalone::crashpoint("daemon-rollback-after-save");
-        let boot = self
-            .device
-            .boot
-            .boot_state()
-            .map_err(|e| Failure::error(e.to_string()))?;
+        let boot = self.device.boot_state()?;
         if boot.upgrade_available || boot.boot_part != Some(pending.previous_part) {
             self.device
                 .boot
@@ -444,11 +429,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         // Verify the slot that booted (as the 4.x rootfs-image module does):
         // when the mounted root proves the old slot runs, the trial failed.
         if let Ok(layout) = self.device.layout() {
-            let boot = self
-                .device
-                .boot
-                .boot_state()
-                .map_err(|e| Failure::error(e.to_string()))?;
+            let boot = self.device.boot_state()?;
             if let Ok(active) = layout.detect(boot.boot_part) {
                 if active.evidence == otalite::host::slot::Evidence::RootDevice
                     && active.active_part != pending.trial_part
@@ -466,10 +447,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         scripts.run_ignoring_errors(Group::ArtifactReboot, Action::Leave);
         // The reference re-authenticates and reports `installing` before it
         // commits: a new system that cannot reach the server rolls back.
-        let attempts = report_attempts(
-            self.timing.update_poll.as_secs() as u32,
-            self.timing.retry_poll.as_secs().max(1) as u32,
-        );
+        let attempts = self.timing.report_attempts();
         crate::standalone::crashpoint("daemon-commit-before-confirm");
         let mut reached = false;
         for attempt in 0..attempts {
@@ -512,11 +490,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         record.mark(UpdateStep::Committing(pending.clone()));
         self.save(record)?;
         crate::standalone::crashpoint("daemon-commit-after-save-committing");
-        let boot = self
-            .device
-            .boot
-            .boot_state()
-            .map_err(|e| Failure::error(e.to_string()))?;
+        let boot = self.device.boot_state()?;
         if boot.upgrade_available {
             self.device
                 .boot
@@ -544,10 +518,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         } else {
             DeploymentStatus::Failure
         };
-        let limit = report_attempts(
-            self.timing.update_poll.as_secs() as u32,
-            self.timing.retry_poll.as_secs().max(1) as u32,
-        );
+        let limit = self.timing.report_attempts();
         loop {
             crate::standalone::crashpoint("daemon-report-before-send");
             let sent = self

@@ -122,10 +122,29 @@ impl<B: BootControl> Device<B> {
         }
     }
 
-    fn boot_state(&mut self) -> Result<BootState, Failure> {
+    /// The boot environment's A/B state, with a clear error.
+    pub fn boot_state(&mut self) -> Result<BootState, Failure> {
         self.boot
             .boot_state()
             .map_err(|e| Failure::error(format!("cannot read the bootloader environment: {e}")))
+    }
+
+    /// This device's type, from the device type file.
+    pub fn device_type(&self) -> Result<String, Failure> {
+        let path = self.paths.device_type(&self.config);
+        read_limited(&path, 4096)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                parse_device_type(&text)
+                    .map(|t| t.to_string())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                Failure::error(format!(
+                    "cannot read the device type from {}: {e}",
+                    path.display()
+                ))
+            })
     }
 
     /// The stored record, or a fresh one named from `artifact_info`.
@@ -254,16 +273,7 @@ impl<B: BootControl> Device<B> {
     /// Device type, verification keys and the slots, checked before an
     /// install starts.
     pub fn prepare(&mut self) -> Result<Prepared, Failure> {
-        let device_type_path = self.paths.device_type(&self.config);
-        let device_type = read_limited(&device_type_path, 4096)
-            .map_err(|e| e.to_string())
-            .and_then(|text| parse_device_type(&text).map_err(|e| e.to_string()))
-            .map_err(|e| {
-                Failure::error(format!(
-                    "cannot read the device type from {}: {e}",
-                    device_type_path.display()
-                ))
-            })?;
+        let device_type = self.device_type()?;
         let keys = self.load_keys()?;
         let layout = self.layout()?;
         let boot = self.boot_state()?;
