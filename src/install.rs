@@ -135,9 +135,207 @@ pub struct Streamed {
     pub stats: Option<WriteStats>,
 }
 
+/// Errors of [`Installer::feed`] (no source: the caller reads).
+pub type FeedError<P, H> = InstallError<
+    core::convert::Infallible,
+    <P as embedded_io::ErrorType>::Error,
+    <H as InstallHooks>::Error,
+>;
+
+/// What [`Installer::feed`] reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Every input byte was used; feed more.
+    NeedsMoreInput,
+    /// The artifact is complete and verified: every signature, checksum and
+    /// manifest entry matched. Bytes after the end were not consumed.
+    Done,
+}
+
+/// The install pipeline as a resumable push object: artifact bytes in (any
+/// split), verified image in the slot out. It owns the reader and the block
+/// writer over caller buffers, so a host or the agent can feed it chunk by
+/// chunk from its own loop and resume a download at [`Installer::consumed`].
+pub struct Installer<'b> {
+    reader: ArtifactReader<'b>,
+    writer: BlockWriter<'b>,
+    output: &'b mut [u8],
+    stats: Option<WriteStats>,
+    image_size: u64,
+    last_progress: u64,
+    consumed: u64,
+    done: bool,
+}
+
+/// Caller-owned buffers of an [`Installer`] (the source buffer stays with
+/// the caller).
+pub struct InstallerBuffers<'b> {
+    /// Reader output buffer (e.g. 64 KiB).
+    pub output: &'b mut [u8],
+    /// Decompression window, at least [`crate::artifact::WINDOW_LEN`].
+    pub window: &'b mut [u8],
+    /// Partition block (e.g. 1 MiB).
+    pub block: &'b mut [u8],
+    /// Read-back compare buffer (e.g. 64 KiB).
+    pub compare: &'b mut [u8],
+}
+
+impl<'b> Installer<'b> {
+    /// An installer over caller buffers.
+    ///
+    /// # Errors
+    /// A buffer is too small (the error names the size needed).
+    pub fn new(buffers: InstallerBuffers<'b>) -> Result<Self, ArtifactError> {
+        let too_small = ArtifactError::BufferTooSmall { required: 1 };
+        if buffers.output.is_empty() {
+            return Err(too_small);
+        }
+        Ok(Self {
+            reader: ArtifactReader::new(buffers.window)?,
+            writer: BlockWriter::new::<()>(buffers.block, buffers.compare)
+                .map_err(|_| too_small)?,
+            output: buffers.output,
+            stats: None,
+            image_size: 0,
+            last_progress: 0,
+            consumed: 0,
+            done: false,
+        })
+    }
+
+    /// Starts a new artifact, keeping the buffers.
+    pub fn reset(&mut self) {
+        self.reader.reset();
+        self.stats = None;
+        self.image_size = 0;
+        self.last_progress = 0;
+        self.consumed = 0;
+        self.done = false;
+    }
+
+    /// Artifact bytes consumed so far: where a resumed download starts.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// The artifact is complete and verified.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The artifact's header (meaningful once accepted).
+    pub fn header(&self) -> &ArtifactHeader {
+        self.reader.header()
+    }
+
+    /// What the slot write did (`None` before the payload ended, or for an
+    /// empty payload).
+    pub fn stats(&self) -> Option<WriteStats> {
+        self.stats
+    }
+
+    /// The source ended: `Ok` only if the artifact was complete.
+    ///
+    /// # Errors
+    /// The artifact is truncated.
+    pub fn finish(&self) -> Result<(), ArtifactError> {
+        if self.done {
+            return Ok(());
+        }
+        self.reader.finish()?;
+        Err(ArtifactError::Truncated)
+    }
+
+    /// Feeds the next artifact bytes. Bounded work: at most `input.len()`
+    /// bytes are consumed, and the payload they carry is written to
+    /// `partition` (in blocks). Returns the bytes consumed and where the
+    /// artifact stands.
+    ///
+    /// # Errors
+    /// See [`InstallError`]; the installer is then unusable until
+    /// [`Installer::reset`].
+    pub fn feed<P, H>(
+        &mut self,
+        mut input: &[u8],
+        partition: &mut P,
+        hooks: &mut H,
+        device: &DeviceFacts<'_>,
+    ) -> Result<(usize, Progress), FeedError<P, H>>
+    where
+        P: Partition,
+        H: InstallHooks,
+    {
+        let total = input.len();
+        let used = |rest: &[u8]| total.saturating_sub(rest.len());
+        loop {
+            if self.done {
+                self.consumed = self.consumed.saturating_add(used(input) as u64);
+                return Ok((used(input), Progress::Done));
+            }
+            if input.is_empty() {
+                self.consumed = self.consumed.saturating_add(total as u64);
+                return Ok((total, Progress::NeedsMoreInput));
+            }
+            let (event, consumed) = self
+                .reader
+                .feed(input, self.output)
+                .map_err(InstallError::Artifact)?;
+            input = input.get(consumed..).unwrap_or_default();
+            match event {
+                Event::NeedsMoreInput => input = &[],
+                Event::SignatureCheck => self
+                    .reader
+                    .verify_signature(device.keys)
+                    .map_err(InstallError::Artifact)?,
+                Event::HeaderReady => {
+                    let header = self.reader.header();
+                    check_compatibility(header, device.device_type, device.installed)
+                        .map_err(InstallError::Incompatible)?;
+                    hooks.header_accepted(header).map_err(InstallError::Hooks)?;
+                    self.reader.accept_header();
+                }
+                Event::ScriptStart { size } => {
+                    hooks
+                        .script_start(self.reader.file_name(), size)
+                        .map_err(InstallError::Hooks)?;
+                }
+                Event::ScriptData(n) => {
+                    hooks
+                        .script_data(self.output.get(..n).unwrap_or_default())
+                        .map_err(InstallError::Hooks)?;
+                }
+                Event::ScriptEnd => hooks.script_end().map_err(InstallError::Hooks)?,
+                Event::PayloadStart { size } => {
+                    self.writer
+                        .begin(partition, size)
+                        .map_err(InstallError::Write)?;
+                    self.image_size = size;
+                    hooks.progress(0, size);
+                }
+                Event::PayloadData(n) => {
+                    self.writer
+                        .write(partition, self.output.get(..n).unwrap_or_default())
+                        .map_err(InstallError::Write)?;
+                    let written = self.writer.written();
+                    // Report about every MiB, not per chunk.
+                    if written.saturating_sub(self.last_progress) >= 1 << 20 {
+                        self.last_progress = written;
+                        hooks.progress(written, self.image_size);
+                    }
+                }
+                Event::PayloadEnd => {
+                    self.stats = Some(self.writer.finish(partition).map_err(InstallError::Write)?);
+                    hooks.progress(self.image_size, self.image_size);
+                }
+                Event::Done => self.done = true,
+            }
+        }
+    }
+}
+
 /// Reads a whole artifact from `source`, verifies it and writes its image
 /// into `partition`. Returns only after every signature and checksum
-/// matched.
+/// matched. A blocking loop over [`Installer`].
 ///
 /// # Errors
 /// See [`InstallError`].
@@ -160,75 +358,40 @@ where
         block,
         compare,
     } = buffers;
-    let mut reader = ArtifactReader::new(window).map_err(InstallError::Artifact)?;
-    let mut writer = BlockWriter::new(block, compare).map_err(InstallError::Write)?;
-    let mut stats = None;
-    let mut image_size = 0u64;
-    let mut last_progress = 0u64;
-    let (mut start, mut end) = (0usize, 0usize);
+    let mut installer = Installer::new(InstallerBuffers {
+        output,
+        window,
+        block,
+        compare,
+    })
+    .map_err(InstallError::Artifact)?;
     loop {
-        if start == end {
-            let read = source.read(input).map_err(InstallError::Source)?;
-            if read == 0 {
-                reader.finish().map_err(InstallError::Artifact)?;
-                return Err(InstallError::Artifact(ArtifactError::Truncated));
-            }
-            (start, end) = (0, read);
+        let read = source.read(input).map_err(InstallError::Source)?;
+        if read == 0 {
+            installer.finish().map_err(InstallError::Artifact)?;
         }
-        let pending = input.get(start..end).unwrap_or_default();
-        let (event, consumed) = reader
-            .feed(pending, output)
-            .map_err(InstallError::Artifact)?;
-        start = start.saturating_add(consumed).min(end);
-        match event {
-            Event::NeedsMoreInput => start = end,
-            Event::SignatureCheck => reader
-                .verify_signature(device.keys)
-                .map_err(InstallError::Artifact)?,
-            Event::HeaderReady => {
-                let header = reader.header();
-                check_compatibility(header, device.device_type, device.installed)
-                    .map_err(InstallError::Incompatible)?;
-                hooks.header_accepted(header).map_err(InstallError::Hooks)?;
-                reader.accept_header();
-            }
-            Event::ScriptStart { size } => {
-                hooks
-                    .script_start(reader.file_name(), size)
-                    .map_err(InstallError::Hooks)?;
-            }
-            Event::ScriptData(n) => {
-                hooks
-                    .script_data(output.get(..n).unwrap_or_default())
-                    .map_err(InstallError::Hooks)?;
-            }
-            Event::ScriptEnd => hooks.script_end().map_err(InstallError::Hooks)?,
-            Event::PayloadStart { size } => {
-                writer.begin(partition, size).map_err(InstallError::Write)?;
-                image_size = size;
-                hooks.progress(0, size);
-            }
-            Event::PayloadData(n) => {
-                writer
-                    .write(partition, output.get(..n).unwrap_or_default())
-                    .map_err(InstallError::Write)?;
-                let written = writer.written();
-                // Report about every MiB, not per chunk.
-                if written.saturating_sub(last_progress) >= 1 << 20 {
-                    last_progress = written;
-                    hooks.progress(written, image_size);
-                }
-            }
-            Event::PayloadEnd => {
-                stats = Some(writer.finish(partition).map_err(InstallError::Write)?);
-                hooks.progress(image_size, image_size);
-            }
-            Event::Done => {
-                return Ok(Streamed {
-                    header: reader.header().clone(),
-                    stats,
-                });
-            }
+        let chunk = input.get(..read).unwrap_or_default();
+        let (_, progress) = installer
+            .feed(chunk, partition, hooks, device)
+            .map_err(lift)?;
+        if progress == Progress::Done {
+            return Ok(Streamed {
+                header: installer.header().clone(),
+                stats: installer.stats(),
+            });
         }
+    }
+}
+
+/// Widens an installer error (no source error) to a stream error.
+fn lift<SE, PE, HE>(
+    error: InstallError<core::convert::Infallible, PE, HE>,
+) -> InstallError<SE, PE, HE> {
+    match error {
+        InstallError::Source(never) => match never {},
+        InstallError::Artifact(e) => InstallError::Artifact(e),
+        InstallError::Incompatible(e) => InstallError::Incompatible(e),
+        InstallError::Write(e) => InstallError::Write(e),
+        InstallError::Hooks(e) => InstallError::Hooks(e),
     }
 }

@@ -464,6 +464,14 @@ impl<'w> ArtifactReader<'w> {
         })
     }
 
+    /// Starts over for a new artifact, keeping the window.
+    pub fn reset(&mut self) {
+        let window = core::mem::take(&mut self.window);
+        if let Ok(fresh) = Self::new(window) {
+            *self = fresh;
+        }
+    }
+
     /// Consumes a prefix of `input`, writes data to `output`, and returns the
     /// event reached with the number of input bytes consumed.
     ///
