@@ -1,5 +1,6 @@
-//! Standard-alphabet base64 decoding into a caller buffer (PEM bodies,
-//! `manifest.sig`). ASCII whitespace is skipped; padding is optional.
+//! Standard-alphabet base64 into and out of caller buffers: decoding (PEM
+//! bodies, `manifest.sig`; ASCII whitespace is skipped, padding is
+//! optional) and padded encoding (`X-MEN-Signature`, PEM bodies).
 
 /// Why base64 input was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,39 @@ pub fn decode(input: &[u8], output: &mut [u8]) -> Result<usize, Base64Error> {
     Ok(written)
 }
 
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Length of the padded encoding of `len` bytes.
+pub const fn encoded_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
+}
+
+/// Encodes `input` with padding (RFC 4648 section 4) into `output` and
+/// returns the number of bytes written ([`encoded_len`]).
+///
+/// # Errors
+/// [`Base64Error::BufferTooSmall`] when `output` is shorter than
+/// [`encoded_len`]; nothing is written then.
+pub fn encode(input: &[u8], output: &mut [u8]) -> Result<usize, Base64Error> {
+    let required = encoded_len(input.len());
+    let output = output
+        .get_mut(..required)
+        .ok_or(Base64Error::BufferTooSmall { required })?;
+    for (chunk, out) in input.chunks(3).zip(output.chunks_mut(4)) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let triple = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = if i <= chunk.len() {
+                let index = (triple >> (18 - 6 * i)) & 0x3f;
+                ALPHABET.get(index as usize).copied().unwrap_or(b'=')
+            } else {
+                b'='
+            };
+        }
+    }
+    Ok(required)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +129,29 @@ mod tests {
         assert_eq!(decode(b"aGVs\nbG8", &mut out), Ok(5));
         assert_eq!(&out[..5], b"hello");
         assert_eq!(decode(b"", &mut out), Ok(0));
+    }
+
+    #[test]
+    fn encodes_with_padding() {
+        let mut out = [0u8; 12];
+        for (input, expected) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"hello", "aGVsbG8="),
+        ] {
+            let len = encode(input, &mut out).unwrap();
+            assert_eq!(&out[..len], expected.as_bytes());
+            let mut back = [0u8; 8];
+            let n = decode(&out[..len], &mut back).unwrap();
+            assert_eq!(&back[..n], input);
+        }
+        assert_eq!(
+            encode(b"hello", &mut [0u8; 7]),
+            Err(Base64Error::BufferTooSmall { required: 8 })
+        );
     }
 
     #[test]

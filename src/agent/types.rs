@@ -474,3 +474,287 @@ pub struct AgentBuffers<'b> {
     /// Read-back compare buffer: any size.
     pub compare: &'b mut [u8],
 }
+
+// -------------------------------------------------------------------
+// Framing for hosts with raw sockets.
+
+/// Why a request head could not be written ([`Request::write_head`],
+/// [`write_download_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FramingError {
+    /// The buffer is too small; `required` bytes are needed.
+    BufferTooSmall {
+        /// Bytes needed at least.
+        required: usize,
+    },
+    /// A field holds a character a head cannot carry (a control
+    /// character, a space in the path...).
+    InvalidField,
+    /// The request must be signed ([`Request::sign_body`]) and no
+    /// signature was given.
+    MissingSignature,
+    /// The location is not an `http(s)://host[:port]/path` URL.
+    InvalidUrl,
+}
+
+impl core::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BufferTooSmall { required } => {
+                write!(f, "the request head needs a {required}-byte buffer")
+            }
+            Self::InvalidField => f.write_str("invalid character in a request head field"),
+            Self::MissingSignature => f.write_str("the request must be signed (X-MEN-Signature)"),
+            Self::InvalidUrl => f.write_str("not an http(s)://host[:port]/path URL"),
+        }
+    }
+}
+
+impl core::error::Error for FramingError {}
+
+impl From<crate::protocol::http::RequestHeadError> for FramingError {
+    fn from(error: crate::protocol::http::RequestHeadError) -> Self {
+        use crate::protocol::http::RequestHeadError;
+        match error {
+            RequestHeadError::BufferTooSmall { required } => Self::BufferTooSmall { required },
+            _ => Self::InvalidField,
+        }
+    }
+}
+
+/// `User-Agent` of the heads written here.
+const USER_AGENT: &str = concat!("otalite/", env!("CARGO_PKG_VERSION"));
+
+impl Request<'_> {
+    /// Writes the whole HTTP/1.1 request head into `out` and returns its
+    /// length; the body ([`Request::body`]) follows it on the connection.
+    ///
+    /// `host` is the `Host` value (`host[:port]` of [`Request::server`]:
+    /// [`crate::protocol::http::HttpUrl::authority`]); `signature` the
+    /// `X-MEN-Signature` value (base64 signature of the body by the device
+    /// key), required when [`Request::sign_body`] is set and ignored
+    /// otherwise. The head carries, in this order: `User-Agent`,
+    /// `Connection: close` (one request per connection), `Authorization:
+    /// Bearer <bearer>` (when the bearer is not empty), `Content-Type:
+    /// application/json` (when there is a body), `X-MEN-Signature`, and
+    /// `Content-Length` (when there is a body, and always for `POST`,
+    /// `PUT` and `PATCH`).
+    ///
+    /// `out` also serves as scratch for the `Authorization` value: it
+    /// needs the head's length plus `7 + bearer.len()` bytes (about 5 KiB
+    /// with the longest JWT, [`super::MAX_JWT_LEN`]).
+    ///
+    /// # Errors
+    /// [`FramingError::BufferTooSmall`] with the size `out` needs,
+    /// [`FramingError::MissingSignature`], or
+    /// [`FramingError::InvalidField`] (a control character in a field).
+    pub fn write_head(
+        &self,
+        host: &str,
+        signature: Option<&str>,
+        out: &mut [u8],
+    ) -> Result<usize, FramingError> {
+        use crate::protocol::http::RequestHead;
+        const BEARER: &[u8] = b"Bearer ";
+        let signature = match (self.sign_body, signature) {
+            (true, None) => return Err(FramingError::MissingSignature),
+            (true, Some(signature)) => Some(signature),
+            (false, _) => None,
+        };
+        let has_body = !self.body.is_empty();
+        let content_length = if has_body || !matches!(self.method, Method::Get) {
+            Some(self.body.len() as u64)
+        } else {
+            None
+        };
+        let scratch_len = if self.bearer.is_empty() {
+            0
+        } else {
+            BEARER.len() + self.bearer.len()
+        };
+        let head = |headers: &[(&str, &str)], out: &mut [u8]| {
+            let mut all: heapless::Vec<(&str, &str), 6> = heapless::Vec::new();
+            let _ = all.push(("User-Agent", USER_AGENT));
+            let _ = all.push(("Connection", "close"));
+            for header in headers {
+                let _ = all.push(*header);
+            }
+            if has_body {
+                let _ = all.push(("Content-Type", "application/json"));
+            }
+            if let Some(signature) = signature {
+                let _ = all.push(("X-MEN-Signature", signature));
+            }
+            RequestHead {
+                method: self.method.as_str(),
+                target: self.path,
+                host,
+                headers: &all,
+                content_length,
+            }
+            .write(out)
+        };
+        // The size needed: the head with an empty `Authorization` value,
+        // plus the value twice (in the head and as scratch).
+        let too_small = |head_len: usize| FramingError::BufferTooSmall {
+            required: head_len + 2 * scratch_len,
+        };
+        let Some(split) = out.len().checked_sub(scratch_len) else {
+            return match head(&[("Authorization", "")], &mut []) {
+                Err(crate::protocol::http::RequestHeadError::BufferTooSmall { required }) => {
+                    Err(too_small(required))
+                }
+                Err(error) => Err(error.into()),
+                Ok(len) => Err(too_small(len)),
+            };
+        };
+        let (head_out, scratch) = out.split_at_mut(split);
+        if scratch_len == 0 {
+            return Ok(head(&[], head_out)?);
+        }
+        let (prefix, token) = scratch.split_at_mut(BEARER.len());
+        prefix.copy_from_slice(BEARER);
+        token.copy_from_slice(self.bearer.as_bytes());
+        let authorization =
+            core::str::from_utf8(scratch).map_err(|_| FramingError::InvalidField)?;
+        match head(&[("Authorization", authorization)], head_out) {
+            Ok(len) => Ok(len),
+            Err(crate::protocol::http::RequestHeadError::BufferTooSmall { required }) => {
+                Err(FramingError::BufferTooSmall {
+                    required: required + scratch_len,
+                })
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Writes the `GET` head of [`Action::Download`] for `uri` from byte
+/// `from` on (`Range: bytes=<from>-` when `from > 0`: the answer must then
+/// be `206 Partial Content`), with `Connection: close`. Returns its length.
+///
+/// # Errors
+/// [`FramingError::InvalidUrl`], [`FramingError::BufferTooSmall`] with the
+/// size needed, or [`FramingError::InvalidField`].
+pub fn write_download_head(uri: &str, from: u64, out: &mut [u8]) -> Result<usize, FramingError> {
+    use core::fmt::Write as _;
+    let url = crate::protocol::http::HttpUrl::parse(uri).ok_or(FramingError::InvalidUrl)?;
+    let mut range: heapless::String<32> = heapless::String::new();
+    let _ = write!(range, "bytes={from}-");
+    let with_range = [
+        ("User-Agent", USER_AGENT),
+        ("Connection", "close"),
+        ("Range", range.as_str()),
+    ];
+    let headers = if from > 0 {
+        &with_range[..]
+    } else {
+        &with_range[..2]
+    };
+    Ok(crate::protocol::http::RequestHead {
+        method: "GET",
+        target: url.target,
+        host: url.authority,
+        headers,
+        content_length: None,
+    }
+    .write(out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(bearer: &'a str, sign_body: bool, body: &'a [u8]) -> Request<'a> {
+        Request {
+            method: Method::Post,
+            server: "http://127.0.0.1:8080",
+            path: "/api/devices/v1/authentication/auth_requests",
+            bearer,
+            sign_body,
+            body,
+        }
+    }
+
+    #[test]
+    fn request_heads() {
+        let mut out = [0u8; 1024];
+        let len = request("tok", true, b"{}")
+            .write_head("127.0.0.1:8080", Some("c2ln"), &mut out)
+            .unwrap();
+        let text = core::str::from_utf8(&out[..len]).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                "POST /api/devices/v1/authentication/auth_requests HTTP/1.1\r\n",
+                "Host: 127.0.0.1:8080\r\n",
+                "User-Agent: otalite/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\nConnection: close\r\n",
+                "Authorization: Bearer tok\r\n",
+                "Content-Type: application/json\r\n",
+                "X-MEN-Signature: c2ln\r\n",
+                "Content-Length: 2\r\n\r\n"
+            )
+        );
+        // No bearer, no body, GET: neither Authorization nor Content-*.
+        let get = Request {
+            method: Method::Get,
+            ..request("", false, b"")
+        };
+        let len = get.write_head("h", Some("ignored"), &mut out).unwrap();
+        let text = core::str::from_utf8(&out[..len]).unwrap();
+        assert!(!text.contains("Authorization") && !text.contains("Content-"));
+        assert!(!text.contains("X-MEN-Signature"));
+        assert_eq!(
+            request("t", true, b"{}").write_head("h", None, &mut out),
+            Err(FramingError::MissingSignature)
+        );
+        assert_eq!(
+            request("t\r\nX: y", false, b"").write_head("h", None, &mut out),
+            Err(FramingError::InvalidField)
+        );
+    }
+
+    #[test]
+    fn request_head_sizes() {
+        let bearer = "x".repeat(100);
+        let request = request(&bearer, false, b"{}");
+        let mut big = [0u8; 2048];
+        let len = request.write_head("h", None, &mut big).unwrap();
+        let expected = big[..len].to_vec();
+        let Err(FramingError::BufferTooSmall { required }) =
+            request.write_head("h", None, &mut [0u8; 10])
+        else {
+            panic!("too small")
+        };
+        assert_eq!(required, len + 107);
+        let Err(FramingError::BufferTooSmall { required: again }) =
+            request.write_head("h", None, &mut big[..required - 1])
+        else {
+            panic!("too small")
+        };
+        assert_eq!(again, required);
+        let mut exact = std::vec![0u8; required];
+        assert_eq!(request.write_head("h", None, &mut exact), Ok(len));
+        assert_eq!(exact[..len], expected[..]);
+    }
+
+    #[test]
+    fn download_heads() {
+        let mut out = [0u8; 512];
+        let len = write_download_head("http://127.0.0.1:9/download/a?x=1", 0, &mut out).unwrap();
+        let text = core::str::from_utf8(&out[..len]).unwrap();
+        assert!(text.starts_with("GET /download/a?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"));
+        assert!(!text.contains("Range"));
+        let len = write_download_head("https://[::1]/a", 1234, &mut out).unwrap();
+        let text = core::str::from_utf8(&out[..len]).unwrap();
+        assert!(text.starts_with("GET /a HTTP/1.1\r\nHost: [::1]\r\n"));
+        assert!(text.contains("Range: bytes=1234-\r\n"));
+        assert_eq!(
+            write_download_head("ftp://h/a", 0, &mut out),
+            Err(FramingError::InvalidUrl)
+        );
+    }
+}

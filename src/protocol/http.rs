@@ -1,5 +1,7 @@
 //! HTTP/1.1 framing, sans-IO: a response head parser, a chunked transfer
-//! decoder and a request head writer.
+//! decoder, a whole-response reader on top of both ([`ResponseReader`],
+//! [`parse_response`]), a request head writer and a URL splitter
+//! ([`HttpUrl`]).
 //!
 //! Nothing here touches a socket or allocates. The host transport
 //! (`crate::host::http`) feeds received bytes in and writes the produced
@@ -920,6 +922,348 @@ fn format_decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
     digits.get(start..).unwrap_or_default()
 }
 
+// ---------------------------------------------------------------------------
+// URLs
+
+/// An `http://` or `https://` URL split for a host with raw sockets: what
+/// to connect to and what to put in the request head.
+///
+/// User information (`user@`) and a query without a path (`http://h?q`)
+/// are not supported; a fragment is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpUrl<'a> {
+    /// `https://` (TLS) rather than `http://`.
+    pub https: bool,
+    /// The host to resolve and connect to (an IPv6 literal without its
+    /// brackets).
+    pub host: &'a str,
+    /// The port (80 or 443 when the URL has none).
+    pub port: u16,
+    /// `host[:port]` as written in the URL: the `Host` header value.
+    pub authority: &'a str,
+    /// Path and query (`/` when the URL has no path): the request target.
+    pub target: &'a str,
+}
+
+impl<'a> HttpUrl<'a> {
+    /// Splits `url`; `None` when it is not a supported `http(s)://` URL.
+    pub fn parse(url: &'a str) -> Option<Self> {
+        let scheme_end = url.find("://")?;
+        let scheme = url.get(..scheme_end)?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        let rest = url.get(scheme_end + 3..)?;
+        let rest = rest.split('#').next().unwrap_or_default();
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(end);
+        if authority.is_empty() || authority.contains('@') || target.starts_with('?') {
+            return None;
+        }
+        let target = if target.is_empty() { "/" } else { target };
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']')?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':')?)),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() || !authority.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        let port = match port {
+            Some(port) => port.parse().ok().filter(|&port| port != 0)?,
+            None if https => 443,
+            None => 80,
+        };
+        Some(Self {
+            https,
+            host,
+            port,
+            authority,
+            target,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Whole responses
+
+/// Why a response could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// The head is malformed or breaks a limit.
+    Head(HeadError),
+    /// The chunked body is malformed.
+    Chunked(ChunkedError),
+    /// The connection closed before the head or the body ended.
+    UnexpectedEof,
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Head(error) => write!(f, "bad response head: {error}"),
+            Self::Chunked(error) => write!(f, "bad response body: {error}"),
+            Self::UnexpectedEof => f.write_str("the connection closed before the response ended"),
+        }
+    }
+}
+
+impl core::error::Error for ResponseError {}
+
+/// Where [`ResponseReader::push`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseStatus {
+    /// All input was used; push more (or [`ResponseReader::finish`] when the
+    /// connection closed).
+    NeedsMoreInput,
+    /// The body buffer is full and body bytes wait in the input: push the
+    /// rest of the input again with room in the body buffer.
+    HasMoreOutput,
+    /// The response is complete; input bytes after `consumed` are not
+    /// part of it.
+    Done,
+}
+
+/// Result of one [`ResponseReader::push`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseProgress {
+    /// Where reading stopped.
+    pub status: ResponseStatus,
+    /// Input bytes used (head and body framing included).
+    pub consumed: usize,
+    /// Body bytes written to the body buffer.
+    pub produced: usize,
+}
+
+#[derive(Clone, Debug)]
+enum BodyState {
+    Head,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// A whole response, sans-IO: push the bytes read from the connection, get
+/// the head ([`ResponseReader::head`]) and the body bytes (decoded from
+/// `Content-Length`, chunked or until-close framing), in buffers of the
+/// caller's size. For API answers (collect the body) and artifact
+/// downloads (stream the body) alike.
+#[derive(Clone, Debug)]
+pub struct ResponseReader {
+    parser: ResponseHeadParser,
+    request_was_head: bool,
+    head_len: usize,
+    body: BodyState,
+}
+
+impl ResponseReader {
+    /// A reader waiting for the status line; `request_was_head` for the
+    /// answer to a `HEAD` request (no body).
+    pub fn new(request_was_head: bool) -> Self {
+        Self {
+            parser: ResponseHeadParser::new(),
+            request_was_head,
+            head_len: 0,
+            body: BodyState::Head,
+        }
+    }
+
+    /// The head, once it is complete.
+    pub fn head(&self) -> Option<&ResponseHead> {
+        match self.body {
+            BodyState::Head => None,
+            _ => Some(self.parser.head()),
+        }
+    }
+
+    /// Bytes of the input that belonged to the head (final once
+    /// [`ResponseReader::head`] is `Some`).
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
+    /// `true` once the whole response was read.
+    pub fn is_done(&self) -> bool {
+        matches!(self.body, BodyState::Done)
+    }
+
+    /// Feeds `input`; body bytes go to `body`. Bounded work: one pass over
+    /// `input`.
+    ///
+    /// # Errors
+    /// A malformed head or chunked body; the reader is then unusable.
+    pub fn push(
+        &mut self,
+        input: &[u8],
+        body: &mut [u8],
+    ) -> Result<ResponseProgress, ResponseError> {
+        let mut consumed = 0;
+        let mut produced = 0;
+        loop {
+            let rest = input.get(consumed..).unwrap_or_default();
+            let space = body.get_mut(produced..).unwrap_or_default();
+            let progress = move |status| ResponseProgress {
+                status,
+                consumed,
+                produced,
+            };
+            match &mut self.body {
+                BodyState::Done => return Ok(progress(ResponseStatus::Done)),
+                _ if rest.is_empty() => return Ok(progress(ResponseStatus::NeedsMoreInput)),
+                BodyState::Head => match self.parser.push(rest).map_err(ResponseError::Head)? {
+                    HeadStatus::NeedsMoreInput => {
+                        self.head_len += rest.len();
+                        consumed += rest.len();
+                    }
+                    HeadStatus::Done { consumed: used } => {
+                        self.head_len += used;
+                        consumed += used;
+                        self.body = match self.parser.head().body_framing(self.request_was_head) {
+                            BodyFraming::Empty | BodyFraming::Length(0) => BodyState::Done,
+                            BodyFraming::Length(length) => BodyState::Length(length),
+                            BodyFraming::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+                            BodyFraming::UntilClose => BodyState::UntilClose,
+                        };
+                    }
+                },
+                _ if space.is_empty() => return Ok(progress(ResponseStatus::HasMoreOutput)),
+                BodyState::Length(remaining) => {
+                    let count = usize::try_from(*remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len())
+                        .min(space.len());
+                    if let (Some(target), Some(source)) =
+                        (space.get_mut(..count), rest.get(..count))
+                    {
+                        target.copy_from_slice(source);
+                    }
+                    consumed += count;
+                    produced += count;
+                    *remaining -= count as u64;
+                    if *remaining == 0 {
+                        self.body = BodyState::Done;
+                    }
+                }
+                BodyState::UntilClose => {
+                    let count = rest.len().min(space.len());
+                    if let (Some(target), Some(source)) =
+                        (space.get_mut(..count), rest.get(..count))
+                    {
+                        target.copy_from_slice(source);
+                    }
+                    consumed += count;
+                    produced += count;
+                }
+                BodyState::Chunked(decoder) => {
+                    let step = decoder
+                        .decode(rest, space)
+                        .map_err(ResponseError::Chunked)?;
+                    consumed += step.consumed;
+                    produced += step.produced;
+                    if step.status == ChunkedStatus::Done {
+                        self.body = BodyState::Done;
+                    } else if step.consumed == 0 && step.produced == 0 {
+                        // No progress without more room: report it.
+                        return Ok(ResponseProgress {
+                            status: ResponseStatus::HasMoreOutput,
+                            consumed,
+                            produced,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connection closed: a body delimited by the close ends here.
+    ///
+    /// # Errors
+    /// [`ResponseError::UnexpectedEof`] when the head or a framed body is
+    /// incomplete.
+    pub fn finish(&mut self) -> Result<(), ResponseError> {
+        match self.body {
+            BodyState::Done => Ok(()),
+            BodyState::UntilClose => {
+                self.body = BodyState::Done;
+                Ok(())
+            }
+            _ => Err(ResponseError::UnexpectedEof),
+        }
+    }
+}
+
+/// A complete response found by [`parse_response`]: its body is
+/// `raw[body_start..body_start + body_len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParsedResponse {
+    /// Status code.
+    pub status: u16,
+    /// Where the (decoded) body starts in the buffer.
+    pub body_start: usize,
+    /// Body length.
+    pub body_len: usize,
+}
+
+/// Turns the raw bytes of one response (head and body, `Content-Length`,
+/// chunked or until-close framing) into status and body, decoding a chunked
+/// body in place. `closed`: the connection has closed, nothing more will
+/// come. `Ok(None)`: incomplete, read more and call again with all bytes.
+///
+/// # Errors
+/// A malformed response, or one cut short by the close.
+pub fn parse_response(
+    raw: &mut [u8],
+    closed: bool,
+) -> Result<Option<ParsedResponse>, ResponseError> {
+    let mut reader = ResponseReader::new(false);
+    let mut read = 0;
+    let mut body_len = 0;
+    let mut staging = [0u8; 256];
+    loop {
+        let input = raw.get(read..).unwrap_or_default();
+        let step = reader.push(input, &mut staging)?;
+        // Decoded body bytes never outrun the input they came from, so the
+        // body is written back over bytes already read.
+        let start = reader.head_len() + body_len;
+        if let (Some(target), Some(source)) = (
+            raw.get_mut(start..start + step.produced),
+            staging.get(..step.produced),
+        ) {
+            target.copy_from_slice(source);
+        }
+        read += step.consumed;
+        body_len += step.produced;
+        match step.status {
+            ResponseStatus::HasMoreOutput => {}
+            ResponseStatus::Done => break,
+            ResponseStatus::NeedsMoreInput if closed => {
+                reader.finish()?;
+                break;
+            }
+            ResponseStatus::NeedsMoreInput => return Ok(None),
+        }
+    }
+    let status = reader.head().map_or(0, |head| head.status);
+    Ok(Some(ParsedResponse {
+        status,
+        body_start: reader.head_len(),
+        body_len,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,6 +1282,94 @@ mod tests {
             HeadStatus::Done { consumed } => Ok((parser.take_head(), consumed)),
             HeadStatus::NeedsMoreInput => Err(HeadError::Finished),
         }
+    }
+
+    #[test]
+    fn splits_urls() {
+        let url = HttpUrl::parse("http://127.0.0.1:8080/api/x?y=1#frag").unwrap();
+        assert_eq!(
+            url,
+            HttpUrl {
+                https: false,
+                host: "127.0.0.1",
+                port: 8080,
+                authority: "127.0.0.1:8080",
+                target: "/api/x?y=1",
+            }
+        );
+        let url = HttpUrl::parse("HTTPS://[::1]").unwrap();
+        assert_eq!(
+            (url.https, url.host, url.port, url.target),
+            (true, "::1", 443, "/")
+        );
+        assert_eq!(HttpUrl::parse("http://h").unwrap().port, 80);
+        for bad in [
+            "ftp://h/",
+            "http://",
+            "http://u@h/",
+            "http://h:x/",
+            "http://h:0/",
+            "http://h?q",
+            "h/p",
+            "http://[::1/",
+        ] {
+            assert_eq!(HttpUrl::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_whole_responses() {
+        let cases: &[(&[u8], u16, &[u8])] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA", 200, b"hello"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\nT: v\r\n\r\nEXTRA",
+                200,
+                b"hello",
+            ),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b""),
+        ];
+        for &(raw, status, body) in cases {
+            // Whole, and with every split and a tiny body buffer (streaming).
+            let mut copy = std::vec::Vec::from(raw);
+            let parsed = parse_response(&mut copy, false).unwrap().unwrap();
+            assert_eq!(parsed.status, status);
+            assert_eq!(
+                &copy[parsed.body_start..parsed.body_start + parsed.body_len],
+                body
+            );
+            for split in 0..raw.len() {
+                let mut reader = ResponseReader::new(false);
+                let mut got = std::vec::Vec::new();
+                for part in [&raw[..split], &raw[split..]] {
+                    let mut input = part;
+                    while !input.is_empty() && !reader.is_done() {
+                        let mut out = [0u8; 2];
+                        let step = reader.push(input, &mut out).unwrap();
+                        got.extend_from_slice(&out[..step.produced]);
+                        input = &input[step.consumed..];
+                    }
+                }
+                assert!(reader.is_done(), "split {split}");
+                assert_eq!(reader.head().unwrap().status, status);
+                assert_eq!(got, body, "split {split}");
+            }
+        }
+        // Incomplete, then closed.
+        let mut raw = *b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(parse_response(&mut raw, false), Ok(None));
+        assert_eq!(
+            parse_response(&mut raw, true),
+            Err(ResponseError::UnexpectedEof)
+        );
+        let mut raw = *b"HTTP/1.0 200 OK\r\n\r\nuntil close";
+        assert_eq!(parse_response(&mut raw, false), Ok(None));
+        let parsed = parse_response(&mut raw, true).unwrap().unwrap();
+        assert_eq!(&raw[parsed.body_start..][..parsed.body_len], b"until close");
+        let mut raw = *b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert!(matches!(
+            parse_response(&mut raw, false),
+            Err(ResponseError::Chunked(_))
+        ));
     }
 
     #[test]
