@@ -47,6 +47,83 @@ fn run_step(steps: &mut Vec<Step>, name: &str, mut command: Command) {
     });
 }
 
+/// Runs a step written in Rust (an error fails it).
+fn run_check(steps: &mut Vec<Step>, name: &str, check: impl FnOnce() -> Result<()>) {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    let result = check();
+    if let Err(error) = &result {
+        eprintln!("    {error:#}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ok = result.is_ok();
+    eprintln!(
+        "<== {name}: {} in {seconds:.1} s",
+        if ok { "ok" } else { "FAILED" }
+    );
+    steps.push(Step {
+        name: name.to_string(),
+        ok,
+        seconds,
+    });
+}
+
+/// Starts the `otalite-testserver` binary with a deployment of the reader's
+/// fixture, runs the supervisor example against it and checks the server
+/// narrated `status success` (and no spec violation).
+fn supervisor_example(root: &Path) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    // Target flags apply to every listed package: two builds.
+    for args in [
+        &["build", "-p", "otalite-testserver"][..],
+        &["build", "-p", "otalite", "--example", "supervisor"],
+    ] {
+        if !cargo().args(args).status()?.success() {
+            bail!("cargo {} failed", args.join(" "));
+        }
+    }
+    let mut server = Command::new(root.join("target/debug/otalite-testserver"))
+        .args([
+            "--artifact",
+            "tests/fixtures/artifacts/rootfs-gzip.mender",
+            "--name",
+            "release-2",
+            "--device-type",
+            "beaglebone",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start otalite-testserver")?;
+    let mut lines = BufReader::new(server.stdout.take().context("server stdout")?).lines();
+    let url = lines.next().context("no URL from the server")??;
+    let dir = root.join("target/supervisor-example");
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new(root.join("target/debug/examples/supervisor"))
+        .arg("--server")
+        .arg(&url)
+        .arg("--dir")
+        .arg(&dir)
+        .status();
+    // The server narrates every 100 ms; let it catch up, then stop it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = server.kill();
+    let _ = server.wait();
+    let narration: Vec<String> = lines.map_while(|line| line.ok()).collect();
+    eprintln!("    server: {}", narration.join("; "));
+    if !status.context("run the supervisor example")?.success() {
+        bail!("the supervisor example failed");
+    }
+    if narration.iter().any(|line| line.starts_with("violation")) {
+        bail!("the server saw spec violations");
+    }
+    if !narration.iter().any(|line| line == "status success") {
+        bail!("the server never saw status success");
+    }
+    Ok(())
+}
+
 /// Runs the CI steps from the workspace root.
 pub fn ci(args: &[&str]) -> Result<()> {
     let quick = args.contains(&"--quick");
@@ -105,17 +182,11 @@ pub fn ci(args: &[&str]) -> Result<()> {
         tests,
     );
 
-    let mut example = cargo();
-    example.args([
-        "run",
-        "--example",
-        "supervisor",
-        "--features",
-        "_test",
-        "--",
-    ]);
-    example.arg("tests/fixtures/artifacts/rootfs-gzip.mender");
-    run_step(&mut steps, "example: a supervisor drives the core", example);
+    run_check(
+        &mut steps,
+        "example: examples/supervisor.rs deploys from otalite-testserver to success",
+        || supervisor_example(&root),
+    );
 
     let mut docs = cargo();
     docs.args([
