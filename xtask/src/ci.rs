@@ -174,6 +174,26 @@ pub fn ci(args: &[&str]) -> Result<()> {
         nostd,
     );
 
+    let mut capi_nostd = cargo();
+    capi_nostd.args([
+        "build",
+        "-p",
+        "otalite-capi",
+        "--target",
+        "thumbv7em-none-eabihf",
+    ]);
+    run_step(
+        &mut steps,
+        "C API builds for thumbv7em-none-eabihf (no_std, no heap)",
+        capi_nostd,
+    );
+
+    run_check(
+        &mut steps,
+        "targets/capi/include/otalite.h is what cbindgen generates",
+        || crate::capi::header(&["--check"]),
+    );
+
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run_step(
@@ -198,6 +218,8 @@ pub fn ci(args: &[&str]) -> Result<()> {
         "otalite-uboot",
         "-p",
         "otalite-grub",
+        "-p",
+        "otalite-capi",
     ]);
     docs.env("RUSTDOCFLAGS", "-D warnings");
     run_step(&mut steps, "rustdoc without warnings", docs);

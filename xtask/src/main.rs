@@ -1,7 +1,8 @@
-//! Project automation: `cargo xtask ci | demo | bench`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench`.
 
 mod bench;
 mod bench_daemon;
+mod capi;
 mod ci;
 mod demo;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...]\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["ci", rest @ ..] => ci::ci(rest),
         ["demo", rest @ ..] => demo::demo(rest),
+        ["capi-header", rest @ ..] => capi::header(rest),
         ["bench", rest @ ..] => bench::bench(rest),
         _ => {
             eprint!("{USAGE}");
