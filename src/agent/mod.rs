@@ -47,7 +47,7 @@
 //! |---|---|---|---|
 //! | `Idle` | - | nothing to repair | poll |
 //! | `Downloading` | the first status report and the download | (refused: the daemon's deployment) | report `failure` |
-//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back, report `failure` |
+//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back, report `failure`; when the env shows the trial, reboot into the old slot first |
 //! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted: verify, confirm, commit, `success`; else `failure` |
 //! | `Committing` | `CommitBoot` | trial booted: finish the commit; else keep the old | same, then report |
 //! | `RollingBack` | `RollBack` | finish the rollback | finish it, report `failure` |
@@ -1713,6 +1713,17 @@ impl Agent<'_> {
                     text!("the deployment was interrupted (restart)"),
                 );
                 self.finish(false);
+            }
+            Recovery::RollBack(pending)
+                if matches!(step, UpdateStep::Installed(_))
+                    && self.boot.upgrade_available
+                    && self.boot.boot_part == Some(pending.trial_part) =>
+            {
+                // The env switch happened: a power cut since then booted
+                // the trial, which must not keep running after the
+                // rollback.
+                warn!("the deployment was interrupted before its reboot; rolling back and rebooting into the previous partition");
+                self.roll_back_and_reboot();
             }
             Recovery::RollBack(_) => {
                 warn!("the deployment was interrupted before its reboot; rolling back");
