@@ -10,8 +10,10 @@
 //! the simulated bootloader picks the slot (a trial boot, or the fallback
 //! when a trial boots twice), and a new agent starts from the persisted
 //! record and the boot environment. With `--power-cut-after N` the power
-//! goes out once the download has fed `N` artifact bytes: everything in
-//! memory is dropped and the device starts again from what its files hold.
+//! goes out once the download has fed `N` artifact bytes, with
+//! `--power-cut-after-write N` right after the `N`th durable write (state
+//! record or boot environment): everything in memory is dropped and the
+//! device starts again from what its files hold.
 //!
 //! ```sh
 //! cargo run -p otalite-testserver -- --artifact tests/fixtures/artifacts/rootfs-gzip.mender \
@@ -97,10 +99,20 @@ pub struct Options {
     pub server: String,
     /// Where the board's "flash" lives (created on the first run).
     pub dir: PathBuf,
-    /// Cut the power once, after the download fed this many bytes.
-    pub power_cut_after: Option<u64>,
+    /// Cut the power once, at this point.
+    pub power_cut: Option<PowerCut>,
     /// The identity script's output (`key=value` lines).
     pub identity: String,
+}
+
+/// Where the power goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerCut {
+    /// Once the download fed this many artifact bytes.
+    AfterBytes(u64),
+    /// Right after the `n`th durable write of the run (the state record or
+    /// the boot environment), before the agent hears it is done.
+    AfterWrite(u32),
 }
 
 /// How a run ended.
@@ -114,6 +126,8 @@ pub struct Summary {
     pub active: PartNumber,
     /// What the device has installed at the end.
     pub installed: String,
+    /// Durable writes (state record, boot environment) of the run.
+    pub writes: u32,
 }
 
 impl Default for Memory {
@@ -534,8 +548,14 @@ fn power_on(
     memory: &mut Memory,
     clock: &Clock,
     booted: PartNumber,
-    cut_after: Option<u64>,
+    cut: Option<PowerCut>,
+    writes: &mut u32,
+    in_deployment: &mut bool,
 ) -> Fallible<Life> {
+    let cut_after = match cut {
+        Some(PowerCut::AfterBytes(bytes)) => Some(bytes),
+        _ => None,
+    };
     let dir = &options.dir;
     let record = read_record(dir)?;
     let mut boot = boot_control(dir);
@@ -572,7 +592,12 @@ fn power_on(
         net,
         body,
     } = memory;
-    let mut in_deployment = record.step != UpdateStep::Idle;
+    if record.step != UpdateStep::Idle {
+        *in_deployment = true;
+    } else if *in_deployment {
+        // The power went out after the deployment's last write.
+        return Ok(Life::Finished);
+    }
     let mut agent = Agent::new(
         config,
         record,
@@ -590,6 +615,13 @@ fn power_on(
     let mut slot: Option<FileSlot> = None;
     loop {
         while let Some(action) = agent.poll() {
+            let durable = matches!(
+                action,
+                Action::Persist { .. }
+                    | Action::SetTrial { .. }
+                    | Action::CommitBoot { .. }
+                    | Action::RollBack { .. }
+            );
             let completion = match action {
                 Action::Persist { id, record } => {
                     let result = atomic_write(&dir.join("state.rec"), record);
@@ -670,6 +702,15 @@ fn power_on(
                 }
                 Action::Exit { failed, message } => Completion::Exit(failed, message.to_string()),
             };
+            if let Completion::Done(_, Ok(())) = completion {
+                if durable {
+                    *writes += 1;
+                    if cut == Some(PowerCut::AfterWrite(*writes)) {
+                        println!("supervisor: POWER CUT after durable write {writes}");
+                        return Ok(Life::PowerCut);
+                    }
+                }
+            }
             let now = clock.now();
             match completion {
                 Completion::None => {}
@@ -710,12 +751,12 @@ fn power_on(
                 }
             }
             match &agent.record().step {
-                UpdateStep::Idle if in_deployment => {
+                UpdateStep::Idle if *in_deployment => {
                     println!("supervisor: the deployment is over; stopping");
                     agent.handle_command(clock.now(), Command::Stop)?;
                 }
                 UpdateStep::Idle => {}
-                _ => in_deployment = true,
+                _ => *in_deployment = true,
             }
         }
         let Some(at) = agent.poll_at() else {
@@ -737,12 +778,22 @@ fn power_on(
 pub fn run(options: &Options, memory: &mut Memory) -> Fallible<Summary> {
     factory(&options.dir)?;
     let clock = Clock::new();
-    let mut cut = options.power_cut_after;
+    let mut cut = options.power_cut;
     let mut power_cut = false;
+    let mut writes = 0;
+    let mut in_deployment = false;
     for boots in 1..=MAX_BOOTS {
         let booted = bootloader(&options.dir)?;
         println!("supervisor: power-on {boots}, running partition {booted}");
-        match power_on(options, memory, &clock, booted, cut)? {
+        match power_on(
+            options,
+            memory,
+            &clock,
+            booted,
+            cut,
+            &mut writes,
+            &mut in_deployment,
+        )? {
             Life::Reboot => {}
             Life::PowerCut => {
                 power_cut = true;
@@ -757,6 +808,7 @@ pub fn run(options: &Options, memory: &mut Memory) -> Fallible<Summary> {
                         .installed
                         .artifact_name
                         .to_string(),
+                    writes,
                 })
             }
         }
@@ -767,25 +819,26 @@ pub fn run(options: &Options, memory: &mut Memory) -> Fallible<Summary> {
 static MEMORY: StaticCell<Memory> = StaticCell::new();
 
 fn main() -> Fallible<()> {
-    const USAGE: &str =
-        "usage: supervisor --server http://HOST:PORT [--dir DIR] [--power-cut-after BYTES]";
+    const USAGE: &str = "usage: supervisor --server http://HOST:PORT [--dir DIR] \
+         [--power-cut-after BYTES | --power-cut-after-write N]";
     let mut server = None;
     let mut dir = std::env::temp_dir().join("otalite-supervisor");
-    let mut power_cut_after = None;
+    let mut power_cut = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(USAGE);
         match arg.as_str() {
             "--server" => server = Some(value()?),
             "--dir" => dir = PathBuf::from(value()?),
-            "--power-cut-after" => power_cut_after = Some(value()?.parse()?),
+            "--power-cut-after" => power_cut = Some(PowerCut::AfterBytes(value()?.parse()?)),
+            "--power-cut-after-write" => power_cut = Some(PowerCut::AfterWrite(value()?.parse()?)),
             _ => return Err(USAGE.into()),
         }
     }
     let options = Options {
         server: server.ok_or(USAGE)?,
         dir,
-        power_cut_after,
+        power_cut,
         identity: "mac=02:00:00:00:5e:01\n".to_string(),
     };
     let memory = MEMORY.init(Memory::new());

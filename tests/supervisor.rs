@@ -11,7 +11,7 @@ mod supervisor;
 
 use otalite_testserver::{ServerConfig, TestServer};
 use std::path::Path;
-use supervisor::{Memory, Options};
+use supervisor::{Memory, Options, PowerCut};
 
 const ARTIFACT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -51,7 +51,7 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
     let options = Options {
         server: server.url(),
         dir: dir.clone(),
-        power_cut_after: None,
+        power_cut: None,
         identity: "mac=02:00:00:00:5e:0a\n".into(),
     };
     let summary = supervisor::run(&options, &mut memory).unwrap();
@@ -77,7 +77,7 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
     let dir = temp.path().join("device-b");
     let options = Options {
         dir: dir.clone(),
-        power_cut_after: Some(2000),
+        power_cut: Some(PowerCut::AfterBytes(2000)),
         identity: "mac=02:00:00:00:5e:0b\n".into(),
         ..options
     };
@@ -95,7 +95,7 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
     // It recovered: the next deployment goes through.
     let third = server.add_deployment(ARTIFACT, "release-2", &[supervisor::DEVICE_TYPE]);
     let options = Options {
-        power_cut_after: None,
+        power_cut: None,
         ..options
     };
     let summary = supervisor::run(&options, &mut memory).unwrap();
@@ -105,5 +105,75 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
         (3, "release-2")
     );
     assert_eq!(&slot(&dir, 3)[..image.len()], &image[..]);
+    server.assert_conformant();
+}
+
+/// The power goes out right after each durable write of a deployment in
+/// turn (every state record and boot environment write): the device
+/// always ends consistent, with exactly one final status on the server.
+#[test]
+fn power_cut_after_every_durable_write() {
+    let server = TestServer::start(ServerConfig::default());
+    let temp = tempfile::tempdir().unwrap();
+    let mut memory = Box::new(Memory::new());
+    // How many durable writes a deployment makes.
+    server.add_deployment(ARTIFACT, "release-2", &[supervisor::DEVICE_TYPE]);
+    let clean = supervisor::run(
+        &Options {
+            server: server.url(),
+            dir: temp.path().join("clean"),
+            power_cut: None,
+            identity: "mac=02:00:00:00:5e:c0\n".into(),
+        },
+        &mut memory,
+    )
+    .unwrap();
+    let mut results = Vec::new();
+    for write in 1..=clean.writes {
+        let id = server.add_deployment(ARTIFACT, "release-2", &[supervisor::DEVICE_TYPE]);
+        let dir = temp.path().join(format!("cut-{write}"));
+        let summary = supervisor::run(
+            &Options {
+                server: server.url(),
+                dir: dir.clone(),
+                power_cut: Some(PowerCut::AfterWrite(write)),
+                identity: format!("mac=02:00:00:00:5e:{write:02x}\n"),
+            },
+            &mut memory,
+        )
+        .unwrap();
+        let statuses = statuses(&server, &id);
+        let finals: Vec<&String> = statuses
+            .iter()
+            .filter(|s| *s == "success" || *s == "failure")
+            .collect();
+        results.push(format!(
+            "cut after write {write}: {statuses:?}, runs {} with {} installed, env part {} upgrade {}",
+            summary.active,
+            summary.installed,
+            env_var(&dir, "mender_boot_part"),
+            env_var(&dir, "upgrade_available")
+        ));
+        assert!(summary.power_cut, "{results:#?}");
+        assert_eq!(finals.len(), 1, "{results:#?}");
+        let expected_part = if summary.installed == "release-2" {
+            "3"
+        } else {
+            "2"
+        };
+        assert_eq!(
+            (finals[0].as_str() == "success"),
+            summary.installed == "release-2",
+            "{results:#?}"
+        );
+        assert_eq!(
+            env_var(&dir, "mender_boot_part"),
+            expected_part,
+            "{results:#?}"
+        );
+        assert_eq!(env_var(&dir, "upgrade_available"), "0", "{results:#?}");
+        assert_eq!(summary.active.to_string(), expected_part, "{results:#?}");
+    }
+    eprintln!("{}", results.join("\n"));
     server.assert_conformant();
 }
