@@ -177,3 +177,49 @@ fn power_cut_after_every_durable_write() {
     eprintln!("{}", results.join("\n"));
     server.assert_conformant();
 }
+
+/// Network faults: the download drops twice (the agent resumes with
+/// `Range`, the host frames it with `write_download_head`), the token
+/// expires before a status report (401, authenticate again), the server
+/// answers 503 once to the update check.
+#[test]
+fn supervisor_rides_out_network_faults() {
+    use otalite_testserver::{Endpoint, Fault};
+    let server = TestServer::start(ServerConfig::default());
+    let image = std::fs::read(IMAGE).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let mut memory = Box::new(Memory::new());
+    let id = server.add_deployment(ARTIFACT, "release-2", &[supervisor::DEVICE_TYPE]);
+    server.inject(Fault::status(Endpoint::NextV1, 503));
+    server.inject(Fault::drop_download_after(1500));
+    server.inject(Fault::drop_download_after(1000));
+    server.inject(Fault::expire_token(Endpoint::Status(Some(
+        "installing".into(),
+    ))));
+    let dir = temp.path().join("device");
+    let summary = supervisor::run(
+        &Options {
+            server: server.url(),
+            dir: dir.clone(),
+            power_cut: None,
+            identity: "mac=02:00:00:00:5e:fa\n".into(),
+        },
+        &mut memory,
+    )
+    .unwrap();
+    assert_eq!(server.pending_faults(), 0);
+    assert_eq!(statuses(&server, &id).last().unwrap(), "success");
+    assert_eq!(
+        (summary.active, summary.installed.as_str()),
+        (3, "release-2")
+    );
+    assert_eq!(&slot(&dir, 3)[..image.len()], &image[..]);
+    let downloads: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/download/"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(downloads, [200, 206, 206], "resumed with Range");
+    server.assert_conformant();
+}
