@@ -99,14 +99,6 @@ typedef enum otalite_status {
   OTALITE_ERROR_INCOMPLETE = 12,
 } otalite_status;
 
-// The agent's mode.
-typedef enum otalite_mode {
-  // Commands (`install`, `commit`, `rollback`) from the host.
-  OTALITE_MODE_STANDALONE = 0,
-  // Deployments from a Mender server.
-  OTALITE_MODE_MANAGED = 1,
-} otalite_mode;
-
 // The kind of an `otalite_action`.
 typedef enum otalite_action_kind {
   // No action (`otalite_poll` returned false).
@@ -287,6 +279,14 @@ typedef enum otalite_command {
   OTALITE_COMMAND_STOP = 5,
 } otalite_command;
 
+// The agent's mode.
+typedef enum otalite_mode {
+  // Commands (`install`, `commit`, `rollback`) from the host.
+  OTALITE_MODE_STANDALONE = 0,
+  // Deployments from a Mender server.
+  OTALITE_MODE_MANAGED = 1,
+} otalite_mode;
+
 // Timing knobs in milliseconds (`otalite_timing_default` gives the
 // reference client's defaults).
 typedef struct otalite_timing {
@@ -316,8 +316,9 @@ typedef struct otalite_agent {
 // are *borrowed*: they must stay valid and unchanged until
 // `otalite_agent_deinit`.
 typedef struct otalite_config {
-  // Standalone or managed.
-  enum otalite_mode mode;
+  // Standalone or managed: an `otalite_mode` value (a plain integer,
+  // so that no C value can be an invalid Rust enum).
+  uint32_t mode;
   // This device's type.
   const char *device_type;
   // Managed: the server URLs, tried in order for authentication.

@@ -299,8 +299,9 @@ pub unsafe extern "C" fn otalite_agent_init(
     let mut servers = [""; OTALITE_MAX_SERVERS];
     let mut keys = heapless::Vec::new();
     let managed = match config.mode {
-        otalite_mode::OTALITE_MODE_STANDALONE => false,
-        otalite_mode::OTALITE_MODE_MANAGED => true,
+        m if m == otalite_mode::OTALITE_MODE_STANDALONE as u32 => false,
+        m if m == otalite_mode::OTALITE_MODE_MANAGED as u32 => true,
+        _ => return OTALITE_ERROR_INVALID_ARGUMENT,
     };
     if managed {
         if config.server_count == 0 || config.server_count > OTALITE_MAX_SERVERS {

@@ -193,8 +193,9 @@ pub struct otalite_timing {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct otalite_config {
-    /// Standalone or managed.
-    pub mode: otalite_mode,
+    /// Standalone or managed: an `otalite_mode` value (a plain integer,
+    /// so that no C value can be an invalid Rust enum).
+    pub mode: u32,
     /// This device's type.
     pub device_type: *const c_char,
     /// Managed: the server URLs, tried in order for authentication.
