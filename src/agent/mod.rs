@@ -32,8 +32,9 @@
 //!
 //! # Actions
 //!
-//! See [`Action`]: `Persist`, `RunScripts`, `PrepareSlots`, `Download`,
-//! `SetTrial`, `CommitBoot`, `RollBack`, `Reboot`, `GatherIdentity`,
+//! See [`Action`]: `Persist`, `RunScripts`, `PrepareSlots`,
+//! `OpenArtifact`, `ReadArtifact`, `SetTrial`, `CommitBoot`, `RollBack`,
+//! `Reboot`, `GatherIdentity`,
 //! `GatherInventory`, `Request`, `DeploymentLog`, `ClearDeploymentLog`,
 //! `ReadDeploymentLog`, `Completed`, `Exit`. At most one action with an id
 //! is outstanding at any time; [`Agent::poll`] returns `None` while it is.
@@ -61,11 +62,11 @@
 //!
 //! | flow | steps (each emits one action; failures branch as noted) |
 //! |---|---|
-//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `Download` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; before `SetTrial` a failure runs the error scripts and leaves the boot env as it was; after it, the env is rolled back |
+//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `OpenArtifact` → `ReadArtifact` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; before `SetTrial` a failure runs the error scripts and leaves the boot env as it was; after it, the env is rolled back |
 //! | standalone commit | repair → `PrepareSlots` (refuse if the old slot runs) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Idle` + provides → `ArtifactCommit_Leave`; an `Enter` failure rolls back |
 //! | standalone rollback | repair → `ArtifactRollback_Enter` → persist `RollingBack` → `RollBack` → persist `Idle` → `ArtifactRollback_Leave` |
 //! | managed poll | inventory at its interval (`GatherInventory`, `PUT`/`PATCH`), update check at its interval (`next` v2, v1 after a 404); commands move either timer to now |
-//! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `Download` (resumed from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
+//! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `OpenArtifact` → report `downloading` → `ReadArtifact` (reopened from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
 //! | managed final report | report `success`/`failure` (retried [`Timing::report_attempts`] times, each attempt persisted), on failure upload the deployment log, persist `Idle`, send the inventory |
 //! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)` |
@@ -193,7 +194,10 @@ enum Purpose {
     Next,
     /// `downloading`, before the download.
     Downloading,
-    /// `downloading` again, after the download was verified.
+    /// `downloading` again, once the download is open (the reference's
+    /// store state).
+    Opened,
+    /// `downloading` a third time, after the download was verified.
     Downloaded,
     Installing,
     Rebooting,
@@ -235,7 +239,8 @@ enum Step {
     // Standalone.
     InstPrepare,
     InstDownloadEnter,
-    InstDownload,
+    InstOpen,
+    InstRead,
     InstDownloadLeave,
     InstInstallEnter,
     InstSetTrial,
@@ -251,7 +256,8 @@ enum Step {
     Again(Purpose),
     DepPrepare,
     DepDownloadEnter,
-    DepDownload,
+    DepOpen,
+    DepRead,
     DepDownloadLeave,
     DepInstallEnter,
     DepSetTrial,
@@ -300,6 +306,8 @@ pub struct Agent<'b> {
     deployment_id: Option<DeploymentId>,
     download_tries: u32,
     download_progress_at: u64,
+    /// The `downloading` report after the first open was sent.
+    download_opened: bool,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -445,6 +453,7 @@ impl<'b> Agent<'b> {
             deployment_id,
             download_tries: 0,
             download_progress_at: 0,
+            download_opened: false,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             api_phase: ApiPhase::Identity,
@@ -475,7 +484,7 @@ impl<'b> Agent<'b> {
 
     /// The agent waits for artifact bytes ([`Agent::handle_artifact`]).
     pub fn wants_artifact(&self) -> bool {
-        matches!(self.step, Step::InstDownload | Step::DepDownload)
+        matches!(self.step, Step::InstRead | Step::DepRead)
             && matches!(self.outstanding, Some((_, false)))
     }
 
@@ -1194,13 +1203,26 @@ impl<'b> Agent<'b> {
         };
         match (self.step, failed) {
             // Downloads.
-            (Step::InstDownload | Step::DepDownload, None) => match self.installer.finish() {
+            (Step::InstOpen, None) => self.step = Step::InstRead,
+            (Step::DepOpen, None) => {
+                if self.download_opened {
+                    self.step = Step::DepRead;
+                } else {
+                    self.download_opened = true;
+                    self.start_call(Purpose::Opened);
+                }
+            }
+            (Step::InstOpen | Step::DepOpen, Some(why)) => {
+                let transient = matches!(outcome, Outcome::Transient(_));
+                self.download_broke(why, transient);
+            }
+            (Step::InstRead | Step::DepRead, None) => match self.installer.finish() {
                 Ok(()) => self.download_complete(),
                 Err(error) => self.download_failed(text!(
                     "artifact refused: {error}; nothing was activated, the running system and boot configuration are unchanged"
                 )),
             },
-            (Step::InstDownload | Step::DepDownload, Some(why)) => {
+            (Step::InstRead | Step::DepRead, Some(why)) => {
                 let transient = matches!(outcome, Outcome::Transient(_));
                 self.download_broke(why, transient);
             }
@@ -1209,7 +1231,7 @@ impl<'b> Agent<'b> {
                 self.installer.reset();
                 self.download_tries = 0;
                 self.download_progress_at = 0;
-                self.step = Step::InstDownload;
+                self.step = Step::InstOpen;
             }
             (Step::InstDownloadEnter | Step::InstDownloadLeave, Some(why)) => {
                 self.download_failed(text!("{why}"))
@@ -1319,7 +1341,8 @@ impl<'b> Agent<'b> {
                 self.installer.reset();
                 self.download_tries = 0;
                 self.download_progress_at = 0;
-                self.step = Step::DepDownload;
+                self.download_opened = false;
+                self.step = Step::DepOpen;
             }
             (Step::DepDownloadEnter | Step::DepDownloadLeave, Some(why)) => {
                 self.download_failed(text!("{why}"))
@@ -1409,7 +1432,9 @@ impl<'b> Agent<'b> {
         }
         let timing = self.config.timing;
         let unit = timing.backoff_unit.max(1);
-        let wait = if !transient {
+        let wait = if !transient || (reached == 0 && self.managed().is_none()) {
+            // Standalone: a download that cannot even start fails at once,
+            // as the reference's `install <URL>` does.
             None
         } else if reached == 0 {
             // Opening the download: capped by the update poll interval,
@@ -1428,7 +1453,13 @@ impl<'b> Agent<'b> {
                 warn!("the download broke at byte {reached} ({why}); resuming in {wait} ms");
                 self.download_tries = self.download_tries.saturating_add(1);
                 self.sleep_until = Some(self.now.after(wait));
+                self.step = if self.managed().is_some() {
+                    Step::DepOpen
+                } else {
+                    Step::InstOpen
+                };
             }
+            None if reached == 0 => self.download_failed(text!("{why}")),
             None => self.download_failed(text!("the download failed: {why}")),
         }
     }
@@ -1493,12 +1524,16 @@ impl<'b> Agent<'b> {
             Step::InstSetTrial | Step::DepSetTrial => {
                 Dispatch::Action(StepKind::SetTrial(self.pending.trial_part))
             }
-            Step::InstDownload | Step::DepDownload => {
+            Step::InstOpen | Step::DepOpen | Step::InstRead | Step::DepRead => {
                 if self.stopping && self.managed().is_some() {
                     self.step = Step::Exit { failed: false };
                     return Dispatch::Again;
                 }
-                Dispatch::Action(StepKind::Download)
+                if matches!(self.step, Step::InstOpen | Step::DepOpen) {
+                    Dispatch::Action(StepKind::Open)
+                } else {
+                    Dispatch::Action(StepKind::Read)
+                }
             }
             Step::DepReboot | Step::RollbackReboot => Dispatch::Action(StepKind::Reboot),
             Step::RebootWait => {
@@ -1576,19 +1611,22 @@ impl<'b> Agent<'b> {
                 id: self.take_id(false),
                 part,
             },
-            StepKind::Download => {
+            StepKind::Open => {
                 let id = self.take_id(false);
                 let uri = if self.managed().is_some() {
                     self.offer.uri.as_str()
                 } else {
                     self.uri.as_str()
                 };
-                Action::Download {
+                Action::OpenArtifact {
                     id,
                     uri,
                     from: self.installer.consumed(),
                 }
             }
+            StepKind::Read => Action::ReadArtifact {
+                id: self.take_id(false),
+            },
             StepKind::Reboot => Action::Reboot {
                 id: self.take_id(false),
             },
@@ -1651,7 +1689,8 @@ enum StepKind {
     PrepareSlots(bool),
     Script(ScriptGroup, ScriptPhase),
     SetTrial(PartNumber),
-    Download,
+    Open,
+    Read,
     Reboot,
     GatherIdentity,
     GatherInventory,
@@ -1753,7 +1792,9 @@ impl Agent<'_> {
             Purpose::Inventory => return Call::Inventory,
             Purpose::Next => return Call::Next,
             Purpose::Log => return Call::Log,
-            Purpose::Downloading | Purpose::Downloaded => DeploymentStatus::Downloading,
+            Purpose::Downloading | Purpose::Opened | Purpose::Downloaded => {
+                DeploymentStatus::Downloading
+            }
             Purpose::Installing | Purpose::Confirm => DeploymentStatus::Installing,
             Purpose::Rebooting => DeploymentStatus::Rebooting,
             Purpose::Final if self.report.success => DeploymentStatus::Success,
@@ -2131,6 +2172,10 @@ impl Agent<'_> {
                     warn!("status report failed: {}", self.reason.as_str());
                     self.step = Step::DepPrepare;
                 }
+            },
+            Purpose::Opened => match reply {
+                Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
+                _ => self.step = Step::DepRead,
             },
             Purpose::Downloaded => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),

@@ -55,8 +55,20 @@ impl Backoff {
         }
     }
 
+    /// No resume at all: the first broken read is an error (the agent
+    /// decides when to resume, with [`Download::open_at`]).
+    pub const NONE: Self = Self {
+        initial: Duration::ZERO,
+        cap: Duration::ZERO,
+        tries_per_step: 0,
+        max_attempts: 0,
+    };
+
     /// Delay before attempt number `tried` (0-based), or `None` to give up.
     pub fn delay(&self, tried: u32) -> Option<Duration> {
+        if self.tries_per_step == 0 {
+            return None;
+        }
         if self.max_attempts > 0 && tried >= self.max_attempts {
             return None;
         }
@@ -138,6 +150,47 @@ impl Download {
             total,
             body: Some(body),
         })
+    }
+
+    /// One attempt at the body from byte `from` on, without resuming by
+    /// itself: `from == 0` is [`Download::start`]; otherwise a `Range`
+    /// request checked against `expected_total` (the size the first
+    /// response announced). A broken read is then an error for the caller
+    /// (the agent) to resume from [`Download::received`].
+    ///
+    /// # Errors
+    /// As [`Download::start`], plus the `Range` checks
+    /// ([`HttpError::BadResume`], [`HttpError::LengthChanged`]).
+    pub fn open_at(
+        client: &HttpClient,
+        url: &str,
+        from: u64,
+        expected_total: Option<u64>,
+    ) -> Result<Self, HttpError> {
+        if from == 0 {
+            let download = Self::start(client, url, Backoff::NONE)?;
+            if let Some(expected) = expected_total.filter(|&e| e != download.total) {
+                return Err(HttpError::LengthChanged {
+                    expected,
+                    found: download.total,
+                });
+            }
+            return Ok(download);
+        }
+        let total = expected_total.ok_or_else(|| {
+            HttpError::BadResume("cannot resume: the artifact size is unknown".to_string())
+        })?;
+        let mut download = Self {
+            client: client.clone(),
+            url: Url::parse(url)?,
+            backoff: Backoff::NONE,
+            attempts: 0,
+            received: from,
+            total,
+            body: None,
+        };
+        download.body = Some(download.open_range()?);
+        Ok(download)
     }
 
     /// Bytes delivered so far.

@@ -9,15 +9,15 @@
 mod board;
 mod cli;
 mod daemon;
+mod driver;
 mod logger;
-mod mender;
 mod progress;
 mod signals;
 mod standalone;
 
 use otalite::board::MenderBootControl;
 use otalite::host::paths::Paths;
-use standalone::{Device, Failure, EXIT_ERROR, EXIT_OK};
+use standalone::{Failure, Verb, EXIT_ERROR, EXIT_OK};
 use std::process::ExitCode;
 
 fn run() -> Result<i32, Failure> {
@@ -83,20 +83,23 @@ fn run() -> Result<i32, Failure> {
                 message,
                 code: EXIT_ERROR,
             })?;
-            let mut device = Device {
-                paths,
-                config,
-                boot: MenderBootControl::new(env),
-                buffers: None,
-            };
+            let boot = MenderBootControl::new(env);
             match command {
                 cli::Command::Install {
                     location,
                     reboot_exit_code,
-                } => device.install(&location, reboot_exit_code),
-                cli::Command::Commit => device.commit(),
-                cli::Command::Rollback => device.rollback(),
-                cli::Command::Daemon => daemon::run_daemon(&mut device),
+                } => standalone::run(
+                    paths,
+                    config,
+                    boot,
+                    Verb::Install {
+                        location,
+                        reboot_exit_code,
+                    },
+                ),
+                cli::Command::Commit => standalone::run(paths, config, boot, Verb::Commit),
+                cli::Command::Rollback => standalone::run(paths, config, boot, Verb::Rollback),
+                cli::Command::Daemon => daemon::run_daemon(paths, config, boot),
                 _ => Ok(EXIT_OK),
             }
         }
