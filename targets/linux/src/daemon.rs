@@ -57,6 +57,10 @@ impl std::fmt::Display for ApiError {
 pub trait ServerApi {
     /// Authenticates (or re-authenticates) the device.
     fn authenticate(&mut self) -> Result<(), ApiError>;
+    /// Whether a token is held. Every other call authenticates by itself
+    /// when none is, and again once after a 401 (like the reference's
+    /// `ReauthorizingClient`): nothing else needs a fresh authentication.
+    fn authenticated(&self) -> bool;
     /// Sends the inventory (the implementation gathers it).
     fn send_inventory(&mut self, artifact_name: &str, device_type: &str) -> Result<(), ApiError>;
     /// Asks for the next deployment.
@@ -225,7 +229,6 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         let (mut record, _) = self.device.load_record()?;
         self.recover(&mut record)?;
         let device_type = self.device.device_type()?;
-        let mut authorized = false;
         let mut next_inventory = Instant::now();
         let mut next_update = Instant::now();
         loop {
@@ -252,9 +255,13 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
             if now < next_inventory && now < next_update {
                 continue;
             }
-            if !authorized {
+            // Authenticates when no token is held: at the first start, or
+            // after a 401 the client could not recover from. A token from
+            // the commit or the final report is used as is (the reference
+            // authenticates once per start and after a 401, nothing more).
+            if !self.server.authenticated() {
                 match self.server.authenticate() {
-                    Ok(()) => authorized = true,
+                    Ok(()) => {}
                     Err(error) => {
                         log::warn!(
                             "authentication failed: {error}; retrying in {:?}",
@@ -275,7 +282,6 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                     Ok(()) => next_inventory = Instant::now() + self.timing.inventory_poll,
                     Err(error) => {
                         log::warn!("sending the inventory failed: {error}");
-                        authorized &= !matches!(error, ApiError::Unauthorized);
                         next_inventory = Instant::now() + self.timing.retry_poll;
                     }
                 }
@@ -289,10 +295,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                             return Ok(0);
                         }
                     }
-                    Err(error) => {
-                        log::warn!("update check failed: {error}");
-                        authorized &= !matches!(error, ApiError::Unauthorized);
-                    }
+                    Err(error) => log::warn!("update check failed: {error}"),
                 }
             }
         }
@@ -521,11 +524,9 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         let limit = self.timing.report_attempts();
         loop {
             crate::standalone::crashpoint("daemon-report-before-send");
-            let sent = self
-                .server
-                .authenticate()
-                .and_then(|()| self.server.report(&report.deployment_id, status, None));
-            match sent {
+            // No authentication of its own: the report authenticates when no
+            // token is held (after a restart) or once after a 401.
+            match self.server.report(&report.deployment_id, status, None) {
                 Ok(()) | Err(ApiError::Aborted) => {
                     if !report.success {
                         let lines =

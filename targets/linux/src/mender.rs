@@ -230,6 +230,10 @@ impl ServerApi for MenderServer {
         Err(last)
     }
 
+    fn authenticated(&self) -> bool {
+        self.session.is_some()
+    }
+
     fn send_inventory(&mut self, artifact_name: &str, device_type: &str) -> Result<(), ApiError> {
         let scripts = run_inventory(&self.share_dir, SCRIPT_TIMEOUT);
         let texts = scripts.texts();
