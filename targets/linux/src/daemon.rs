@@ -648,6 +648,15 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
                 return fail(self, record, why);
             }
         };
+        // The reference reports `downloading` again as it starts reading
+        // the artifact (its update-store state), before the first byte.
+        if let Err(ApiError::Aborted) =
+            self.server
+                .report(&deployment.id, DeploymentStatus::Downloading, None)
+        {
+            scripts.run_ignoring_errors(Group::Download, Action::Error);
+            return fail(self, record, ApiError::Aborted.to_string());
+        }
         let installed = record.installed.clone();
         crate::standalone::crashpoint("daemon-before-stream");
         let streamed = match self.device.stream(&prepared, &installed, &mut source) {
