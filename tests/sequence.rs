@@ -7,9 +7,9 @@
 //! Cases: a rootfs deployment through the reboot to `success` (the reboot
 //! is a fake `reboot` in `PATH`; the test kills the daemon as the machine
 //! would, sets `bootcount=1` as the bootloader's trial boot would, and
-//! starts it again), and a corrupted artifact reported as `failure` with the
-//! deployment log, before any reboot. Polls are 1 s, so each run takes
-//! seconds.
+//! starts it again); a corrupted artifact reported as `failure` with the
+//! deployment log, before any reboot; an artifact for another device type,
+//! likewise. Polls are 1 s, so each run takes seconds.
 //!
 //! The reference runs live when it can (root, `mender` installed: CI, see
 //! `.ci/setup`); its sequence must then also match the recording checked in
@@ -73,6 +73,9 @@ enum Case {
     Success,
     /// A corrupted payload: `failure` and the log, no reboot.
     Failure,
+    /// An artifact for another device type (the server offers it: its
+    /// deployment says this device type): `failure` and the log.
+    WrongDeviceType,
 }
 
 impl Case {
@@ -80,6 +83,7 @@ impl Case {
         match self {
             Self::Success => "success",
             Self::Failure => "failure",
+            Self::WrongDeviceType => "wrong-device-type",
         }
     }
 
@@ -106,6 +110,27 @@ impl Case {
                 let at = bytes.len() - 4096;
                 bytes[at] ^= 0xFF;
                 std::fs::write(&artifact, bytes).unwrap();
+                artifact
+            }
+            Self::WrongDeviceType => {
+                let image = dir.join("other.img");
+                std::fs::write(&image, image_bytes(1 << 20, 7)).unwrap();
+                let artifact = dir.join("other.mender");
+                run_ok(
+                    Command::new("mender-artifact")
+                        .args([
+                            "write",
+                            "rootfs-image",
+                            "-t",
+                            "other-board",
+                            "-n",
+                            "release-2",
+                            "-f",
+                        ])
+                        .arg(&image)
+                        .arg("-o")
+                        .arg(&artifact),
+                );
                 artifact
             }
         }
@@ -364,7 +389,11 @@ fn run(client: &dyn Client, case: Case) -> Vec<String> {
         .map(|(status, _)| status)
         .filter(|s| s == "success" || s == "failure")
         .collect();
-    assert_eq!(finals, [case.name()], "{}", client.log());
+    let expected = match case {
+        Case::Success => "success",
+        Case::Failure | Case::WrongDeviceType => "failure",
+    };
+    assert_eq!(finals, [expected], "{}", client.log());
     let mut lines = lines_of(server);
     let end = end_of_sequence(&lines).unwrap();
     lines.truncate(end);
@@ -507,6 +536,11 @@ fn successful_deployment_through_the_reboot() {
 #[test]
 fn failed_deployment_reports_failure_and_the_log() {
     check(Case::Failure);
+}
+
+#[test]
+fn artifact_for_another_device_type_reports_failure() {
+    check(Case::WrongDeviceType);
 }
 
 #[test]
