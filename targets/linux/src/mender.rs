@@ -138,9 +138,14 @@ impl MenderServer {
                 .request(method, &format!("{server}{path}"), &headers, body)
                 .map_err(|e| ApiError::Transient(e.to_string()));
             match response {
-                Ok(response) if response.status == 401 && attempt == 0 => {
-                    log::info!("the server answered 401: authenticating again");
+                Ok(response) if response.status == 401 => {
+                    // A refused token is dropped: the next call (or the
+                    // daemon's loop) authenticates again.
                     self.session = None;
+                    if attempt > 0 {
+                        return Ok(response);
+                    }
+                    log::info!("the server answered 401: authenticating again");
                 }
                 Ok(response) => return Ok(response),
                 Err(error) if attempt == 0 => {
