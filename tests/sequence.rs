@@ -15,7 +15,10 @@
 //! `.ci/setup`); its sequence must then also match the recording checked in
 //! under `tests/fixtures/sequences/` (a stale recording fails: re-record
 //! with `cargo xtask record-sequences`). Without root or `mender`, otalite
-//! is compared with the recording alone.
+//! is compared with the recording alone. The server's conformance checks
+//! are asserted for otalite only: the reference sends every body but the
+//! auth request with `Transfer-Encoding: chunked`, which otalite-testserver
+//! flags (mender-protocol.md section 1 asks for a `Content-Length`).
 //!
 //! # What is compared
 //!
