@@ -1,15 +1,16 @@
-//! Project automation: `cargo xtask ci | demo | bench`.
+//! Project automation: `cargo xtask ci | demo | bench | record-sequences`.
 
 mod bench;
 mod bench_daemon;
 mod ci;
 mod demo;
+mod sequences;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...]\n";
+    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         ["ci", rest @ ..] => ci::ci(rest),
         ["demo", rest @ ..] => demo::demo(rest),
         ["bench", rest @ ..] => bench::bench(rest),
+        ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
