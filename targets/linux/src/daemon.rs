@@ -15,10 +15,10 @@
 use crate::standalone::{Device, Failure};
 use otalite::agent::{backoff, recover, report_attempts, DeploymentStatus, Recovery};
 use otalite::board::{BootControl, Reboot};
-use otalite::host::scripts::{Action, Group};
 use otalite::store::{
     DeploymentId, Downloading, FinalReport, PendingUpdate, StateRecord, UpdateStep,
 };
+use otalite_host::scripts::{Action, Group};
 use std::cell::Cell;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
@@ -197,7 +197,7 @@ pub struct Daemon<'d, B, S, R> {
 
 impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
     fn save(&self, record: &StateRecord) -> Result<(), Failure> {
-        otalite::host::state::save(&self.device.paths.data_dir, record).map_err(Failure::error)
+        otalite_host::state::save(&self.device.paths.data_dir, record).map_err(Failure::error)
     }
 
     /// Sleeps until `deadline` or a signal; `Some(wake)` when woken.
@@ -431,7 +431,7 @@ impl<B: BootControl, S: ServerApi, R: Reboot> Daemon<'_, B, S, R> {
         if let Ok(layout) = self.device.layout() {
             let boot = self.device.boot_state()?;
             if let Ok(active) = layout.detect(boot.boot_part) {
-                if active.evidence == otalite::host::slot::Evidence::RootDevice
+                if active.evidence == otalite_host::slot::Evidence::RootDevice
                     && active.active_part != pending.trial_part
                 {
                     log::error!(
@@ -805,7 +805,7 @@ pub fn backoff_unit() -> Duration {
 
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
 pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure> {
-    use otalite::host::keys::{KeySource, KeyType};
+    use otalite_host::keys::{KeySource, KeyType};
     let wake = crate::signals::wake_channel()
         .map_err(|e| Failure::error(format!("cannot set up signals: {e}")))?;
     std::fs::create_dir_all(&device.paths.data_dir).map_err(|e| {
@@ -846,7 +846,7 @@ pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure
         .map_err(|e| Failure::error(format!("device key: {e}")))?;
     let mut timing = Timing::from_config(&device.config);
     timing.backoff_unit = backoff_unit();
-    let download_backoff = otalite::host::http::Backoff {
+    let download_backoff = otalite_host::http::Backoff {
         initial: timing.backoff_unit,
         cap: timing.retry_poll.max(timing.backoff_unit),
         tries_per_step: 3,
@@ -860,7 +860,7 @@ pub fn run_daemon<B: BootControl>(device: &mut Device<B>) -> Result<i32, Failure
     )
     .map_err(Failure::error)?;
     let pid_file = crate::signals::pid_file(&device.paths.data_dir);
-    otalite::host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
+    otalite_host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", pid_file.display())))?;
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
     let mut daemon = Daemon {

@@ -16,7 +16,7 @@ mod signals;
 mod standalone;
 
 use otalite::board::MenderBootControl;
-use otalite::host::paths::Paths;
+use otalite_host::paths::Paths;
 use standalone::{Device, Failure, EXIT_ERROR, EXIT_OK};
 use std::process::ExitCode;
 

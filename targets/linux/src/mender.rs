@@ -15,15 +15,15 @@
 
 use crate::daemon::{ApiError, Deployment, ServerApi};
 use otalite::agent::DeploymentStatus;
-use otalite::host::http::{Backoff, Download, HttpClient, HttpConfig, Response};
-use otalite::host::identity::{run_identity, run_inventory};
-use otalite::host::keys::DeviceKey;
 use otalite::protocol::deployments::{
     write_log, write_next_query, write_next_request, write_status, DeploymentInstructions,
     LogMessage,
 };
 use otalite::protocol::keyvalue::Attributes;
 use otalite::protocol::WriteError;
+use otalite_host::http::{Backoff, Download, HttpClient, HttpConfig, Response};
+use otalite_host::identity::{run_identity, run_inventory};
+use otalite_host::keys::DeviceKey;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -8,13 +8,13 @@ use otalite::artifact::{ArtifactHeader, WINDOW_LEN};
 use otalite::board::{BootControl, BootState};
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, parse_device_type, Provides};
-use otalite::host::fs::{read_limited, FilePartition, StdRead};
-use otalite::host::paths::Paths;
-use otalite::host::scripts::{Action, Group, ScriptRunner};
-use otalite::host::slot::{Evidence, SlotLayout};
-use otalite::host::{source, state};
 use otalite::install::{stream_artifact, DeviceFacts, InstallBuffers, InstallHooks};
 use otalite::store::{PendingUpdate, StateRecord, UpdateStep};
+use otalite_host::fs::{read_limited, FilePartition, StdRead};
+use otalite_host::paths::Paths;
+use otalite_host::scripts::{Action, Group, ScriptRunner};
+use otalite_host::slot::{Evidence, SlotLayout};
+use otalite_host::{source, state};
 use static_cell::StaticCell;
 use std::fs::{self, File};
 use std::io::Write;
@@ -103,7 +103,7 @@ pub struct Device<B> {
 pub struct Prepared {
     pub device_type: String,
     pub keys: Vec<VerifyKey>,
-    pub active: otalite::host::slot::ActiveSlot,
+    pub active: otalite_host::slot::ActiveSlot,
 }
 
 impl<B: BootControl> Device<B> {

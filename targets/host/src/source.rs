@@ -1,9 +1,6 @@
 //! Where an artifact comes from: a local file, standard input (`-`) or an
 //! `http://` URL, streamed (never stored).
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
