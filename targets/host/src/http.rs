@@ -1,10 +1,10 @@
-//! The managed mode's HTTP/1.1 client: `std::net::TcpStream`, rustls (ring)
+//! otalite's one HTTP/1.1 client, for the managed mode and for standalone
+//! `install <URL>` ([`crate::source`]): `std::net::TcpStream`, rustls (ring)
 //! for `https://`, the sans-IO framing of [`otalite::protocol::http`].
 //!
 //! Why not minreq: minreq builds its rustls configuration from webpki-roots
 //! only, so a self-signed Mender server (`ServerCertificate`) and
-//! `SkipVerify` are impossible. minreq stays for the standalone `http://`
-//! install ([`crate::source`]).
+//! `SkipVerify` are impossible with it.
 //!
 //! | what | how |
 //! |---|---|

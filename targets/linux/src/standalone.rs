@@ -363,7 +363,8 @@ impl<B: BootControl> Device<B> {
             Failure::error(e)
         })?;
 
-        let mut source = source::open(location).map_err(Failure::error)?;
+        let remote = source::RemoteOptions::from_mender(&self.config);
+        let mut source = source::open(location, &remote).map_err(Failure::error)?;
         log::info!(
             "installing artifact {location}{}",
             source
