@@ -1,9 +1,9 @@
 //! Project automation: `cargo xtask ci | demo | bench`.
 
 mod bench;
-mod bench_daemon;
 mod ci;
 mod demo;
+mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
