@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use otalite::host::http::{Backoff, Download, HttpClient, HttpConfig, HttpError, ProxySettings};
+use otalite_host::http::{Backoff, Download, HttpClient, HttpConfig, HttpError, ProxySettings};
 
 // ---------------------------------------------------------------------------
 // Test server

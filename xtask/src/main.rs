@@ -1,10 +1,10 @@
 //! Project automation: `cargo xtask ci | demo | bench | record-sequences`.
 
 mod bench;
-mod bench_daemon;
 mod ci;
 mod demo;
 mod sequences;
+mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

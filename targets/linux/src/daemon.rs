@@ -8,9 +8,9 @@ use crate::standalone::{buffers, device_type, load_keys, load_record, Failure};
 use otalite::agent::{Agent, AgentConfig, Mode, ServerSettings, Timing};
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
-use otalite::host::http::{HttpClient, HttpConfig};
-use otalite::host::keys::{KeySource, KeyType};
-use otalite::host::paths::Paths;
+use otalite_host::http::{HttpClient, HttpConfig};
+use otalite_host::keys::{KeySource, KeyType};
+use otalite_host::paths::Paths;
 use std::time::Duration;
 
 fn normalize_url(url: &str) -> String {
@@ -56,7 +56,7 @@ fn test_knob_ms(name: &str) -> Option<u64> {
 fn device_key(
     paths: &Paths,
     config: &MenderConfig,
-) -> Result<otalite::host::keys::DeviceKey, Failure> {
+) -> Result<otalite_host::keys::DeviceKey, Failure> {
     let static_key = config
         .security
         .as_ref()
@@ -139,7 +139,7 @@ pub fn run_daemon<B: BootControl>(
     let mut agent =
         Agent::new(agent_config, record, boot_state, buffers()?).map_err(Failure::error)?;
     let pid_file = crate::signals::pid_file(&paths.data_dir);
-    otalite::host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
+    otalite_host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| Failure::error(format!("cannot write {}: {e}", pid_file.display())))?;
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
     let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);

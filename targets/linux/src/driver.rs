@@ -12,14 +12,14 @@ use otalite::agent::{
 use otalite::artifact::ArtifactHeader;
 use otalite::board::{BootControl, Reboot};
 use otalite::config::MenderConfig;
-use otalite::host::fs::{atomic_write, read_limited, FilePartition};
-use otalite::host::http::{Download, HttpClient};
-use otalite::host::keys::DeviceKey;
-use otalite::host::paths::Paths;
-use otalite::host::scripts::{Action as When, Group, ScriptRunner};
-use otalite::host::slot::{Evidence, SlotLayout};
 use otalite::install::InstallHooks;
 use otalite::store::{StateRecord, UpdateStep};
+use otalite_host::fs::{atomic_write, read_limited, FilePartition};
+use otalite_host::http::{Download, HttpClient};
+use otalite_host::keys::DeviceKey;
+use otalite_host::paths::Paths;
+use otalite_host::scripts::{Action as When, Group, ScriptRunner};
+use otalite_host::slot::{Evidence, SlotLayout};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -201,7 +201,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
     }
 
     fn state_path(&self) -> PathBuf {
-        self.paths.data_dir.join(otalite::host::state::STATE_FILE)
+        self.paths.data_dir.join(otalite_host::state::STATE_FILE)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -386,14 +386,14 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Outcome(id, self.reboot.reboot().map_err(|e| (false, e.to_string())))
             }
             Action::GatherIdentity { id } => {
-                match otalite::host::identity::run_identity(&self.paths.share_dir, SCRIPT_TIMEOUT) {
+                match otalite_host::identity::run_identity(&self.paths.share_dir, SCRIPT_TIMEOUT) {
                     Ok(outputs) => Done::Data(id, joined(outputs.outputs())),
                     Err(error) => Done::Outcome(id, Err((false, error.to_string()))),
                 }
             }
             Action::GatherInventory { id } => {
                 let outputs =
-                    otalite::host::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
+                    otalite_host::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
                 Done::Data(id, joined(outputs.outputs()))
             }
             Action::Request { id, request } => self.request(id, &request),
@@ -546,7 +546,9 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             if from > 0 {
                 return Err((false, format!("cannot resume reading {uri}")));
             }
-            let source = otalite::host::source::open(uri).map_err(|e| (false, e.to_string()))?;
+            let remote = otalite_host::source::RemoteOptions::from_mender(&self.config);
+            let source =
+                otalite_host::source::open(uri, &remote).map_err(|e| (false, e.to_string()))?;
             log::info!(
                 "installing artifact {uri}{}",
                 source
@@ -558,7 +560,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         }
         let client = match &self.server {
             Some(server) => server.client.clone(),
-            None => HttpClient::new(otalite::host::http::HttpConfig::from_mender(&self.config))
+            None => HttpClient::new(otalite_host::http::HttpConfig::from_mender(&self.config))
                 .map_err(|e| (false, format!("cannot set up HTTPS: {e}")))?,
         };
         match Download::open_at(&client, uri, from, self.download_total) {
@@ -573,7 +575,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             }
             Err(error) => {
                 let permanent =
-                    matches!(error, otalite::host::http::HttpError::LengthChanged { .. });
+                    matches!(error, otalite_host::http::HttpError::LengthChanged { .. });
                 Err((!permanent, format!("cannot download {uri}: {error}")))
             }
         }
@@ -633,7 +635,7 @@ fn joined(outputs: &[String]) -> Vec<u8> {
 
 /// An artifact stream: a local file or stdin, or an HTTP body.
 enum Source {
-    Local(Box<otalite::host::source::ArtifactSource>),
+    Local(Box<otalite_host::source::ArtifactSource>),
     Http(Box<Download>),
 }
 

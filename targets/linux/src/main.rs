@@ -16,7 +16,7 @@ mod signals;
 mod standalone;
 
 use otalite::board::MenderBootControl;
-use otalite::host::paths::Paths;
+use otalite_host::paths::Paths;
 use standalone::{Failure, Verb, EXIT_ERROR, EXIT_OK};
 use std::process::ExitCode;
 
@@ -75,10 +75,14 @@ fn run() -> Result<i32, Failure> {
                 code: EXIT_ERROR,
             }),
         command => {
-            let config = paths.load_config().map_err(|e| Failure {
+            let mut config = paths.load_config().map_err(|e| Failure {
                 message: e.to_string(),
                 code: EXIT_ERROR,
             })?;
+            // `--skipverify` overrides `SkipVerify`, as in the reference.
+            if args.skip_verify {
+                config.skip_verify = Some(true);
+            }
             let env = board::open_env(&config).map_err(|message| Failure {
                 message,
                 code: EXIT_ERROR,

@@ -11,10 +11,10 @@ use otalite::artifact::WINDOW_LEN;
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, parse_device_type, Provides};
-use otalite::host::fs::read_limited;
-use otalite::host::paths::Paths;
-use otalite::host::state;
 use otalite::store::{StateRecord, MAX_RECORD_LEN};
+use otalite_host::fs::read_limited;
+use otalite_host::paths::Paths;
+use otalite_host::state;
 use static_cell::StaticCell;
 use std::io::Write;
 

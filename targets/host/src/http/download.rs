@@ -15,13 +15,10 @@
 //!    backoff.delay() is None ──► ResumeFailed (final)
 //! ```
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::io;
 use std::time::Duration;
 
-use crate::protocol::http::ContentRange;
+use otalite::protocol::http::ContentRange;
 
 use super::{Body, HttpClient, HttpError, Url};
 
@@ -237,9 +234,12 @@ impl Download {
                 None => HttpError::UnexpectedEof,
             };
             self.body = None;
-            warn!(
+            log::warn!(
                 "download of {} broken at {}/{} bytes: {}",
-                self.url, self.received, self.total, error
+                self.url,
+                self.received,
+                self.total,
+                error
             );
             self.resume(error)?;
         }
@@ -258,16 +258,18 @@ impl Download {
             std::thread::sleep(delay);
             match self.open_range() {
                 Ok(body) => {
-                    info!(
+                    log::info!(
                         "download of {} resumed at {} bytes (attempt {})",
-                        self.url, self.received, self.attempts
+                        self.url,
+                        self.received,
+                        self.attempts
                     );
                     self.body = Some(body);
                     return Ok(());
                 }
                 Err(error @ HttpError::LengthChanged { .. }) => return Err(error),
                 Err(error) => {
-                    warn!("resume attempt {} failed: {}", self.attempts, error);
+                    log::warn!("resume attempt {} failed: {}", self.attempts, error);
                     last_error = error;
                 }
             }
