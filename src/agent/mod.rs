@@ -1766,7 +1766,6 @@ impl Agent<'_> {
         self.call = self.call_of(purpose);
         self.call_attempt = 0;
         self.auth_failed = false;
-        self.patch_inventory = false;
         self.api_phase = if self.jwt.is_empty() {
             ApiPhase::Identity
         } else {
