@@ -17,3 +17,5 @@
 mod harness;
 #[path = "sim/scenarios.rs"]
 mod scenarios;
+#[path = "sim/regressions.rs"]
+mod regressions;

@@ -110,8 +110,12 @@ impl Buffers {
 pub enum Script {
     /// Exits non-zero.
     Fail,
-    /// Takes the device down while it runs (power cut / hard reboot).
+    /// Takes the device down while it runs (power cut / hard reboot), once.
     PowerCut,
+    /// Kills the agent's process while it runs, every time.
+    Crash,
+    /// Kills the agent's process while it runs, once.
+    CrashOnce,
 }
 
 /// Where the power goes.
@@ -779,6 +783,17 @@ impl World {
                         let _ = ignore;
                         agent.handle_done(now, id, Outcome::Failed("script exited 1"));
                     }
+                    Some(Script::Crash | Script::CrashOnce) => {
+                        if script == Some(Script::CrashOnce) {
+                            self.scripts.remove(&(group, phase));
+                        }
+                        self.trace.push(Ev::Cut(format!(
+                            "crash in script {}_{}",
+                            group.name(),
+                            phase.name()
+                        )));
+                        return Stepped::Stop(Stop::Crash);
+                    }
                     Some(Script::PowerCut) => {
                         // Runs once: the device comes back without it.
                         self.scripts.remove(&(group, phase));
@@ -1199,12 +1214,16 @@ impl World {
                 d.id,
                 d.statuses
             );
-            if finals.first() == Some(&"success") {
+        }
+        // The last finished deployment decides what runs.
+        if let Some(d) = self.server.deployments.iter().rev().find(|d| !d.finals().is_empty()) {
+            if d.finals()[0] == "success" {
                 assert_eq!(
                     image.as_deref(),
                     Some(d.artifact_name.as_str()),
-                    "success reported but another image runs (deployments {:?})",
-                    self.server.deployments.iter().map(|d| &d.statuses).collect::<Vec<_>>()
+                    "success reported for {} but another image runs\n{}",
+                    d.id,
+                    self.tail(60)
                 );
             }
         }
