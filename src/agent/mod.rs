@@ -1697,9 +1697,10 @@ impl Agent<'_> {
                     self.record.store_count.saturating_add(1)
                 );
                 if pending_of(&step).is_some() {
-                    self.rollback_ops();
+                    self.recovery_rollback();
+                } else {
+                    self.finish(false);
                 }
-                self.finish(false);
                 return;
             }
         }
@@ -1716,10 +1717,28 @@ impl Agent<'_> {
             }
             Recovery::RollBack(_) => {
                 warn!("the deployment was interrupted before its reboot; rolling back");
-                self.rollback_ops();
-                self.finish(false);
+                self.recovery_rollback();
             }
             Recovery::Commit(_) => self.step = Step::VerifySlots,
+        }
+    }
+
+    /// The bootloader started the trial slot and it runs now (U-Boot
+    /// counted the boot, or the trial was already committed): a rollback
+    /// only takes effect with a reboot.
+    fn trial_running(&self) -> bool {
+        self.boot.boot_part == Some(self.pending.trial_part)
+            && (!self.boot.upgrade_available || self.boot.bootcount.is_some_and(|count| count > 0))
+    }
+
+    /// A rollback decided at a start: reboot into the old slot when the
+    /// trial runs (the report goes out from there), else roll back in place.
+    fn recovery_rollback(&mut self) {
+        if self.trial_running() {
+            self.roll_back_and_reboot();
+        } else {
+            self.rollback_ops();
+            self.finish(false);
         }
     }
 
