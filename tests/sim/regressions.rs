@@ -2,7 +2,8 @@
 //! that showed it.
 
 use crate::harness::*;
-use crate::scenarios::requests;
+use crate::scenarios::{managed, requests};
+use otalite::agent::{ScriptGroup as G, ScriptPhase as P};
 
 /// Inventory `PUT` answers 405: `PATCH` from then on. The agent reset
 /// the PATCH choice at every call, so every inventory round cost a 405.
@@ -27,3 +28,38 @@ fn regression_inventory_405_patch_is_remembered() {
     assert_eq!(w.server.inventories, 2);
 }
 
+
+/// The power goes after the env switch, before the reboot: U-Boot boots
+/// the trial slot. The start rolled the env back and reported failure
+/// without rebooting, so the new image kept running with the old image's
+/// name installed and the env pointing elsewhere (until some reboot).
+/// Now it reboots into the old slot and reports from there.
+#[test]
+fn regression_rollback_at_start_reboots_when_the_trial_runs() {
+    let mut w = managed(|w| {
+        w.scripts
+            .insert((G::ArtifactInstall, P::Leave), Script::PowerCut);
+    });
+    assert_eq!(
+        w.server.statuses("d1"),
+        ["downloading", "installing", "failure"]
+    );
+    assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::RollBack(A)]);
+    assert_eq!(w.running, A);
+    assert!(w.trace.contains(&Ev::Reboot));
+    w.check_at_rest();
+}
+
+/// The same through the loop breaker: a daemon that crashes on the new
+/// system in every start fails the deployment after 28 state writes; it
+/// must also reboot into the old slot.
+#[test]
+fn regression_loop_breaker_reboots_when_the_trial_runs() {
+    let mut w = managed(|w| {
+        w.scripts
+            .insert((G::ArtifactCommit, P::Enter), Script::Crash);
+    });
+    assert_eq!(w.server.deployment("d1").finals(), ["failure"]);
+    assert_eq!(w.running, A);
+    w.check_at_rest();
+}
