@@ -260,6 +260,7 @@ enum Step {
     DepReboot,
     RebootWait,
     VerifySlots,
+    RebootLeave,
     CommitEnter,
     CommitLeave,
     RollbackReboot,
@@ -1364,6 +1365,13 @@ impl<'b> Agent<'b> {
                 self.rollback_ops();
                 self.fail(text!("cannot reboot: {why}"));
             }
+            (Step::RebootLeave, None) => self.step_after_reboot_leave(),
+            (Step::RebootLeave, Some(why)) => {
+                error!("{why}; rolling back");
+                self.deployment_log(LogLevel::Error, text!("ArtifactReboot_Leave: {why}"));
+                self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Error));
+                self.roll_back_and_reboot();
+            }
             (Step::CommitEnter, None) => {
                 self.push_ops(&[
                     Op::Mark(Mark::Committing),
@@ -1434,7 +1442,11 @@ impl<'b> Agent<'b> {
     }
 
     fn step_after_verify(&mut self) {
-        self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Leave));
+        self.step = Step::RebootLeave;
+    }
+
+    /// `ArtifactReboot_Leave` ran: confirm with the server, then commit.
+    fn step_after_reboot_leave(&mut self) {
         self.confirm_attempts = 0;
         match self.deployment_id {
             Some(_) => self.start_call(Purpose::Confirm),
@@ -1489,6 +1501,10 @@ impl<'b> Agent<'b> {
             Step::DepRebootEnter => Dispatch::Action(StepKind::Script(
                 ScriptGroup::ArtifactReboot,
                 ScriptPhase::Enter,
+            )),
+            Step::RebootLeave => Dispatch::Action(StepKind::Script(
+                ScriptGroup::ArtifactReboot,
+                ScriptPhase::Leave,
             )),
             Step::InstSetTrial | Step::DepSetTrial => {
                 Dispatch::Action(StepKind::SetTrial(self.pending.trial_part))
