@@ -63,3 +63,25 @@ fn regression_loop_breaker_reboots_when_the_trial_runs() {
     assert_eq!(w.running, A);
     w.check_at_rest();
 }
+
+/// `ArtifactReboot_Leave` fails on the new system. It ran as an
+/// ignore-errors op, so the failure was dropped and the update committed
+/// and reported success. Like the other Enter/Leave scripts (and the
+/// reference), a failure now rolls back, reboots into the old slot and
+/// reports failure.
+#[test]
+fn regression_reboot_leave_failure_rolls_back() {
+    let mut w = managed(|w| {
+        w.scripts
+            .insert((G::ArtifactReboot, P::Leave), Script::Fail);
+    });
+    assert_eq!(
+        w.server.statuses("d1"),
+        ["downloading", "installing", "rebooting", "failure"]
+    );
+    assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::RollBack(A)]);
+    assert!(w.scripts_run().contains(&"ArtifactReboot_Error".to_string()));
+    assert!(w.server.deployment("d1").logs[0].contains("ArtifactReboot_Leave"));
+    assert_eq!(w.running, A);
+    w.check_at_rest();
+}

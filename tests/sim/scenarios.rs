@@ -398,19 +398,6 @@ fn managed_commit_leave_fails() {
     w.check_at_rest();
 }
 
-/// `ArtifactReboot_Leave` fails on the new system: like the reference,
-/// roll back and reboot into the old slot; failure.
-#[test]
-fn managed_reboot_leave_fails() {
-    let mut w = managed(|w| {
-        w.scripts
-            .insert((G::ArtifactReboot, P::Leave), Script::Fail);
-    });
-    assert_eq!(w.server.deployment("d1").finals(), ["failure"]);
-    assert_eq!(w.running, A);
-    w.check_at_rest();
-}
-
 /// The trial slot does not come up: U-Boot falls back; failure reported,
 /// nothing committed.
 #[test]
