@@ -681,8 +681,13 @@ impl<'b> Agent<'b> {
             Err(why) => {
                 if self.step == Step::VerifySlots {
                     // The boot env said the trial booted; without a root
-                    // device to prove otherwise, go on.
-                    self.step_after_verify();
+                    // device to prove otherwise, go on (unless U-Boot never
+                    // counted a trial boot).
+                    if self.trial_never_booted() {
+                        self.reboot_missed(self.pending.previous_part);
+                    } else {
+                        self.step_after_verify();
+                    }
                 } else {
                     self.fail(text!("{why}"));
                 }
@@ -730,20 +735,9 @@ impl<'b> Agent<'b> {
             }
             Step::VerifySlots => {
                 if slots.proven_by_root_device && slots.active != self.pending.trial_part {
-                    error!(
-                        "booted partition {} instead of the new partition {}; rolling back",
-                        slots.active, self.pending.trial_part
-                    );
-                    self.deployment_log(
-                        LogLevel::Error,
-                        text!(
-                            "booted partition {} instead of the new partition {}",
-                            slots.active,
-                            self.pending.trial_part
-                        ),
-                    );
-                    self.rollback_ops();
-                    self.finish(false);
+                    self.reboot_missed(slots.active);
+                } else if !slots.proven_by_root_device && self.trial_never_booted() {
+                    self.reboot_missed(self.pending.previous_part);
                 } else {
                     self.step_after_verify();
                 }
@@ -1439,6 +1433,34 @@ impl<'b> Agent<'b> {
             }
             None => self.download_failed(text!("the download failed: {why}")),
         }
+    }
+
+    /// The env still holds the trial as `SetTrial` left it: pending, and
+    /// U-Boot never counted a boot of it (`bootcount=0`). The reboot did not
+    /// happen; the old system runs.
+    fn trial_never_booted(&self) -> bool {
+        self.boot.upgrade_available
+            && self.boot.boot_part == Some(self.pending.trial_part)
+            && self.boot.bootcount == Some(0)
+    }
+
+    /// After the reboot, `active` runs instead of the trial: roll back in
+    /// place, report failure.
+    fn reboot_missed(&mut self, active: PartNumber) {
+        error!(
+            "booted partition {} instead of the new partition {}; rolling back",
+            active, self.pending.trial_part
+        );
+        self.deployment_log(
+            LogLevel::Error,
+            text!(
+                "booted partition {} instead of the new partition {}",
+                active,
+                self.pending.trial_part
+            ),
+        );
+        self.rollback_ops();
+        self.finish(false);
     }
 
     fn step_after_verify(&mut self) {

@@ -85,3 +85,23 @@ fn regression_reboot_leave_failure_rolls_back() {
     assert_eq!(w.running, A);
     w.check_at_rest();
 }
+
+/// The daemon is restarted after `Rebooting` was persisted but before the
+/// reboot happened (here: killed in `ArtifactReboot_Enter`), on a host that
+/// cannot prove the running slot from the root device. The recovery took
+/// `mender_boot_part` = trial with `upgrade_available=1` as "the trial
+/// booted", committed the env and reported success while the old system
+/// ran; U-Boot's `bootcount` (0: the trial never booted) tells them apart.
+#[test]
+fn regression_restart_before_the_reboot_does_not_commit() {
+    let mut w = managed(|w| {
+        w.root_device_known = false;
+        w.scripts
+            .insert((G::ArtifactReboot, P::Enter), Script::CrashOnce);
+    });
+    println!("{}", w.tail(80));
+    assert_eq!(w.server.deployment("d1").finals(), ["failure"]);
+    assert!(!w.env_writes().contains(&Ev::CommitBoot));
+    assert_eq!(w.running, A);
+    w.check_at_rest();
+}
