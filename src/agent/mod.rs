@@ -724,10 +724,17 @@ impl<'b> Agent<'b> {
                 }
             }
             Step::ComPrepare => {
-                if slots.proven_by_root_device && slots.active != self.pending.trial_part {
+                let running = if slots.proven_by_root_device {
+                    slots.active
+                } else if self.trial_never_booted() {
+                    self.pending.previous_part
+                } else {
+                    self.pending.trial_part
+                };
+                if running != self.pending.trial_part {
                     self.fail(text!(
                         "the device still runs partition {}; reboot into the new partition {} before committing",
-                        slots.active, self.pending.trial_part
+                        running, self.pending.trial_part
                     ));
                 } else {
                     self.step = Step::ComEnter;

@@ -105,3 +105,23 @@ fn regression_restart_before_the_reboot_does_not_commit() {
     assert_eq!(w.running, A);
     w.check_at_rest();
 }
+
+/// Standalone `commit` right after `install`, without the reboot, on a
+/// host that cannot prove the running slot from the root device.
+#[test]
+fn regression_standalone_commit_without_the_reboot_is_refused() {
+    use otalite::agent::{Command, Completion};
+    let mut buffers = Buffers::default();
+    let mut w = World::standalone();
+    w.root_device_known = false;
+    let got = w.run_command(&mut buffers, Command::Install { uri: "/data/sim-a.mender" });
+    assert_eq!(got.unwrap().0, Completion::Installed);
+    let got = w.run_command(&mut buffers, Command::Commit);
+    assert_eq!(got.unwrap().0, Completion::Failed);
+    assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
+    w.power_on();
+    assert_eq!(w.running, B);
+    let got = w.run_command(&mut buffers, Command::Commit);
+    assert_eq!(got.unwrap().0, Completion::Committed);
+    w.check_at_rest();
+}
