@@ -1140,8 +1140,26 @@ impl<'b> Agent<'b> {
 
     /// The new system could not confirm: roll back, persist the failure,
     /// and reboot into the old slot; the report goes out from there.
+    ///
+    /// An uncommitted trial that U-Boot already counted is rolled back by
+    /// the reboot itself (the bootloader falls back), and the env keeps
+    /// saying that the trial runs until then: a restart before the reboot
+    /// still knows it must reboot (see [`Agent::recover`]). Rolling the env
+    /// back first would leave the new system running, unnoticed, under the
+    /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {
-        self.rollback_ops();
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
+            Op::Mark(Mark::RollingBack),
+        ]);
+        if !self.boot.upgrade_available {
+            self.push_op(Op::EnvRollBack);
+        }
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+        ]);
         self.finish(false);
         self.push_op(Op::Script(
             ScriptGroup::ArtifactRollbackReboot,
@@ -1751,6 +1769,20 @@ impl Agent<'_> {
         }
         match recover(&step, &self.boot) {
             Recovery::Nothing => {}
+            Recovery::Report
+                if !self.report.success
+                    && self.boot.upgrade_available
+                    && self.boot.bootcount.is_some_and(|count| count > 0) =>
+            {
+                // A failed trial still runs (the rollback reboot did not
+                // happen): reboot first, U-Boot falls back.
+                warn!("the failed update still runs; rebooting into the previous partition");
+                self.push_op(Op::Script(
+                    ScriptGroup::ArtifactRollbackReboot,
+                    ScriptPhase::Enter,
+                ));
+                self.step = Step::RollbackReboot;
+            }
             Recovery::Report => self.step = Step::Report,
             Recovery::ReportFailure => {
                 warn!("the deployment was interrupted; reporting failure");
