@@ -19,3 +19,5 @@ mod harness;
 mod scenarios;
 #[path = "sim/regressions.rs"]
 mod regressions;
+#[path = "sim/power.rs"]
+mod power;

@@ -128,6 +128,8 @@ pub enum Cut {
     SlotBytes(usize),
     /// Before the `n`-th action the agent returns (any kind).
     Action(u32),
+    /// The process is killed (no reboot) before the `n`-th action.
+    Crash(u32),
 }
 
 /// Why [`World::drive`] stopped.
@@ -366,6 +368,11 @@ pub struct World {
     pub dlog: Vec<String>,
     pub trace: Vec<Ev>,
     pub cut: Option<Cut>,
+    /// Cuts armed one after the other once `cut` fired; `Effect` and
+    /// `Action` numbers count from the moment the previous cut fired.
+    pub more_cuts: VecDeque<Cut>,
+    /// The cuts that fired.
+    pub cuts_fired: u32,
     /// Effects so far (persists and env writes; the cut points count them).
     pub effects: u32,
     /// Actions so far.
@@ -554,6 +561,8 @@ impl World {
             dlog: Vec::new(),
             trace: Vec::new(),
             cut: None,
+            more_cuts: VecDeque::new(),
+            cuts_fired: 0,
             effects: 0,
             actions: 0,
             crash_at: None,
@@ -696,7 +705,7 @@ impl World {
         }
         match self.cut {
             Some(Cut::Effect { n: at, after: a }) if at == n && a == after => {
-                self.cut = None;
+                self.cut_fired();
                 self.trace.push(Ev::Cut(format!(
                     "power cut {} effect {n}",
                     if after { "after" } else { "before" }
@@ -707,10 +716,23 @@ impl World {
         }
     }
 
+    fn cut_fired(&mut self) {
+        self.cuts_fired += 1;
+        self.cut = self.more_cuts.pop_front().map(|cut| match cut {
+            Cut::Effect { n, after } => Cut::Effect {
+                n: n + self.effects,
+                after,
+            },
+            Cut::Action(n) => Cut::Action(n + self.actions),
+            Cut::Crash(n) => Cut::Crash(n + self.actions),
+            other => other,
+        });
+    }
+
     fn slot_cut(&mut self) -> bool {
         if let Some(Cut::SlotBytes(_)) = self.cut {
             if self.slots.iter().any(|s| s.bytes_until_shutoff == Some(0)) {
-                self.cut = None;
+                self.cut_fired();
                 self.trace
                     .push(Ev::Cut("power cut while writing the slot".into()));
                 return true;
@@ -741,12 +763,18 @@ impl World {
                 None => Stepped::Idle,
             };
         };
-        if let Some(Cut::Action(n)) = self.cut {
-            if n == self.actions {
-                self.cut = None;
+        match self.cut {
+            Some(Cut::Action(n)) if n == self.actions => {
+                self.cut_fired();
                 self.trace.push(Ev::Cut(format!("power cut at action {n}")));
                 return Stepped::Stop(Stop::PowerCut);
             }
+            Some(Cut::Crash(n)) if n == self.actions => {
+                self.cut_fired();
+                self.trace.push(Ev::Cut(format!("crash at action {n}")));
+                return Stepped::Stop(Stop::Crash);
+            }
+            _ => {}
         }
         if self.crash_at == Some(self.actions) {
             self.crash_at = None;
