@@ -697,6 +697,15 @@ impl<'b> Agent<'b> {
         self.slots = Some(slots);
         match self.step {
             Step::InstPrepare | Step::DepPrepare => {
+                if self.boot.boot_part == Some(slots.inactive) {
+                    // After a rollback that waits for its reboot: the slot
+                    // to write is the one the bootloader starts next.
+                    self.fail(text!(
+                        "partition {} boots next (a rollback waits for a reboot); reboot before installing",
+                        slots.inactive
+                    ));
+                    return;
+                }
                 info!(
                     "active partition {} ({}); installing into partition {}",
                     slots.active,
