@@ -21,3 +21,5 @@ mod scenarios;
 mod regressions;
 #[path = "sim/power.rs"]
 mod power;
+#[path = "sim/props.rs"]
+mod props;

@@ -1006,11 +1006,18 @@ impl World {
             (On::Status(Some(want)), On::Status(None)) => status.as_deref() == Some(want),
             (a, b) => a == b,
         };
-        if let Some(index) = self.server.faults.iter().position(|f| matches(f)) {
-            let fault = &mut self.server.faults[index];
-            if fault.skip > 0 {
+        let fire = self
+            .server
+            .faults
+            .iter()
+            .position(|f| f.skip == 0 && matches(f));
+        for fault in self.server.faults.iter_mut() {
+            if fault.skip > 0 && matches(fault) {
                 fault.skip -= 1;
-            } else {
+            }
+        }
+        if let Some(index) = fire {
+            {
                 let resp = self.server.faults.remove(index).resp;
                 match resp {
                     Resp::Status(code) => return Some((code, b"{\"error\":\"injected\"}".to_vec())),

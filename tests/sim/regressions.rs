@@ -147,3 +147,26 @@ fn regression_restart_before_the_rollback_reboot() {
     assert_eq!(w.running, A);
     w.check_at_rest();
 }
+
+/// Standalone: install, reboot, rollback, and install again before the
+/// reboot the rollback asks for. The running (trial) slot is B, the env
+/// boots A next; the agent wrote the new image into A, the slot the env
+/// boots, destroying the committed image (a power cut mid-write would
+/// leave nothing bootable). Now it refuses until the reboot.
+#[test]
+fn regression_install_after_rollback_before_its_reboot() {
+    use otalite::agent::{Command, Completion};
+    let mut buffers = Buffers::default();
+    let mut w = World::standalone();
+    let a = Command::Install { uri: "/data/sim-a.mender" };
+    assert_eq!(w.run_command(&mut buffers, a).unwrap().0, Completion::Installed);
+    w.power_on();
+    let got = w.run_command(&mut buffers, Command::Rollback);
+    assert_eq!(got.unwrap().0, Completion::RolledBack);
+    let b = Command::Install { uri: "/data/sim-b.mender" };
+    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Failed);
+    assert_eq!(w.image_in(A).as_deref(), Some(FACTORY));
+    w.power_on();
+    w.check_at_rest();
+    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Installed);
+}
