@@ -966,7 +966,18 @@ impl<'b> Agent<'b> {
     fn op_done(&mut self, outcome: Outcome<'_>) {
         let op = self.current_op.take();
         let why = match outcome {
-            Outcome::Done => return,
+            Outcome::Done => {
+                // The env as this agent left it (later decisions read it).
+                match op {
+                    Some(Op::EnvRollBack) => {
+                        self.boot.boot_part = Some(self.pending.previous_part);
+                        self.boot.upgrade_available = false;
+                    }
+                    Some(Op::EnvCommit) => self.boot.upgrade_available = false,
+                    _ => {}
+                }
+                return;
+            }
             Outcome::Failed(why) | Outcome::Transient(why) => why,
         };
         match op {
@@ -1283,7 +1294,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::InstSetTrial, None) => self.step = Step::InstInstallLeave,
+            (Step::InstSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::InstInstallLeave;
+            }
             (Step::InstSetTrial, Some(why)) => {
                 self.push_ops(&[
                     Op::Mark(Mark::Idle),
@@ -1363,7 +1377,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::DepSetTrial, None) => self.step = Step::DepInstallLeave,
+            (Step::DepSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::DepInstallLeave;
+            }
             (Step::DepSetTrial, Some(why)) => {
                 self.fail(text!("cannot switch the bootloader: {why}"))
             }
@@ -1432,6 +1449,15 @@ impl<'b> Agent<'b> {
             (Step::Call(_), Some(why)) => self.transport_error(why),
             _ => {}
         }
+    }
+
+    /// `SetTrial` took effect: the env as this agent left it.
+    fn trial_set(&mut self) {
+        self.boot = BootState {
+            boot_part: Some(self.pending.trial_part),
+            upgrade_available: true,
+            bootcount: Some(0),
+        };
     }
 
     /// The download broke at `installer.consumed()`: resume after the
