@@ -363,7 +363,9 @@ fn model(case: &ManagedCase) -> Expect {
     let transient = case.faults.len();
     if abort {
         Expect::NotSuccess
-    } else if fatal_script || case.trial_boot_fails {
+    } else if case.trial_boot_fails || (fatal_script && case.restarts.is_empty()) {
+        // (A restart can skip the failing script: a power cut before
+        // ArtifactReboot_Enter reboots into the trial all the same.)
         Expect::Failure
     } else if case.restarts.is_empty() && transient <= 3 {
         Expect::Success
@@ -398,9 +400,16 @@ fn run_managed_case(case: &ManagedCase) {
     w.run_managed(&mut buffers);
     let d = w.server.deployment("d1").clone();
     let expect = model(case);
-    let finals = d.finals();
+    // The final report as the device sent it (a 409 to it counts as
+    // delivered: the server aborted the deployment meanwhile).
+    let finals: Vec<&str> = d
+        .statuses
+        .iter()
+        .map(|s| s.trim_end_matches(" (409)"))
+        .filter(|s| matches!(*s, "success" | "failure"))
+        .collect();
     match expect {
-        Expect::Success => assert_eq!(finals, ["success"], "{:?}\n{}", d.statuses, w.tail(60)),
+        Expect::Success => assert_eq!(finals.first(), Some(&"success"), "{:?}\n{}", d.statuses, w.tail(60)),
         Expect::Failure => assert_eq!(finals.first(), Some(&"failure"), "{:?}\n{}", d.statuses, w.tail(60)),
         Expect::NotSuccess => assert_ne!(finals.first(), Some(&"success"), "{:?}\n{}", d.statuses, w.tail(60)),
         Expect::Either => {}
@@ -446,3 +455,4 @@ proptest! {
         run_managed_case(&case);
     }
 }
+

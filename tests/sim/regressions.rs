@@ -170,3 +170,30 @@ fn regression_install_after_rollback_before_its_reboot() {
     w.check_at_rest();
     assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Installed);
 }
+
+/// Standalone: the power goes during `rollback` (after `RollingBack` was
+/// persisted, before the env write), and U-Boot boots the untried trial.
+/// The next `install` finished the rollback (env -> the old slot) and then
+/// decided where to write from the env as read at the start: it wrote the
+/// slot the env had just been pointed at. The agent now keeps its view of
+/// the env up to date after its own writes.
+#[test]
+fn regression_install_after_an_interrupted_rollback() {
+    use otalite::agent::{Command, Completion};
+    let mut buffers = Buffers::default();
+    let mut w = World::standalone();
+    let a = Command::Install { uri: "/data/sim-a.mender" };
+    assert_eq!(w.run_command(&mut buffers, a).unwrap().0, Completion::Installed);
+    w.cut = Some(Cut::Effect {
+        n: w.effects,
+        after: true,
+    });
+    assert_eq!(w.run_command(&mut buffers, Command::Rollback), None);
+    assert_eq!(w.running, B);
+    let b = Command::Install { uri: "/data/sim-b.mender" };
+    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Failed);
+    assert_eq!(w.image_in(A).as_deref(), Some(FACTORY));
+    w.power_on();
+    assert_eq!(w.running, A);
+    w.check_at_rest();
+}
