@@ -11,15 +11,23 @@
 //! `cargo test --release -p otalite --features _test --test sim -- --nocapture`
 //! prints the counts.
 
-#![allow(clippy::std_instead_of_core, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub
+)]
 
 #[path = "sim/harness.rs"]
 mod harness;
-#[path = "sim/scenarios.rs"]
-mod scenarios;
-#[path = "sim/regressions.rs"]
-mod regressions;
 #[path = "sim/power.rs"]
 mod power;
 #[path = "sim/props.rs"]
 mod props;
+#[path = "sim/regressions.rs"]
+mod regressions;
+#[path = "sim/scenarios.rs"]
+mod scenarios;

@@ -41,7 +41,8 @@ pub const FACTORY: &str = "factory";
 pub const BLOCK_LEN: usize = 512;
 
 static SERVERS: [&str; 1] = [SERVER];
-const PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAsim\n-----END PUBLIC KEY-----\n";
+const PUBLIC_KEY: &str =
+    "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAsim\n-----END PUBLIC KEY-----\n";
 
 pub const TIMING: Timing = Timing {
     update_poll: 1_800_000,
@@ -53,13 +54,19 @@ pub const TIMING: Timing = Timing {
 };
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/artifacts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/artifacts/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The image inside `sim-<n>.mender` (see the fixtures' README).
 pub fn sim_image(n: char) -> Vec<u8> {
-    "sim image X ".replace('X', &n.to_string()).repeat(256).into_bytes()
+    "sim image X "
+        .replace('X', &n.to_string())
+        .repeat(256)
+        .into_bytes()
 }
 
 pub fn factory_image() -> Vec<u8> {
@@ -159,9 +166,20 @@ pub enum Ev {
     CommitBoot,
     RollBack(PartNumber),
     Reboot,
-    Boot { part: PartNumber, fallback: bool },
-    Request { method: Method, path: String, status: Option<u16> },
-    Download { from: u64, fed: u64, end: &'static str },
+    Boot {
+        part: PartNumber,
+        fallback: bool,
+    },
+    Request {
+        method: Method,
+        path: String,
+        status: Option<u16>,
+    },
+    Download {
+        from: u64,
+        fed: u64,
+        end: &'static str,
+    },
     Completed(Completion, String),
     Exit(bool, String),
     Cut(String),
@@ -583,10 +601,6 @@ impl World {
         Self::new(managed_mode())
     }
 
-    pub fn is_managed(&self) -> bool {
-        matches!(self.mode, Mode::Managed(_))
-    }
-
     pub fn record(&self) -> StateRecord {
         StateRecord::decode(&self.disk).expect("the persisted record decodes")
     }
@@ -778,7 +792,8 @@ impl World {
         }
         if self.crash_at == Some(self.actions) {
             self.crash_at = None;
-            self.trace.push(Ev::Cut(format!("crash at action {}", self.actions)));
+            self.trace
+                .push(Ev::Cut(format!("crash at action {}", self.actions)));
             return Stepped::Stop(Stop::Crash);
         }
         self.actions += 1;
@@ -949,9 +964,7 @@ impl World {
         let mut fed = 0u64;
         for chunk in rest.chunks(self.chunk.max(1)) {
             let chunk = match limit {
-                Some(limit) if fed + chunk.len() as u64 > limit => {
-                    &chunk[..(limit - fed) as usize]
-                }
+                Some(limit) if fed + chunk.len() as u64 > limit => &chunk[..(limit - fed) as usize],
                 _ => chunk,
             };
             if !chunk.is_empty() {
@@ -997,7 +1010,13 @@ impl World {
     }
 
     /// The fake server's answer; `None` = transport error.
-    fn answer(&mut self, method: Method, path: &str, bearer: &str, body: &str) -> Option<(u16, Vec<u8>)> {
+    fn answer(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: &str,
+    ) -> Option<(u16, Vec<u8>)> {
         let (on, id) = classify(path);
         let status = (on == On::Status(None)).then(|| status_of(body));
         // Injected faults first.
@@ -1020,7 +1039,9 @@ impl World {
             {
                 let resp = self.server.faults.remove(index).resp;
                 match resp {
-                    Resp::Status(code) => return Some((code, b"{\"error\":\"injected\"}".to_vec())),
+                    Resp::Status(code) => {
+                        return Some((code, b"{\"error\":\"injected\"}".to_vec()))
+                    }
                     Resp::Transport => return None,
                     Resp::ExpireJwt => self.server.jwt = None,
                     Resp::Abort => {
@@ -1192,7 +1213,11 @@ impl World {
     /// Standalone: one command in a fresh process (the CLI), driven to its
     /// completion. A power cut returns `None` (the device is powered on
     /// again).
-    pub fn run_command(&mut self, buffers: &mut Buffers, command: Command<'_>) -> Option<(Completion, String)> {
+    pub fn run_command(
+        &mut self,
+        buffers: &mut Buffers,
+        command: Command<'_>,
+    ) -> Option<(Completion, String)> {
         let mut agent = self.start(buffers);
         agent
             .handle_command(self.now, command)
@@ -1206,7 +1231,10 @@ impl World {
                 None
             }
             Stop::Crash => None,
-            other => panic!("standalone command ended with {other:?}:\n{}", self.tail(30)),
+            other => panic!(
+                "standalone command ended with {other:?}:\n{}",
+                self.tail(30)
+            ),
         }
     }
 
@@ -1251,7 +1279,13 @@ impl World {
             );
         }
         // The last finished deployment decides what runs.
-        if let Some(d) = self.server.deployments.iter().rev().find(|d| !d.finals().is_empty()) {
+        if let Some(d) = self
+            .server
+            .deployments
+            .iter()
+            .rev()
+            .find(|d| !d.finals().is_empty())
+        {
             if d.finals()[0] == "success" {
                 assert_eq!(
                     image.as_deref(),
@@ -1308,7 +1342,10 @@ pub fn step_name(record: &StateRecord) -> String {
         UpdateStep::Downloading(_) => "Downloading".into(),
         UpdateStep::Rebooting(_) => "Rebooting".into(),
         UpdateStep::Reporting(r) => {
-            format!("Reporting({})", if r.success { "success" } else { "failure" })
+            format!(
+                "Reporting({})",
+                if r.success { "success" } else { "failure" }
+            )
         }
     }
 }

@@ -97,7 +97,10 @@ fn check(flow: Flow, clean: &World, r: &mut Run, what: &str) {
     let w = &mut r.world;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.check_at_rest()));
     if let Err(e) = result {
-        panic!("{what}: {}", e.downcast_ref::<String>().cloned().unwrap_or_default());
+        panic!(
+            "{what}: {}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default()
+        );
     }
     let commit_done = w.trace.iter().position(|e| *e == Ev::CommitBoot);
     // Once the commit reached the env, the new image stays.
@@ -119,7 +122,10 @@ fn check(flow: Flow, clean: &World, r: &mut Run, what: &str) {
             let delivered = w
                 .trace
                 .iter()
-                .position(|e| matches!(e, Ev::Request { path, .. } if path.ends_with("/status")) && is_final(e, w))
+                .position(|e| {
+                    matches!(e, Ev::Request { path, .. } if path.ends_with("/status"))
+                        && is_final(e, w)
+                })
                 .expect("a final report in the trace");
             let idle = w.trace[delivered..]
                 .iter()
@@ -147,7 +153,12 @@ fn check(flow: Flow, clean: &World, r: &mut Run, what: &str) {
 /// The trace entry `e` is the first final status report (`success` or
 /// `failure`) the server received.
 fn is_final(e: &Ev, w: &World) -> bool {
-    let Ev::Request { path, status: Some(_), .. } = e else {
+    let Ev::Request {
+        path,
+        status: Some(_),
+        ..
+    } = e
+    else {
         return false;
     };
     // Match the request log entry with the same path in order: the
@@ -165,8 +176,14 @@ fn is_final(e: &Ev, w: &World) -> bool {
 
 fn flows() -> Vec<(&'static str, Flow)> {
     vec![
-        ("standalone install+commit", Flow::Standalone(INSTALL_COMMIT)),
-        ("standalone install+rollback", Flow::Standalone(INSTALL_ROLLBACK)),
+        (
+            "standalone install+commit",
+            Flow::Standalone(INSTALL_COMMIT),
+        ),
+        (
+            "standalone install+rollback",
+            Flow::Standalone(INSTALL_ROLLBACK),
+        ),
         ("managed success", Flow::Managed(None, true)),
         (
             "managed success, root device unknown",
@@ -214,7 +231,10 @@ fn power_cuts_everywhere() {
                     for after2 in [false, true] {
                         points.push(vec![
                             Cut::Effect { n, after },
-                            Cut::Effect { n: m, after: after2 },
+                            Cut::Effect {
+                                n: m,
+                                after: after2,
+                            },
                         ]);
                     }
                 }
@@ -236,8 +256,5 @@ fn power_cuts_everywhere() {
         );
         total += count as u32;
     }
-    println!(
-        "power cuts: {total} runs in {:.2?}",
-        started.elapsed()
-    );
+    println!("power cuts: {total} runs in {:.2?}", started.elapsed());
 }

@@ -258,12 +258,7 @@ fn expect(
         return;
     };
     let want = m.command(verb, failing);
-    assert_eq!(
-        completion,
-        want,
-        "{verb:?}: {message}\n{}",
-        w.tail(40)
-    );
+    assert_eq!(completion, want, "{verb:?}: {message}\n{}", w.tail(40));
 }
 
 // -------------------------------------------------------------------
@@ -390,13 +385,15 @@ fn run_managed_case(case: &ManagedCase) {
     w.trial_boot_fails = case.trial_boot_fails;
     w.server.v1_only = case.v1_only;
     w.server.patch_only = case.patch_only;
-    let mut restarts = case.restarts.iter().map(|&(crash, n)| {
-        if crash {
-            Cut::Crash(n)
-        } else {
-            Cut::Action(n)
-        }
-    });
+    let mut restarts = case.restarts.iter().map(
+        |&(crash, n)| {
+            if crash {
+                Cut::Crash(n)
+            } else {
+                Cut::Action(n)
+            }
+        },
+    );
     w.cut = restarts.next();
     w.more_cuts = restarts.collect();
     w.run_managed(&mut buffers);
@@ -411,9 +408,27 @@ fn run_managed_case(case: &ManagedCase) {
         .filter(|s| matches!(*s, "success" | "failure"))
         .collect();
     match expect {
-        Expect::Success => assert_eq!(finals.first(), Some(&"success"), "{:?}\n{}", d.statuses, w.tail(60)),
-        Expect::Failure => assert_eq!(finals.first(), Some(&"failure"), "{:?}\n{}", d.statuses, w.tail(60)),
-        Expect::NotSuccess => assert_ne!(finals.first(), Some(&"success"), "{:?}\n{}", d.statuses, w.tail(60)),
+        Expect::Success => assert_eq!(
+            finals.first(),
+            Some(&"success"),
+            "{:?}\n{}",
+            d.statuses,
+            w.tail(60)
+        ),
+        Expect::Failure => assert_eq!(
+            finals.first(),
+            Some(&"failure"),
+            "{:?}\n{}",
+            d.statuses,
+            w.tail(60)
+        ),
+        Expect::NotSuccess => assert_ne!(
+            finals.first(),
+            Some(&"success"),
+            "{:?}\n{}",
+            d.statuses,
+            w.tail(60)
+        ),
         Expect::Either => {}
     }
     w.check_at_rest();
@@ -457,5 +472,3 @@ proptest! {
         run_managed_case(&case);
     }
 }
-
-

@@ -23,11 +23,14 @@ fn regression_inventory_405_patch_is_remembered() {
         .collect();
     assert_eq!(
         inventory,
-        ["PUT inventory 405", "PATCH inventory 200", "PATCH inventory 200"]
+        [
+            "PUT inventory 405",
+            "PATCH inventory 200",
+            "PATCH inventory 200"
+        ]
     );
     assert_eq!(w.server.inventories, 2);
 }
-
 
 /// The power goes after the env switch, before the reboot: U-Boot boots
 /// the trial slot. The start rolled the env back and reported failure
@@ -46,7 +49,10 @@ fn regression_rollback_at_start_reboots_when_the_trial_runs() {
     );
     // Rolled back by the reboot: U-Boot falls back from the counted trial.
     assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
-    assert!(w.trace.contains(&Ev::Boot { part: A, fallback: true }));
+    assert!(w.trace.contains(&Ev::Boot {
+        part: A,
+        fallback: true
+    }));
     assert_eq!(w.running, A);
     assert!(w.trace.contains(&Ev::Reboot));
     w.check_at_rest();
@@ -83,8 +89,13 @@ fn regression_reboot_leave_failure_rolls_back() {
     );
     // Rolled back by the reboot: U-Boot falls back from the counted trial.
     assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
-    assert!(w.trace.contains(&Ev::Boot { part: A, fallback: true }));
-    assert!(w.scripts_run().contains(&"ArtifactReboot_Error".to_string()));
+    assert!(w.trace.contains(&Ev::Boot {
+        part: A,
+        fallback: true
+    }));
+    assert!(w
+        .scripts_run()
+        .contains(&"ArtifactReboot_Error".to_string()));
     assert!(w.server.deployment("d1").logs[0].contains("ArtifactReboot_Leave"));
     assert_eq!(w.running, A);
     w.check_at_rest();
@@ -117,7 +128,12 @@ fn regression_standalone_commit_without_the_reboot_is_refused() {
     let mut buffers = Buffers::default();
     let mut w = World::standalone();
     w.root_device_known = false;
-    let got = w.run_command(&mut buffers, Command::Install { uri: "/data/sim-a.mender" });
+    let got = w.run_command(
+        &mut buffers,
+        Command::Install {
+            uri: "/data/sim-a.mender",
+        },
+    );
     assert_eq!(got.unwrap().0, Completion::Installed);
     let got = w.run_command(&mut buffers, Command::Commit);
     assert_eq!(got.unwrap().0, Completion::Failed);
@@ -158,17 +174,30 @@ fn regression_install_after_rollback_before_its_reboot() {
     use otalite::agent::{Command, Completion};
     let mut buffers = Buffers::default();
     let mut w = World::standalone();
-    let a = Command::Install { uri: "/data/sim-a.mender" };
-    assert_eq!(w.run_command(&mut buffers, a).unwrap().0, Completion::Installed);
+    let a = Command::Install {
+        uri: "/data/sim-a.mender",
+    };
+    assert_eq!(
+        w.run_command(&mut buffers, a).unwrap().0,
+        Completion::Installed
+    );
     w.power_on();
     let got = w.run_command(&mut buffers, Command::Rollback);
     assert_eq!(got.unwrap().0, Completion::RolledBack);
-    let b = Command::Install { uri: "/data/sim-b.mender" };
-    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Failed);
+    let b = Command::Install {
+        uri: "/data/sim-b.mender",
+    };
+    assert_eq!(
+        w.run_command(&mut buffers, b).unwrap().0,
+        Completion::Failed
+    );
     assert_eq!(w.image_in(A).as_deref(), Some(FACTORY));
     w.power_on();
     w.check_at_rest();
-    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Installed);
+    assert_eq!(
+        w.run_command(&mut buffers, b).unwrap().0,
+        Completion::Installed
+    );
 }
 
 /// Standalone: the power goes during `rollback` (after `RollingBack` was
@@ -182,16 +211,26 @@ fn regression_install_after_an_interrupted_rollback() {
     use otalite::agent::{Command, Completion};
     let mut buffers = Buffers::default();
     let mut w = World::standalone();
-    let a = Command::Install { uri: "/data/sim-a.mender" };
-    assert_eq!(w.run_command(&mut buffers, a).unwrap().0, Completion::Installed);
+    let a = Command::Install {
+        uri: "/data/sim-a.mender",
+    };
+    assert_eq!(
+        w.run_command(&mut buffers, a).unwrap().0,
+        Completion::Installed
+    );
     w.cut = Some(Cut::Effect {
         n: w.effects,
         after: true,
     });
     assert_eq!(w.run_command(&mut buffers, Command::Rollback), None);
     assert_eq!(w.running, B);
-    let b = Command::Install { uri: "/data/sim-b.mender" };
-    assert_eq!(w.run_command(&mut buffers, b).unwrap().0, Completion::Failed);
+    let b = Command::Install {
+        uri: "/data/sim-b.mender",
+    };
+    assert_eq!(
+        w.run_command(&mut buffers, b).unwrap().0,
+        Completion::Failed
+    );
     assert_eq!(w.image_in(A).as_deref(), Some(FACTORY));
     w.power_on();
     assert_eq!(w.running, A);

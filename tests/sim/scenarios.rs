@@ -98,7 +98,12 @@ fn standalone_second_install_while_one_waits_is_refused() {
     let mut buffers = Buffers::default();
     let mut w = standalone_installed(&mut buffers);
     w.power_on();
-    let got = w.run_command(&mut buffers, Command::Install { uri: "/data/sim-b.mender" });
+    let got = w.run_command(
+        &mut buffers,
+        Command::Install {
+            uri: "/data/sim-b.mender",
+        },
+    );
     assert_eq!(completion(got), Completion::Failed);
     assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
     let got = w.run_command(&mut buffers, Command::Commit);
@@ -137,7 +142,10 @@ fn standalone_failing_scripts() {
         w.scripts.insert((group, phase), Script::Fail);
         let got = w.run_command(&mut buffers, Command::Install { uri: SIM_A });
         assert_eq!(completion(got), Completion::Failed, "{group:?} {phase:?}");
-        assert!(w.env_writes().is_empty(), "{group:?} {phase:?}: env untouched");
+        assert!(
+            w.env_writes().is_empty(),
+            "{group:?} {phase:?}: env untouched"
+        );
         assert!(w.persisted().is_empty(), "{group:?} {phase:?}");
         w.check_at_rest();
         w.power_on();
@@ -152,7 +160,9 @@ fn standalone_failing_scripts() {
     assert_eq!(completion(got), Completion::Failed);
     assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::RollBack(A)]);
     assert_eq!(w.persisted(), ["Installed", "RollingBack", "Idle"]);
-    assert!(w.scripts_run().contains(&"ArtifactInstall_Error".to_string()));
+    assert!(w
+        .scripts_run()
+        .contains(&"ArtifactInstall_Error".to_string()));
     w.check_at_rest();
     w.power_on();
     assert_eq!(w.running, A);
@@ -213,7 +223,12 @@ fn standalone_bad_artifacts() {
         let mut buffers = Buffers::default();
         let mut w = World::standalone();
         w.artifacts.insert("/data/bad.mender".into(), bytes);
-        let got = w.run_command(&mut buffers, Command::Install { uri: "/data/bad.mender" });
+        let got = w.run_command(
+            &mut buffers,
+            Command::Install {
+                uri: "/data/bad.mender",
+            },
+        );
         let (c, message) = got.expect("completed");
         assert_eq!(c, Completion::Failed, "{name}: {message}");
         assert!(w.env_writes().is_empty(), "{name}");
@@ -279,7 +294,13 @@ fn managed_success_through_a_reboot() {
     let w = managed(|_| {});
     assert_eq!(
         w.server.statuses("d1"),
-        ["downloading", "installing", "rebooting", "installing", "success"]
+        [
+            "downloading",
+            "installing",
+            "rebooting",
+            "installing",
+            "success"
+        ]
     );
     assert_eq!(w.server.deployment("d1").finals(), ["success"]);
     assert!(w.server.deployment("d1").logs.is_empty());
@@ -356,7 +377,11 @@ fn managed_failure_before_the_reboot() {
         );
         assert!(d.logs[0].contains("script exited 1"), "{}", d.logs[0]);
         if switched {
-            assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::RollBack(A)], "{group:?} {phase:?}");
+            assert_eq!(
+                w.env_writes(),
+                [Ev::SetTrial(B), Ev::RollBack(A)],
+                "{group:?} {phase:?}"
+            );
         } else {
             assert!(w.env_writes().is_empty(), "{group:?} {phase:?}");
         }
@@ -378,11 +403,20 @@ fn managed_commit_enter_fails_after_the_reboot() {
     });
     assert_eq!(
         w.server.statuses("d1"),
-        ["downloading", "installing", "rebooting", "installing", "failure"]
+        [
+            "downloading",
+            "installing",
+            "rebooting",
+            "installing",
+            "failure"
+        ]
     );
     // Rolled back by the reboot: U-Boot falls back from the counted trial.
     assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
-    assert!(w.trace.contains(&Ev::Boot { part: A, fallback: true }));
+    assert!(w.trace.contains(&Ev::Boot {
+        part: A,
+        fallback: true
+    }));
     assert_eq!(w.running, A);
     assert_eq!(w.server.deployment("d1").logs.len(), 1);
     w.check_at_rest();
@@ -410,9 +444,10 @@ fn managed_bootloader_fallback() {
         ["downloading", "installing", "rebooting", "failure"]
     );
     assert!(!w.env_writes().contains(&Ev::CommitBoot));
-    assert!(w
-        .trace
-        .contains(&Ev::Boot { part: A, fallback: true }));
+    assert!(w.trace.contains(&Ev::Boot {
+        part: A,
+        fallback: true
+    }));
     assert_eq!(w.running, A);
     w.check_at_rest();
     assert_eq!(w.record().installed.artifact_name.as_str(), FACTORY);
@@ -440,7 +475,10 @@ fn managed_abort() {
     });
     // Rolled back by the reboot: U-Boot falls back from the counted trial.
     assert_eq!(w.env_writes(), [Ev::SetTrial(B)]);
-    assert!(w.trace.contains(&Ev::Boot { part: A, fallback: true }));
+    assert!(w.trace.contains(&Ev::Boot {
+        part: A,
+        fallback: true
+    }));
     assert_eq!(w.running, A);
     w.check_at_rest();
 }
@@ -448,17 +486,33 @@ fn managed_abort() {
 /// The JWT expires mid-deployment: one re-authentication, no other.
 #[test]
 fn managed_401_mid_deployment() {
-    let w = managed(|w| w.server.fault(On::Status(Some("installing")), Resp::ExpireJwt));
+    let w = managed(|w| {
+        w.server
+            .fault(On::Status(Some("installing")), Resp::ExpireJwt)
+    });
     assert_eq!(
         w.server.statuses("d1"),
-        ["downloading", "installing", "rebooting", "installing", "success"]
+        [
+            "downloading",
+            "installing",
+            "rebooting",
+            "installing",
+            "success"
+        ]
     );
     // First life: the first one and the re-authentication; second life: one.
     assert_eq!(w.server.auth_count(), 3, "{:#?}", requests(&w));
     let log = requests(&w);
-    let at = log.iter().position(|r| r == "PUT status:installing 401").unwrap();
+    let at = log
+        .iter()
+        .position(|r| r == "PUT status:installing 401")
+        .unwrap();
     assert_eq!(log[at + 1], "POST auth 200");
     assert_eq!(log[at + 2], "PUT status:installing 204");
+    // The retry carries the new token.
+    let sent = &w.server.log;
+    assert_ne!(sent[at].bearer, sent[at + 2].bearer);
+    assert_eq!(sent[at + 2].bearer, "jwt-2");
     let mut w = w;
     w.check_at_rest();
 }
@@ -474,7 +528,9 @@ fn managed_v2_404_falls_back_to_v1() {
     // deployment included).
     assert_eq!(v2, 2, "{log:#?}");
     assert!(v1 >= 2, "{log:#?}");
-    assert!(log.iter().all(|r| !r.contains("next-v1") || r.starts_with("GET")));
+    assert!(log
+        .iter()
+        .all(|r| !r.contains("next-v1") || r.starts_with("GET")));
     assert_eq!(w.server.deployment("d1").finals(), ["success"]);
     w.check_at_rest();
 }
@@ -532,7 +588,8 @@ fn standalone_download_resumed() {
 #[test]
 fn managed_loop_breaker() {
     let mut w = managed(|w| {
-        w.scripts.insert((G::ArtifactReboot, P::Leave), Script::Crash);
+        w.scripts
+            .insert((G::ArtifactReboot, P::Leave), Script::Crash);
     });
     let d = w.server.deployment("d1").clone();
     assert_eq!(d.finals(), ["failure"], "{:?}", d.statuses);
