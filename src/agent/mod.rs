@@ -47,11 +47,11 @@
 //! |---|---|---|---|
 //! | `Idle` | - | nothing to repair | poll |
 //! | `Downloading` | the first status report and the download | (refused: the daemon's deployment) | report `failure` |
-//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back, report `failure` |
-//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted: verify, confirm, commit, `success`; else `failure` |
+//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back (the trial runs: reboot into the old slot), report `failure` |
+//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted (proven by the root device, else U-Boot counted it: `bootcount` > 0): verify, confirm, commit, `success`; else roll back, `failure` |
 //! | `Committing` | `CommitBoot` | trial booted: finish the commit; else keep the old | same, then report |
-//! | `RollingBack` | `RollBack` | finish the rollback | finish it, report `failure` |
-//! | `Reporting` | the final status report | (refused) | send it again |
+//! | `RollingBack` | `RollBack` | finish the rollback | finish it (the trial runs: reboot into the old slot), report `failure` |
+//! | `Reporting` | the final status report | (refused) | send it again (`failure` while a counted trial still runs: reboot first, U-Boot falls back) |
 //!
 //! Managed mode counts every persisted step and every start inside a
 //! deployment; past [`MAX_STATE_WRITES`] the deployment fails (the loop
@@ -68,7 +68,7 @@
 //! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `Download` (resumed from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
 //! | managed final report | report `success`/`failure` (retried [`Timing::report_attempts`] times, each attempt persisted), on failure upload the deployment log, persist `Idle`, send the inventory |
-//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)` |
+//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)`; on the new system (`ArtifactReboot_Leave`, `ArtifactCommit_Enter`, confirmation failed): the same without `RollBack`, then `ArtifactRollbackReboot_Enter` and `Reboot` (U-Boot falls back from the counted trial); the report goes out from the old system |
 //!
 //! A [`Command::Stop`] ends managed mode at the next safe point: while
 //! waiting, downloading, before persisting `Installed`, or waiting for a
