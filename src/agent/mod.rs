@@ -1164,7 +1164,7 @@ impl<'b> Agent<'b> {
     /// An uncommitted trial that U-Boot already counted is rolled back by
     /// the reboot itself (the bootloader falls back), and the env keeps
     /// saying that the trial runs until then: a restart before the reboot
-    /// still knows it must reboot (see [`Agent::recover`]). Rolling the env
+    /// still knows it must reboot (see the `Reporting` recovery). Rolling the env
     /// back first would leave the new system running, unnoticed, under the
     /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {

@@ -26,6 +26,8 @@ enum Flow {
     /// Managed with a deployment of sim-a and this script failing; the
     /// host can (`true`) or cannot prove the running slot.
     Managed(Option<(G, P)>, bool),
+    /// Managed, and the trial slot's system does not come up.
+    ManagedFallback,
 }
 
 const INSTALL_COMMIT: &[Verb] = &[
@@ -58,6 +60,12 @@ fn run(flow: Flow, cuts: &[Cut], buffers: &mut Buffers) -> Run {
             }
             w
         }
+        Flow::ManagedFallback => {
+            let mut w = World::managed();
+            w.server.deploy("d1", "sim-a");
+            w.trial_boot_fails = true;
+            w
+        }
     };
     let mut cuts = cuts.iter().copied();
     w.cut = cuts.next();
@@ -85,7 +93,7 @@ fn run(flow: Flow, cuts: &[Cut], buffers: &mut Buffers) -> Run {
                 }
             }
         }
-        Flow::Managed(..) => {
+        Flow::Managed(..) | Flow::ManagedFallback => {
             w.run_managed(buffers);
         }
     }
@@ -112,7 +120,7 @@ fn check(flow: Flow, clean: &World, r: &mut Run, what: &str) {
             w.tail(60)
         );
     }
-    if let Flow::Managed(..) = flow {
+    if let Flow::Managed(..) | Flow::ManagedFallback = flow {
         let d = w.server.deployment("d1").clone();
         let finals = d.finals();
         assert!(!finals.is_empty(), "{what}: no final report");
@@ -197,6 +205,7 @@ fn flows() -> Vec<(&'static str, Flow)> {
             "managed commit-enter failure",
             Flow::Managed(Some((G::ArtifactCommit, P::Enter)), true),
         ),
+        ("managed bootloader fallback", Flow::ManagedFallback),
     ]
 }
 

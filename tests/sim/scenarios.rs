@@ -622,3 +622,31 @@ fn managed_no_deployment_idles() {
     assert_eq!(w.record().step, UpdateStep::Idle);
     assert!(w.server.log.iter().all(|r| r.method != Method::Patch));
 }
+
+/// `Stop` (SIGTERM) while the download waits to resume: the agent exits;
+/// the next start reports the interrupted deployment as failed.
+#[test]
+fn managed_stop_during_the_download() {
+    use otalite::agent::Command;
+    let mut buffers = Buffers::default();
+    let mut w = World::managed();
+    w.server.deploy("d1", "sim-a");
+    w.drops = [1000].into();
+    let mut agent = w.start(&mut buffers);
+    let stop = w.drive(&mut agent, |w, _| {
+        w.trace
+            .iter()
+            .any(|e| matches!(e, Ev::Download { end: "dropped", .. }))
+    });
+    assert_eq!(stop, Stop::Idle);
+    agent.handle_command(w.now, Command::Stop).unwrap();
+    let stop = w.drive(&mut agent, |_, _| false);
+    assert_eq!(stop, Stop::Exited(false, String::new()));
+    assert!(agent.has_exited());
+    drop(agent);
+    assert!(matches!(w.record().step, UpdateStep::Downloading(_)));
+    w.run_managed(&mut buffers);
+    assert_eq!(w.server.statuses("d1"), ["downloading", "failure"]);
+    assert!(w.env_writes().is_empty());
+    w.check_at_rest();
+}
