@@ -2,6 +2,9 @@
 //! faults (dropped downloads, 5xx, 401, 409, failing scripts, restarts
 //! and power cuts at random points) against a small model of the
 //! expected outcome, with the invariants of a device at rest.
+//!
+//! The seed is fixed (the suite is deterministic); explore with
+//! `PROPTEST_RNG_SEED=<n> PROPTEST_CASES=<n>`.
 
 use crate::harness::*;
 use otalite::agent::{Command, Completion, ScriptGroup as G, ScriptPhase as P};
@@ -354,7 +357,15 @@ fn model(case: &ManagedCase) -> Expect {
             _ => 0,
         };
         *resp == Resp::Abort && *skip < sent_before_commit
-    });
+    }) && case
+        .faults
+        .iter()
+        .filter(|(on, ..)| matches!(on, On::Status(_)))
+        .count()
+        == 1;
+    // (Another fault on the status reports may take the request the abort
+    // waits for.)
+    let abort_possible = case.faults.iter().any(|(_, _, resp)| *resp == Resp::Abort);
     let transient = case.faults.len();
     // (A restart can skip the aborted report too: a power cut before the
     // `rebooting` report reboots into the trial all the same.)
@@ -364,7 +375,7 @@ fn model(case: &ManagedCase) -> Expect {
         // (A restart can skip the failing script: a power cut before
         // ArtifactReboot_Enter reboots into the trial all the same.)
         Expect::Failure
-    } else if case.restarts.is_empty() && transient <= 3 {
+    } else if case.restarts.is_empty() && transient <= 3 && !abort_possible {
         Expect::Success
     } else {
         Expect::Either
@@ -459,6 +470,11 @@ proptest! {
             .and_then(|cases| cases.parse().ok())
             .unwrap_or(if cfg!(debug_assertions) { 128 } else { 1024 }),
         failure_persistence: None,
+        // Deterministic by default (PROPTEST_RNG_SEED picks another seed).
+        rng_seed: match std::env::var("PROPTEST_RNG_SEED") {
+            Ok(seed) => proptest::test_runner::RngSeed::Fixed(seed.parse().unwrap_or(0)),
+            Err(_) => proptest::test_runner::RngSeed::Fixed(0x0071_a11e),
+        },
         ..ProptestConfig::default()
     })]
 
