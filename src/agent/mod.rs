@@ -48,11 +48,11 @@
 //! |---|---|---|---|
 //! | `Idle` | - | nothing to repair | poll |
 //! | `Downloading` | the first status report and the download | (refused: the daemon's deployment) | report `failure` |
-//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back, report `failure` |
-//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted: verify, confirm, commit, `success`; else `failure` |
+//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back (the trial runs: reboot into the old slot), report `failure` |
+//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted (proven by the root device, else U-Boot counted it: `bootcount` > 0): verify, confirm, commit, `success`; else roll back, `failure` |
 //! | `Committing` | `CommitBoot` | trial booted: finish the commit; else keep the old | same, then report |
-//! | `RollingBack` | `RollBack` | finish the rollback | finish it, report `failure` |
-//! | `Reporting` | the final status report | (refused) | send it again |
+//! | `RollingBack` | `RollBack` | finish the rollback | finish it (the trial runs: reboot into the old slot), report `failure` |
+//! | `Reporting` | the final status report | (refused) | send it again (`failure` while a counted trial still runs: reboot first, U-Boot falls back) |
 //!
 //! Managed mode counts every persisted step and every start inside a
 //! deployment; past [`MAX_STATE_WRITES`] the deployment fails (the loop
@@ -69,7 +69,7 @@
 //! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `OpenArtifact` → report `downloading` → `ReadArtifact` (reopened from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
 //! | managed final report | report `success`/`failure` (retried [`Timing::report_attempts`] times, each attempt persisted), on failure upload the deployment log, persist `Idle`, send the inventory |
-//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)` |
+//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)`; on the new system (`ArtifactReboot_Leave`, `ArtifactCommit_Enter`, confirmation failed): the same without `RollBack`, then `ArtifactRollbackReboot_Enter` and `Reboot` (U-Boot falls back from the counted trial); the report goes out from the old system |
 //!
 //! A [`Command::Stop`] ends managed mode at the next safe point: while
 //! waiting, downloading, before persisting `Installed`, or waiting for a
@@ -266,6 +266,7 @@ enum Step {
     DepReboot,
     RebootWait,
     VerifySlots,
+    RebootLeave,
     CommitEnter,
     CommitLeave,
     RollbackReboot,
@@ -689,8 +690,13 @@ impl<'b> Agent<'b> {
             Err(why) => {
                 if self.step == Step::VerifySlots {
                     // The boot env said the trial booted; without a root
-                    // device to prove otherwise, go on.
-                    self.step_after_verify();
+                    // device to prove otherwise, go on (unless U-Boot never
+                    // counted a trial boot).
+                    if self.trial_never_booted() {
+                        self.reboot_missed(self.pending.previous_part);
+                    } else {
+                        self.step_after_verify();
+                    }
                 } else {
                     self.fail(text!("{why}"));
                 }
@@ -700,6 +706,15 @@ impl<'b> Agent<'b> {
         self.slots = Some(slots);
         match self.step {
             Step::InstPrepare | Step::DepPrepare => {
+                if self.boot.boot_part == Some(slots.inactive) {
+                    // After a rollback that waits for its reboot: the slot
+                    // to write is the one the bootloader starts next.
+                    self.fail(text!(
+                        "partition {} boots next (a rollback waits for a reboot); reboot before installing",
+                        slots.inactive
+                    ));
+                    return;
+                }
                 info!(
                     "active partition {} ({}); installing into partition {}",
                     slots.active,
@@ -727,10 +742,17 @@ impl<'b> Agent<'b> {
                 }
             }
             Step::ComPrepare => {
-                if slots.proven_by_root_device && slots.active != self.pending.trial_part {
+                let running = if slots.proven_by_root_device {
+                    slots.active
+                } else if self.trial_never_booted() {
+                    self.pending.previous_part
+                } else {
+                    self.pending.trial_part
+                };
+                if running != self.pending.trial_part {
                     self.fail(text!(
                         "the device still runs partition {}; reboot into the new partition {} before committing",
-                        slots.active, self.pending.trial_part
+                        running, self.pending.trial_part
                     ));
                 } else {
                     self.step = Step::ComEnter;
@@ -738,20 +760,9 @@ impl<'b> Agent<'b> {
             }
             Step::VerifySlots => {
                 if slots.proven_by_root_device && slots.active != self.pending.trial_part {
-                    error!(
-                        "booted partition {} instead of the new partition {}; rolling back",
-                        slots.active, self.pending.trial_part
-                    );
-                    self.deployment_log(
-                        LogLevel::Error,
-                        text!(
-                            "booted partition {} instead of the new partition {}",
-                            slots.active,
-                            self.pending.trial_part
-                        ),
-                    );
-                    self.rollback_ops();
-                    self.finish(false);
+                    self.reboot_missed(slots.active);
+                } else if !slots.proven_by_root_device && self.trial_never_booted() {
+                    self.reboot_missed(self.pending.previous_part);
                 } else {
                     self.step_after_verify();
                 }
@@ -964,7 +975,18 @@ impl<'b> Agent<'b> {
     fn op_done(&mut self, outcome: Outcome<'_>) {
         let op = self.current_op.take();
         let why = match outcome {
-            Outcome::Done => return,
+            Outcome::Done => {
+                // The env as this agent left it (later decisions read it).
+                match op {
+                    Some(Op::EnvRollBack) => {
+                        self.boot.boot_part = Some(self.pending.previous_part);
+                        self.boot.upgrade_available = false;
+                    }
+                    Some(Op::EnvCommit) => self.boot.upgrade_available = false,
+                    _ => {}
+                }
+                return;
+            }
             Outcome::Failed(why) | Outcome::Transient(why) => why,
         };
         match op {
@@ -1147,8 +1169,26 @@ impl<'b> Agent<'b> {
 
     /// The new system could not confirm: roll back, persist the failure,
     /// and reboot into the old slot; the report goes out from there.
+    ///
+    /// An uncommitted trial that U-Boot already counted is rolled back by
+    /// the reboot itself (the bootloader falls back), and the env keeps
+    /// saying that the trial runs until then: a restart before the reboot
+    /// still knows it must reboot (see the `Reporting` recovery). Rolling the env
+    /// back first would leave the new system running, unnoticed, under the
+    /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {
-        self.rollback_ops();
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
+            Op::Mark(Mark::RollingBack),
+        ]);
+        if !self.boot.upgrade_available {
+            self.push_op(Op::EnvRollBack);
+        }
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+        ]);
         self.finish(false);
         self.push_op(Op::Script(
             ScriptGroup::ArtifactRollbackReboot,
@@ -1276,7 +1316,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::InstSetTrial, None) => self.step = Step::InstInstallLeave,
+            (Step::InstSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::InstInstallLeave;
+            }
             (Step::InstSetTrial, Some(why)) => {
                 self.push_ops(&[
                     Op::Mark(Mark::Idle),
@@ -1357,7 +1400,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::DepSetTrial, None) => self.step = Step::DepInstallLeave,
+            (Step::DepSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::DepInstallLeave;
+            }
             (Step::DepSetTrial, Some(why)) => {
                 self.fail(text!("cannot switch the bootloader: {why}"))
             }
@@ -1386,6 +1432,13 @@ impl<'b> Agent<'b> {
             (Step::DepReboot, Some(why)) => {
                 self.rollback_ops();
                 self.fail(text!("cannot reboot: {why}"));
+            }
+            (Step::RebootLeave, None) => self.step_after_reboot_leave(),
+            (Step::RebootLeave, Some(why)) => {
+                error!("{why}; rolling back");
+                self.deployment_log(LogLevel::Error, text!("ArtifactReboot_Leave: {why}"));
+                self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Error));
+                self.roll_back_and_reboot();
             }
             (Step::CommitEnter, None) => {
                 self.push_ops(&[
@@ -1419,6 +1472,15 @@ impl<'b> Agent<'b> {
             (Step::Call(_), Some(why)) => self.transport_error(why),
             _ => {}
         }
+    }
+
+    /// `SetTrial` took effect: the env as this agent left it.
+    fn trial_set(&mut self) {
+        self.boot = BootState {
+            boot_part: Some(self.pending.trial_part),
+            upgrade_available: true,
+            bootcount: Some(0),
+        };
     }
 
     /// The download broke at `installer.consumed()`: resume after the
@@ -1464,8 +1526,40 @@ impl<'b> Agent<'b> {
         }
     }
 
+    /// The env still holds the trial as `SetTrial` left it: pending, and
+    /// U-Boot never counted a boot of it (`bootcount=0`). The reboot did not
+    /// happen; the old system runs.
+    fn trial_never_booted(&self) -> bool {
+        self.boot.upgrade_available
+            && self.boot.boot_part == Some(self.pending.trial_part)
+            && self.boot.bootcount == Some(0)
+    }
+
+    /// After the reboot, `active` runs instead of the trial: roll back in
+    /// place, report failure.
+    fn reboot_missed(&mut self, active: PartNumber) {
+        error!(
+            "booted partition {} instead of the new partition {}; rolling back",
+            active, self.pending.trial_part
+        );
+        self.deployment_log(
+            LogLevel::Error,
+            text!(
+                "booted partition {} instead of the new partition {}",
+                active,
+                self.pending.trial_part
+            ),
+        );
+        self.rollback_ops();
+        self.finish(false);
+    }
+
     fn step_after_verify(&mut self) {
-        self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Leave));
+        self.step = Step::RebootLeave;
+    }
+
+    /// `ArtifactReboot_Leave` ran: confirm with the server, then commit.
+    fn step_after_reboot_leave(&mut self) {
         self.confirm_attempts = 0;
         match self.deployment_id {
             Some(_) => self.start_call(Purpose::Confirm),
@@ -1520,6 +1614,10 @@ impl<'b> Agent<'b> {
             Step::DepRebootEnter => Dispatch::Action(StepKind::Script(
                 ScriptGroup::ArtifactReboot,
                 ScriptPhase::Enter,
+            )),
+            Step::RebootLeave => Dispatch::Action(StepKind::Script(
+                ScriptGroup::ArtifactReboot,
+                ScriptPhase::Leave,
             )),
             Step::InstSetTrial | Step::DepSetTrial => {
                 Dispatch::Action(StepKind::SetTrial(self.pending.trial_part))
@@ -1736,14 +1834,29 @@ impl Agent<'_> {
                     self.record.store_count.saturating_add(1)
                 );
                 if pending_of(&step).is_some() {
-                    self.rollback_ops();
+                    self.recovery_rollback();
+                } else {
+                    self.finish(false);
                 }
-                self.finish(false);
                 return;
             }
         }
         match recover(&step, &self.boot) {
             Recovery::Nothing => {}
+            Recovery::Report
+                if !self.report.success
+                    && self.boot.upgrade_available
+                    && self.boot.bootcount.is_some_and(|count| count > 0) =>
+            {
+                // A failed trial still runs (the rollback reboot did not
+                // happen): reboot first, U-Boot falls back.
+                warn!("the failed update still runs; rebooting into the previous partition");
+                self.push_op(Op::Script(
+                    ScriptGroup::ArtifactRollbackReboot,
+                    ScriptPhase::Enter,
+                ));
+                self.step = Step::RollbackReboot;
+            }
             Recovery::Report => self.step = Step::Report,
             Recovery::ReportFailure => {
                 warn!("the deployment was interrupted; reporting failure");
@@ -1755,10 +1868,28 @@ impl Agent<'_> {
             }
             Recovery::RollBack(_) => {
                 warn!("the deployment was interrupted before its reboot; rolling back");
-                self.rollback_ops();
-                self.finish(false);
+                self.recovery_rollback();
             }
             Recovery::Commit(_) => self.step = Step::VerifySlots,
+        }
+    }
+
+    /// The bootloader started the trial slot and it runs now (U-Boot
+    /// counted the boot, or the trial was already committed): a rollback
+    /// only takes effect with a reboot.
+    fn trial_running(&self) -> bool {
+        self.boot.boot_part == Some(self.pending.trial_part)
+            && (!self.boot.upgrade_available || self.boot.bootcount.is_some_and(|count| count > 0))
+    }
+
+    /// A rollback decided at a start: reboot into the old slot when the
+    /// trial runs (the report goes out from there), else roll back in place.
+    fn recovery_rollback(&mut self) {
+        if self.trial_running() {
+            self.roll_back_and_reboot();
+        } else {
+            self.rollback_ops();
+            self.finish(false);
         }
     }
 
@@ -1807,7 +1938,6 @@ impl Agent<'_> {
         self.call = self.call_of(purpose);
         self.call_attempt = 0;
         self.auth_failed = false;
-        self.patch_inventory = false;
         self.api_phase = if self.jwt.is_empty() {
             ApiPhase::Identity
         } else {
