@@ -400,6 +400,8 @@ pub struct World {
     pub boots: u32,
     /// Broken invariants seen while running.
     pub violations: Vec<String>,
+    /// The artifact stream opened by `OpenArtifact`: location and offset.
+    open: Option<(String, u64)>,
     target: Option<PartNumber>,
 }
 
@@ -447,7 +449,8 @@ enum Act {
     Persist(ActionId, Vec<u8>),
     Scripts(ActionId, ScriptGroup, ScriptPhase, bool),
     Prepare(ActionId, bool),
-    Download(ActionId, String, u64),
+    Open(ActionId, String, u64),
+    Read(ActionId),
     SetTrial(ActionId, PartNumber),
     CommitBoot(ActionId),
     RollBack(ActionId, PartNumber),
@@ -473,7 +476,8 @@ impl From<Action<'_>> for Act {
                 ignore_errors,
             } => Self::Scripts(id, group, phase, ignore_errors),
             Action::PrepareSlots { id, install } => Self::Prepare(id, install),
-            Action::Download { id, uri, from } => Self::Download(id, uri.into(), from),
+            Action::OpenArtifact { id, uri, from } => Self::Open(id, uri.into(), from),
+            Action::ReadArtifact { id } => Self::Read(id),
             Action::SetTrial { id, part } => Self::SetTrial(id, part),
             Action::CommitBoot { id } => Self::CommitBoot(id),
             Action::RollBack { id, part } => Self::RollBack(id, part),
@@ -587,6 +591,7 @@ impl World {
             boots: 0,
             violations: Vec::new(),
             target: None,
+            open: None,
         };
         let mut buffer = vec![0; otalite::store::MAX_RECORD_LEN];
         world.disk = fresh_record().encode(&mut buffer).unwrap().to_vec();
@@ -860,7 +865,26 @@ impl World {
                 }
                 agent.handle_slots(now, id, Ok(slots));
             }
-            Act::Download(id, uri, from) => return self.download(agent, id, &uri, from),
+            Act::Open(id, uri, from) => {
+                if self.artifacts.contains_key(&uri) {
+                    self.open = Some((uri, from));
+                    agent.handle_done(now, id, Outcome::Done);
+                } else {
+                    self.trace.push(Ev::Download {
+                        from,
+                        fed: 0,
+                        end: "404",
+                    });
+                    agent.handle_done(now, id, Outcome::Failed("404 Not Found"));
+                }
+            }
+            Act::Read(id) => {
+                let Some((uri, from)) = self.open.take() else {
+                    self.violation("ReadArtifact without OpenArtifact".into());
+                    return Stepped::Stop(Stop::Crash);
+                };
+                return self.download(agent, id, &uri, from);
+            }
             Act::SetTrial(id, part) => {
                 return self.env_write(agent, id, Ev::SetTrial(part), |env| env.set_trial(part))
             }
