@@ -742,10 +742,12 @@ impl<'b> Agent<'b> {
                 }
             }
             Step::ComPrepare => {
+                // Only the root device can prove the old slot still runs.
+                // Without it the reference commits (a person may commit
+                // before rebooting on purpose), and so does otalite: the
+                // standalone verbs stay a drop-in.
                 let running = if slots.proven_by_root_device {
                     slots.active
-                } else if self.trial_never_booted() {
-                    self.pending.previous_part
                 } else {
                     self.pending.trial_part
                 };
@@ -1181,7 +1183,12 @@ impl<'b> Agent<'b> {
             Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
             Op::Mark(Mark::RollingBack),
         ]);
-        if !self.boot.upgrade_available {
+        // While the trial runs, the bootloader's own fallback (bootcount
+        // past bootlimit) boots the old slot at the reboot and the env
+        // keeps saying "trial" until then, so a restart in between still
+        // knows the failed system runs. A bootloader that does not count
+        // trial boots (no `bootcount`) gets the explicit switch.
+        if !self.boot.upgrade_available || self.boot.bootcount.is_none() {
             self.push_op(Op::EnvRollBack);
         }
         self.push_ops(&[
