@@ -808,7 +808,7 @@ impl<'b> Agent<'b> {
         self.now = now;
     }
 
-    /// The next artifact bytes of the running [`Action::Download`]. The
+    /// The next artifact bytes of the running [`Action::ReadArtifact`]. The
     /// payload is written into `slot` as it arrives (in blocks of the
     /// `block` buffer), scripts go to `hooks`. Bounded work: `bytes` once.
     pub fn handle_artifact<P, H>(
@@ -2280,12 +2280,17 @@ impl Agent<'_> {
             Purpose::Inventory => {
                 if reply == Reply::Ok {
                     self.next_inventory = self.now.after(self.config.timing.inventory_poll);
+                } else if self.auth_failed {
+                    warn!(
+                        "authentication failed: {}; retrying in {} s",
+                        self.reason.as_str(),
+                        self.config.timing.retry_poll / 1000
+                    );
+                    self.next_inventory = retry;
+                    self.next_update = self.next_update.max(retry);
                 } else {
                     warn!("sending the inventory failed: {}", self.reason.as_str());
                     self.next_inventory = retry;
-                    if self.auth_failed {
-                        self.next_update = self.next_update.max(retry);
-                    }
                 }
                 self.step = Step::Ready;
             }
@@ -2294,12 +2299,16 @@ impl Agent<'_> {
                 match reply {
                     Reply::Ok => debug!("no update available"),
                     Reply::Update => self.begin_deployment(),
-                    _ => {
-                        warn!("update check failed: {}", self.reason.as_str());
-                        if self.auth_failed {
-                            self.next_inventory = self.next_inventory.max(retry);
-                        }
+                    _ if self.auth_failed => {
+                        warn!(
+                            "authentication failed: {}; retrying in {} s",
+                            self.reason.as_str(),
+                            self.config.timing.retry_poll / 1000
+                        );
+                        self.next_inventory = self.next_inventory.max(retry);
+                        self.next_update = self.next_update.max(retry);
                     }
+                    _ => warn!("update check failed: {}", self.reason.as_str()),
                 }
             }
             Purpose::Downloading => match reply {

@@ -97,7 +97,7 @@ impl ScriptPhase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Standalone: install the artifact at `uri` (whatever the host's
-    /// [`Action::Download`] understands: a path, `-`, an `http(s)://` URL).
+    /// [`Action::OpenArtifact`] understands: a path, `-`, an `http(s)://` URL).
     Install {
         /// Where the artifact is.
         uri: &'a str,
@@ -189,7 +189,7 @@ impl Method {
 /// The host adds `Authorization: Bearer <bearer>`, `Content-Type:
 /// application/json` when `body` is not empty, and, when `sign_body` is
 /// set, `X-MEN-Signature: <base64 signature of body by the device key>`.
-/// [`Request::write_head`] frames it for hosts with raw sockets.
+/// The core's `protocol::http` frames it for hosts with raw sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The method.
@@ -283,7 +283,8 @@ pub enum Action<'a> {
     /// may work later (the agent retries with the reference's backoff),
     /// `Failed` when it cannot. The host keeps the stream for
     /// [`Action::ReadArtifact`] and drops it on any other action but
-    /// `Request` and the deployment-log ones.
+    /// `Request`, `GatherIdentity` (a re-authentication) and the
+    /// deployment-log ones.
     OpenArtifact {
         /// Completion id.
         id: ActionId,

@@ -190,7 +190,11 @@ impl Managed {
         {
             return;
         }
-        let back = if env["mender_boot_part"] == "3" { "2" } else { "3" };
+        let back = if env["mender_boot_part"] == "3" {
+            "2"
+        } else {
+            "3"
+        };
         let script = self.device.root().join("boot.env");
         std::fs::write(
             &script,

@@ -3,11 +3,11 @@
 //! device-API policy); this file sets up the device key, the HTTP client,
 //! signals and the pid file, and runs the agent in the Linux host loop.
 
-use crate::driver::{Ended, LinuxHost, ServerIo};
 use crate::standalone::{buffers, device_type, load_keys, load_record, Failure};
 use otalite::agent::{Agent, AgentConfig, Mode, ServerSettings, Timing};
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
+use otalite_host::driver::{Ended, LinuxHost, ServerIo};
 use otalite_host::http::{HttpClient, HttpConfig};
 use otalite_host::keys::{KeySource, KeyType};
 use otalite_host::paths::Paths;

@@ -9,9 +9,7 @@
 mod board;
 mod cli;
 mod daemon;
-mod driver;
 mod logger;
-mod progress;
 mod signals;
 mod standalone;
 

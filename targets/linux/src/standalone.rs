@@ -4,7 +4,6 @@
 //! (`otalite::agent`); this file builds the agent and maps its completion
 //! to an exit code.
 
-use crate::driver::{Ended, LinuxHost, CHUNK_LEN};
 use otalite::agent::{Agent, AgentBuffers, AgentConfig, Command, Completion, Mode, Timing};
 use otalite::artifact::verify::VerifyKey;
 use otalite::artifact::WINDOW_LEN;
@@ -12,6 +11,7 @@ use otalite::board::BootControl;
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, parse_device_type, Provides};
 use otalite::store::{StateRecord, MAX_RECORD_LEN};
+use otalite_host::driver::{Ended, LinuxHost, CHUNK_LEN};
 use otalite_host::fs::read_limited;
 use otalite_host::paths::Paths;
 use otalite_host::state;

@@ -1,10 +1,17 @@
-//! The Linux host loop over the core's [`Agent`]: it runs each action the
+//! The std host loop over the core's [`Agent`]: it runs each action the
 //! agent asks for against files, block devices, the boot environment,
 //! scripts, the HTTP client and the device key, feeds the results back, and
 //! sleeps until the agent's next timer or a signal. Every update decision is
 //! the agent's; this file only does I/O.
 
+use crate::fs::{atomic_write, read_limited, FilePartition};
+use crate::http::{Download, HttpClient};
+use crate::keys::DeviceKey;
+use crate::paths::Paths;
 use crate::progress::Progress;
+use crate::scripts::{Action as When, Group, ScriptRunner};
+use crate::slot::{Evidence, SlotLayout};
+use crate::time::rfc3339_now;
 use otalite::agent::{
     Action, ActionId, Agent, Command, Completion, Feed, Instant, Outcome, Request, ScriptGroup,
     ScriptPhase, Slots,
@@ -14,12 +21,6 @@ use otalite::board::{BootControl, Reboot};
 use otalite::config::MenderConfig;
 use otalite::install::InstallHooks;
 use otalite::store::{StateRecord, UpdateStep};
-use otalite_host::fs::{atomic_write, read_limited, FilePartition};
-use otalite_host::http::{Download, HttpClient};
-use otalite_host::keys::DeviceKey;
-use otalite_host::paths::Paths;
-use otalite_host::scripts::{Action as When, Group, ScriptRunner};
-use otalite_host::slot::{Evidence, SlotLayout};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -201,7 +202,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
     }
 
     fn state_path(&self) -> PathBuf {
-        self.paths.data_dir.join(otalite_host::state::STATE_FILE)
+        self.paths.data_dir.join(crate::state::STATE_FILE)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -303,6 +304,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             action,
             Action::ReadArtifact { .. }
                 | Action::Request { .. }
+                | Action::GatherIdentity { .. }
                 | Action::DeploymentLog { .. }
                 | Action::ClearDeploymentLog
         ) {
@@ -386,21 +388,20 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Outcome(id, self.reboot.reboot().map_err(|e| (false, e.to_string())))
             }
             Action::GatherIdentity { id } => {
-                match otalite_host::identity::run_identity(&self.paths.share_dir, SCRIPT_TIMEOUT) {
+                match crate::identity::run_identity(&self.paths.share_dir, SCRIPT_TIMEOUT) {
                     Ok(outputs) => Done::Data(id, joined(outputs.outputs())),
                     Err(error) => Done::Outcome(id, Err((false, error.to_string()))),
                 }
             }
             Action::GatherInventory { id } => {
-                let outputs =
-                    otalite_host::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
+                let outputs = crate::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
                 Done::Data(id, joined(outputs.outputs()))
             }
             Action::Request { id, request } => self.request(id, &request),
             Action::DeploymentLog { level, message } => {
                 let line = format!(
                     "{} {} {}\n",
-                    crate::logger::rfc3339_now(),
+                    rfc3339_now(),
                     level.as_str(),
                     message.replace(['\n', '\r'], " ")
                 );
@@ -546,9 +547,8 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             if from > 0 {
                 return Err((false, format!("cannot resume reading {uri}")));
             }
-            let remote = otalite_host::source::RemoteOptions::from_mender(&self.config);
-            let source =
-                otalite_host::source::open(uri, &remote).map_err(|e| (false, e.to_string()))?;
+            let remote = crate::source::RemoteOptions::from_mender(&self.config);
+            let source = crate::source::open(uri, &remote).map_err(|e| (false, e.to_string()))?;
             log::info!(
                 "installing artifact {uri}{}",
                 source
@@ -560,7 +560,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         }
         let client = match &self.server {
             Some(server) => server.client.clone(),
-            None => HttpClient::new(otalite_host::http::HttpConfig::from_mender(&self.config))
+            None => HttpClient::new(crate::http::HttpConfig::from_mender(&self.config))
                 .map_err(|e| (false, format!("cannot set up HTTPS: {e}")))?,
         };
         match Download::open_at(&client, uri, from, self.download_total) {
@@ -574,8 +574,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Ok(Source::Http(Box::new(download)))
             }
             Err(error) => {
-                let permanent =
-                    matches!(error, otalite_host::http::HttpError::LengthChanged { .. });
+                let permanent = matches!(error, crate::http::HttpError::LengthChanged { .. });
                 Err((!permanent, format!("cannot download {uri}: {error}")))
             }
         }
@@ -635,7 +634,7 @@ fn joined(outputs: &[String]) -> Vec<u8> {
 
 /// An artifact stream: a local file or stdin, or an HTTP body.
 enum Source {
-    Local(Box<otalite_host::source::ArtifactSource>),
+    Local(Box<crate::source::ArtifactSource>),
     Http(Box<Download>),
 }
 
