@@ -157,7 +157,6 @@ fn fast_backoff() -> Backoff {
     Backoff {
         initial: Duration::from_millis(10),
         cap: Duration::from_millis(40),
-        tries_per_step: 3,
         max_attempts: 0,
     }
 }
