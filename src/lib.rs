@@ -5,7 +5,7 @@
 //! enabled for xz/zstd payloads) and forbids `unsafe`. Everything that touches
 //! the outside world goes through small traits ([`board::BootEnv`],
 //! [`board::BootControl`], [`board::Reboot`], [`partition::Partition`]); the
-//! `std` feature adds the Linux adapters in [`host`].
+//! Linux adapters are the separate `otalite-host` crate (`targets/host`).
 //!
 //! See README.md for the architecture invariants.
 #![no_std]
@@ -23,8 +23,8 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-// `std` is only brought in for the host adapters; core code never names it.
-#[cfg(any(test, feature = "std"))]
+// Core code never names `std`; only the unit tests use it.
+#[cfg(test)]
 extern crate std;
 
 #[macro_use]
@@ -41,11 +41,6 @@ pub mod install;
 pub mod partition;
 pub mod protocol;
 pub mod store;
-
-// Host code is std-only by definition.
-#[cfg(feature = "std")]
-#[allow(clippy::std_instead_of_core)]
-pub mod host;
 
 #[cfg(any(test, feature = "_test"))]
 pub mod mock;

@@ -564,6 +564,42 @@ fn install_over_http() {
     assert!(stderr(&out).contains("cannot download"), "{}", stderr(&out));
 }
 
+/// `install https://...` goes through the managed mode's client: the test
+/// server's self-signed certificate is refused until `ServerCertificate`
+/// names it, and `--skipverify` accepts it too.
+#[test]
+fn install_over_https_honours_server_certificate_and_skipverify() {
+    use otalite_testserver::{ServerConfig, TestServer};
+    let server = TestServer::start(ServerConfig::default());
+    let device = Device::new();
+    let image = image_bytes(1 << 20, 5);
+    let artifact = device.artifact("release-2", &image, &[]);
+    let id = server.add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let url = server.artifact_url(&id, true).unwrap();
+
+    let out = device.otalite(&["install", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("certificate rejected"),
+        "{}",
+        stderr(&out)
+    );
+    assert_untouched(&device);
+
+    let cert = device.root().join("etc/server.crt");
+    std::fs::write(&cert, server.cert_pem()).unwrap();
+    device.write_config(&format!(r#", "ServerCertificate": "{}""#, cert.display()));
+    device.otalite_ok(&["install", &url]);
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+    assert_eq!(device.env_var("upgrade_available"), "1");
+
+    device.otalite_ok(&["rollback"]);
+    device.write_config("");
+    device.otalite_ok(&["--skipverify", "install", &url]);
+    assert_eq!(device.env_var("upgrade_available"), "1");
+    assert!(server.requests().iter().all(|r| r.tls));
+}
+
 #[test]
 fn format_v2_artifact_installs() {
     let device = Device::new();

@@ -278,6 +278,11 @@ fn new_system_that_cannot_reach_the_server_rolls_back_and_reboots() {
     managed.wait("the rollback reboot", |m| m.reboots() == 2);
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+    // The env still shows the counted trial until the reboot: the
+    // bootloader's fallback boots the old slot (README: departures).
+    assert_eq!(managed.device.env_var("mender_boot_part"), "3");
+    assert_eq!(managed.device.env_var("upgrade_available"), "1");
+    managed.bootloader_fallback();
     assert_eq!(managed.device.env_var("mender_boot_part"), "2");
     assert_eq!(managed.device.env_var("upgrade_available"), "0");
     assert_eq!(managed.device.show_artifact(), "release-1");

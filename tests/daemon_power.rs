@@ -21,21 +21,21 @@ use std::time::{Duration, Instant};
 
 /// Crash points on the first boot (before the reboot) and the second.
 const BEFORE_REBOOT: &[&str] = &[
-    "daemon-after-save-downloading",
-    "daemon-before-stream",
-    "daemon-after-stream",
-    "daemon-before-save-installed",
-    "daemon-before-set-trial",
-    "daemon-after-set-trial",
-    "daemon-after-save-rebooting",
-    "daemon-before-reboot",
+    "after-persist-downloading",
+    "download",
+    "after-download",
+    "persist-installed",
+    "set-trial",
+    "after-set-trial",
+    "after-persist-rebooting",
+    "reboot",
 ];
 const AFTER_REBOOT: &[&str] = &[
-    "daemon-commit-before-confirm",
-    "daemon-commit-after-save-committing",
-    "daemon-commit-after-env-commit",
-    "daemon-report-before-send",
-    "daemon-report-after-send",
+    "request-installing",
+    "after-persist-committing",
+    "after-commit-boot",
+    "request-success",
+    "after-request-success",
 ];
 const TIMED_KILLS: u32 = 40;
 
@@ -243,12 +243,8 @@ fn power_cuts_at_every_step() {
     // itself is the reboot).
     for (name, outcome) in &outcomes {
         let expected = match **name {
-            "daemon-after-save-rebooting" | "daemon-before-reboot" | "daemon-after-set-trial" => {
-                continue
-            }
-            "daemon-commit-after-env-commit"
-            | "daemon-report-before-send"
-            | "daemon-report-after-send" => "success",
+            "after-persist-rebooting" | "reboot" | "after-set-trial" => continue,
+            "after-commit-boot" | "request-success" | "after-request-success" => "success",
             _ => "failure",
         };
         assert_eq!(outcome, expected, "{name}");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use otalite::host::http::{Backoff, Download, HttpClient, HttpConfig, HttpError, ProxySettings};
+use otalite_host::http::{Backoff, Download, HttpClient, HttpConfig, HttpError, ProxySettings};
 
 // ---------------------------------------------------------------------------
 // Test server
@@ -157,7 +157,6 @@ fn fast_backoff() -> Backoff {
     Backoff {
         initial: Duration::from_millis(10),
         cap: Duration::from_millis(40),
-        tries_per_step: 3,
         max_attempts: 0,
     }
 }

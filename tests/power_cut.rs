@@ -50,11 +50,7 @@ fn installed(device: &Device) -> std::path::PathBuf {
 
 #[test]
 fn crash_during_install_steps() {
-    for point in [
-        "install-before-save-installed",
-        "install-before-set-trial",
-        "install-after-set-trial",
-    ] {
+    for point in ["persist-installed", "set-trial", "after-set-trial"] {
         let device = Device::new();
         let artifact = installed(&device);
         crash_at(&device, point, &["install", artifact.to_str().unwrap()]);
@@ -82,11 +78,7 @@ fn crash_during_install_steps() {
 
 #[test]
 fn crash_during_commit_steps() {
-    for point in [
-        "commit-before-save-committing",
-        "commit-before-env-commit",
-        "commit-after-env-commit",
-    ] {
+    for point in ["persist-committing", "commit-boot", "after-commit-boot"] {
         let device = Device::new();
         device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
         crash_at(&device, point, &["commit"]);
@@ -110,7 +102,7 @@ fn crash_during_commit_then_bootloader_fallback() {
     // again, and the bootloader's trial counter falls back to slot A.
     let device = Device::new();
     device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
-    crash_at(&device, "commit-before-env-commit", &["commit"]);
+    crash_at(&device, "commit-boot", &["commit"]);
     let script = device.root().join("fallback.env");
     std::fs::write(
         &script,
@@ -132,11 +124,7 @@ fn crash_during_commit_then_bootloader_fallback() {
 
 #[test]
 fn crash_during_rollback_steps() {
-    for point in [
-        "rollback-before-save-rolling-back",
-        "rollback-before-env",
-        "rollback-after-env",
-    ] {
+    for point in ["persist-rolling-back", "roll-back", "after-roll-back"] {
         let device = Device::new();
         device.otalite_ok(&["install", installed(&device).to_str().unwrap()]);
         crash_at(&device, point, &["rollback"]);

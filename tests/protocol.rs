@@ -5,11 +5,11 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
-use otalite::host::identity::{run_identity, run_inventory, IdentityError};
-use otalite::host::keys::{base64_encode, DeviceKey, KeySource, KeyType};
 use otalite::protocol::auth::write_auth_request;
 use otalite::protocol::inventory::{write_inventory, InventoryBase};
 use otalite::protocol::keyvalue::Attributes;
+use otalite_host::identity::{run_identity, run_inventory, IdentityError};
+use otalite_host::keys::{base64_encode, DeviceKey, KeySource, KeyType};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -32,8 +32,9 @@
 //!
 //! # Actions
 //!
-//! See [`Action`]: `Persist`, `RunScripts`, `PrepareSlots`, `Download`,
-//! `SetTrial`, `CommitBoot`, `RollBack`, `Reboot`, `GatherIdentity`,
+//! See [`Action`]: `Persist`, `RunScripts`, `PrepareSlots`,
+//! `OpenArtifact`, `ReadArtifact`, `SetTrial`, `CommitBoot`, `RollBack`,
+//! `Reboot`, `GatherIdentity`,
 //! `GatherInventory`, `Request`, `DeploymentLog`, `ClearDeploymentLog`,
 //! `ReadDeploymentLog`, `Completed`, `Exit`. At most one action with an id
 //! is outstanding at any time; [`Agent::poll`] returns `None` while it is.
@@ -47,11 +48,11 @@
 //! |---|---|---|---|
 //! | `Idle` | - | nothing to repair | poll |
 //! | `Downloading` | the first status report and the download | (refused: the daemon's deployment) | report `failure` |
-//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back, report `failure`; when the env shows the trial, reboot into the old slot first |
-//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted: verify, confirm, commit, `success`; else `failure` |
+//! | `Installed` | the env switch (`SetTrial`) | trial active: wait for commit / rollback; else drop it | roll back (the trial runs: reboot into the old slot), report `failure` |
+//! | `Rebooting` | the `rebooting` report and the reboot | (refused) | trial booted (proven by the root device, else U-Boot counted it: `bootcount` > 0): verify, confirm, commit, `success`; else roll back, `failure` |
 //! | `Committing` | `CommitBoot` | trial booted: finish the commit; else keep the old | same, then report |
-//! | `RollingBack` | `RollBack` | finish the rollback | finish it, report `failure` |
-//! | `Reporting` | the final status report | (refused) | send it again |
+//! | `RollingBack` | `RollBack` | finish the rollback | finish it (the trial runs: reboot into the old slot), report `failure` |
+//! | `Reporting` | the final status report | (refused) | send it again (`failure` while a counted trial still runs: reboot first, U-Boot falls back) |
 //!
 //! Managed mode counts every persisted step and every start inside a
 //! deployment; past [`MAX_STATE_WRITES`] the deployment fails (the loop
@@ -61,14 +62,14 @@
 //!
 //! | flow | steps (each emits one action; failures branch as noted) |
 //! |---|---|
-//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `Download` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; before `SetTrial` a failure runs the error scripts and leaves the boot env as it was; after it, the env is rolled back |
+//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `OpenArtifact` → `ReadArtifact` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; before `SetTrial` a failure runs the error scripts and leaves the boot env as it was; after it, the env is rolled back |
 //! | standalone commit | repair → `PrepareSlots` (refuse if the old slot runs) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Idle` + provides → `ArtifactCommit_Leave`; an `Enter` failure rolls back |
 //! | standalone rollback | repair → `ArtifactRollback_Enter` → persist `RollingBack` → `RollBack` → persist `Idle` → `ArtifactRollback_Leave` |
 //! | managed poll | inventory at its interval (`GatherInventory`, `PUT`/`PATCH`), update check at its interval (`next` v2, v1 after a 404); commands move either timer to now |
-//! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `Download` (resumed from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
+//! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `OpenArtifact` → report `downloading` → `ReadArtifact` (reopened from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
 //! | managed final report | report `success`/`failure` (retried [`Timing::report_attempts`] times, each attempt persisted), on failure upload the deployment log, persist `Idle`, send the inventory |
-//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)` |
+//! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)`; on the new system (`ArtifactReboot_Leave`, `ArtifactCommit_Enter`, confirmation failed): the same without `RollBack`, then `ArtifactRollbackReboot_Enter` and `Reboot` (U-Boot falls back from the counted trial); the report goes out from the old system |
 //!
 //! A [`Command::Stop`] ends managed mode at the next safe point: while
 //! waiting, downloading, before persisting `Installed`, or waiting for a
@@ -193,7 +194,10 @@ enum Purpose {
     Next,
     /// `downloading`, before the download.
     Downloading,
-    /// `downloading` again, after the download was verified.
+    /// `downloading` again, once the download is open (the reference's
+    /// store state).
+    Opened,
+    /// `downloading` a third time, after the download was verified.
     Downloaded,
     Installing,
     Rebooting,
@@ -235,7 +239,8 @@ enum Step {
     // Standalone.
     InstPrepare,
     InstDownloadEnter,
-    InstDownload,
+    InstOpen,
+    InstRead,
     InstDownloadLeave,
     InstInstallEnter,
     InstSetTrial,
@@ -251,7 +256,8 @@ enum Step {
     Again(Purpose),
     DepPrepare,
     DepDownloadEnter,
-    DepDownload,
+    DepOpen,
+    DepRead,
     DepDownloadLeave,
     DepInstallEnter,
     DepSetTrial,
@@ -260,6 +266,7 @@ enum Step {
     DepReboot,
     RebootWait,
     VerifySlots,
+    RebootLeave,
     CommitEnter,
     CommitLeave,
     RollbackReboot,
@@ -300,6 +307,8 @@ pub struct Agent<'b> {
     deployment_id: Option<DeploymentId>,
     download_tries: u32,
     download_progress_at: u64,
+    /// The `downloading` report after the first open was sent.
+    download_opened: bool,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -445,6 +454,7 @@ impl<'b> Agent<'b> {
             deployment_id,
             download_tries: 0,
             download_progress_at: 0,
+            download_opened: false,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             api_phase: ApiPhase::Identity,
@@ -475,7 +485,7 @@ impl<'b> Agent<'b> {
 
     /// The agent waits for artifact bytes ([`Agent::handle_artifact`]).
     pub fn wants_artifact(&self) -> bool {
-        matches!(self.step, Step::InstDownload | Step::DepDownload)
+        matches!(self.step, Step::InstRead | Step::DepRead)
             && matches!(self.outstanding, Some((_, false)))
     }
 
@@ -680,8 +690,13 @@ impl<'b> Agent<'b> {
             Err(why) => {
                 if self.step == Step::VerifySlots {
                     // The boot env said the trial booted; without a root
-                    // device to prove otherwise, go on.
-                    self.step_after_verify();
+                    // device to prove otherwise, go on (unless U-Boot never
+                    // counted a trial boot).
+                    if self.trial_never_booted() {
+                        self.reboot_missed(self.pending.previous_part);
+                    } else {
+                        self.step_after_verify();
+                    }
                 } else {
                     self.fail(text!("{why}"));
                 }
@@ -691,6 +706,15 @@ impl<'b> Agent<'b> {
         self.slots = Some(slots);
         match self.step {
             Step::InstPrepare | Step::DepPrepare => {
+                if self.boot.boot_part == Some(slots.inactive) {
+                    // After a rollback that waits for its reboot: the slot
+                    // to write is the one the bootloader starts next.
+                    self.fail(text!(
+                        "partition {} boots next (a rollback waits for a reboot); reboot before installing",
+                        slots.inactive
+                    ));
+                    return;
+                }
                 info!(
                     "active partition {} ({}); installing into partition {}",
                     slots.active,
@@ -718,10 +742,19 @@ impl<'b> Agent<'b> {
                 }
             }
             Step::ComPrepare => {
-                if slots.proven_by_root_device && slots.active != self.pending.trial_part {
+                // Only the root device can prove the old slot still runs.
+                // Without it the reference commits (a person may commit
+                // before rebooting on purpose), and so does otalite: the
+                // standalone verbs stay a drop-in.
+                let running = if slots.proven_by_root_device {
+                    slots.active
+                } else {
+                    self.pending.trial_part
+                };
+                if running != self.pending.trial_part {
                     self.fail(text!(
                         "the device still runs partition {}; reboot into the new partition {} before committing",
-                        slots.active, self.pending.trial_part
+                        running, self.pending.trial_part
                     ));
                 } else {
                     self.step = Step::ComEnter;
@@ -729,20 +762,9 @@ impl<'b> Agent<'b> {
             }
             Step::VerifySlots => {
                 if slots.proven_by_root_device && slots.active != self.pending.trial_part {
-                    error!(
-                        "booted partition {} instead of the new partition {}; rolling back",
-                        slots.active, self.pending.trial_part
-                    );
-                    self.deployment_log(
-                        LogLevel::Error,
-                        text!(
-                            "booted partition {} instead of the new partition {}",
-                            slots.active,
-                            self.pending.trial_part
-                        ),
-                    );
-                    self.rollback_ops();
-                    self.finish(false);
+                    self.reboot_missed(slots.active);
+                } else if !slots.proven_by_root_device && self.trial_never_booted() {
+                    self.reboot_missed(self.pending.previous_part);
                 } else {
                     self.step_after_verify();
                 }
@@ -786,7 +808,7 @@ impl<'b> Agent<'b> {
         self.now = now;
     }
 
-    /// The next artifact bytes of the running [`Action::Download`]. The
+    /// The next artifact bytes of the running [`Action::ReadArtifact`]. The
     /// payload is written into `slot` as it arrives (in blocks of the
     /// `block` buffer), scripts go to `hooks`. Bounded work: `bytes` once.
     pub fn handle_artifact<P, H>(
@@ -955,7 +977,18 @@ impl<'b> Agent<'b> {
     fn op_done(&mut self, outcome: Outcome<'_>) {
         let op = self.current_op.take();
         let why = match outcome {
-            Outcome::Done => return,
+            Outcome::Done => {
+                // The env as this agent left it (later decisions read it).
+                match op {
+                    Some(Op::EnvRollBack) => {
+                        self.boot.boot_part = Some(self.pending.previous_part);
+                        self.boot.upgrade_available = false;
+                    }
+                    Some(Op::EnvCommit) => self.boot.upgrade_available = false,
+                    _ => {}
+                }
+                return;
+            }
             Outcome::Failed(why) | Outcome::Transient(why) => why,
         };
         match op {
@@ -1138,8 +1171,31 @@ impl<'b> Agent<'b> {
 
     /// The new system could not confirm: roll back, persist the failure,
     /// and reboot into the old slot; the report goes out from there.
+    ///
+    /// An uncommitted trial that U-Boot already counted is rolled back by
+    /// the reboot itself (the bootloader falls back), and the env keeps
+    /// saying that the trial runs until then: a restart before the reboot
+    /// still knows it must reboot (see the `Reporting` recovery). Rolling the env
+    /// back first would leave the new system running, unnoticed, under the
+    /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {
-        self.rollback_ops();
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
+            Op::Mark(Mark::RollingBack),
+        ]);
+        // While the trial runs, the bootloader's own fallback (bootcount
+        // past bootlimit) boots the old slot at the reboot and the env
+        // keeps saying "trial" until then, so a restart in between still
+        // knows the failed system runs. A bootloader that does not count
+        // trial boots (no `bootcount`) gets the explicit switch.
+        if !self.boot.upgrade_available || self.boot.bootcount.is_none() {
+            self.push_op(Op::EnvRollBack);
+        }
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+        ]);
         self.finish(false);
         self.push_op(Op::Script(
             ScriptGroup::ArtifactRollbackReboot,
@@ -1194,13 +1250,26 @@ impl<'b> Agent<'b> {
         };
         match (self.step, failed) {
             // Downloads.
-            (Step::InstDownload | Step::DepDownload, None) => match self.installer.finish() {
+            (Step::InstOpen, None) => self.step = Step::InstRead,
+            (Step::DepOpen, None) => {
+                if self.download_opened {
+                    self.step = Step::DepRead;
+                } else {
+                    self.download_opened = true;
+                    self.start_call(Purpose::Opened);
+                }
+            }
+            (Step::InstOpen | Step::DepOpen, Some(why)) => {
+                let transient = matches!(outcome, Outcome::Transient(_));
+                self.download_broke(why, transient);
+            }
+            (Step::InstRead | Step::DepRead, None) => match self.installer.finish() {
                 Ok(()) => self.download_complete(),
                 Err(error) => self.download_failed(text!(
                     "artifact refused: {error}; nothing was activated, the running system and boot configuration are unchanged"
                 )),
             },
-            (Step::InstDownload | Step::DepDownload, Some(why)) => {
+            (Step::InstRead | Step::DepRead, Some(why)) => {
                 let transient = matches!(outcome, Outcome::Transient(_));
                 self.download_broke(why, transient);
             }
@@ -1209,7 +1278,7 @@ impl<'b> Agent<'b> {
                 self.installer.reset();
                 self.download_tries = 0;
                 self.download_progress_at = 0;
-                self.step = Step::InstDownload;
+                self.step = Step::InstOpen;
             }
             (Step::InstDownloadEnter | Step::InstDownloadLeave, Some(why)) => {
                 self.download_failed(text!("{why}"))
@@ -1254,7 +1323,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::InstSetTrial, None) => self.step = Step::InstInstallLeave,
+            (Step::InstSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::InstInstallLeave;
+            }
             (Step::InstSetTrial, Some(why)) => {
                 self.push_ops(&[
                     Op::Mark(Mark::Idle),
@@ -1319,7 +1391,8 @@ impl<'b> Agent<'b> {
                 self.installer.reset();
                 self.download_tries = 0;
                 self.download_progress_at = 0;
-                self.step = Step::DepDownload;
+                self.download_opened = false;
+                self.step = Step::DepOpen;
             }
             (Step::DepDownloadEnter | Step::DepDownloadLeave, Some(why)) => {
                 self.download_failed(text!("{why}"))
@@ -1334,7 +1407,10 @@ impl<'b> Agent<'b> {
                 ]);
                 self.fail(text!("{why}"));
             }
-            (Step::DepSetTrial, None) => self.step = Step::DepInstallLeave,
+            (Step::DepSetTrial, None) => {
+                self.trial_set();
+                self.step = Step::DepInstallLeave;
+            }
             (Step::DepSetTrial, Some(why)) => {
                 self.fail(text!("cannot switch the bootloader: {why}"))
             }
@@ -1363,6 +1439,13 @@ impl<'b> Agent<'b> {
             (Step::DepReboot, Some(why)) => {
                 self.rollback_ops();
                 self.fail(text!("cannot reboot: {why}"));
+            }
+            (Step::RebootLeave, None) => self.step_after_reboot_leave(),
+            (Step::RebootLeave, Some(why)) => {
+                error!("{why}; rolling back");
+                self.deployment_log(LogLevel::Error, text!("ArtifactReboot_Leave: {why}"));
+                self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Error));
+                self.roll_back_and_reboot();
             }
             (Step::CommitEnter, None) => {
                 self.push_ops(&[
@@ -1398,6 +1481,15 @@ impl<'b> Agent<'b> {
         }
     }
 
+    /// `SetTrial` took effect: the env as this agent left it.
+    fn trial_set(&mut self) {
+        self.boot = BootState {
+            boot_part: Some(self.pending.trial_part),
+            upgrade_available: true,
+            bootcount: Some(0),
+        };
+    }
+
     /// The download broke at `installer.consumed()`: resume after the
     /// reference's backoff, or give up.
     fn download_broke(&mut self, why: &str, transient: bool) {
@@ -1409,7 +1501,9 @@ impl<'b> Agent<'b> {
         }
         let timing = self.config.timing;
         let unit = timing.backoff_unit.max(1);
-        let wait = if !transient {
+        let wait = if !transient || (reached == 0 && self.managed().is_none()) {
+            // Standalone: a download that cannot even start fails at once,
+            // as the reference's `install <URL>` does.
             None
         } else if reached == 0 {
             // Opening the download: capped by the update poll interval,
@@ -1428,13 +1522,51 @@ impl<'b> Agent<'b> {
                 warn!("the download broke at byte {reached} ({why}); resuming in {wait} ms");
                 self.download_tries = self.download_tries.saturating_add(1);
                 self.sleep_until = Some(self.now.after(wait));
+                self.step = if self.managed().is_some() {
+                    Step::DepOpen
+                } else {
+                    Step::InstOpen
+                };
             }
+            None if reached == 0 => self.download_failed(text!("{why}")),
             None => self.download_failed(text!("the download failed: {why}")),
         }
     }
 
+    /// The env still holds the trial as `SetTrial` left it: pending, and
+    /// U-Boot never counted a boot of it (`bootcount=0`). The reboot did not
+    /// happen; the old system runs.
+    fn trial_never_booted(&self) -> bool {
+        self.boot.upgrade_available
+            && self.boot.boot_part == Some(self.pending.trial_part)
+            && self.boot.bootcount == Some(0)
+    }
+
+    /// After the reboot, `active` runs instead of the trial: roll back in
+    /// place, report failure.
+    fn reboot_missed(&mut self, active: PartNumber) {
+        error!(
+            "booted partition {} instead of the new partition {}; rolling back",
+            active, self.pending.trial_part
+        );
+        self.deployment_log(
+            LogLevel::Error,
+            text!(
+                "booted partition {} instead of the new partition {}",
+                active,
+                self.pending.trial_part
+            ),
+        );
+        self.rollback_ops();
+        self.finish(false);
+    }
+
     fn step_after_verify(&mut self) {
-        self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Leave));
+        self.step = Step::RebootLeave;
+    }
+
+    /// `ArtifactReboot_Leave` ran: confirm with the server, then commit.
+    fn step_after_reboot_leave(&mut self) {
         self.confirm_attempts = 0;
         match self.deployment_id {
             Some(_) => self.start_call(Purpose::Confirm),
@@ -1490,15 +1622,23 @@ impl<'b> Agent<'b> {
                 ScriptGroup::ArtifactReboot,
                 ScriptPhase::Enter,
             )),
+            Step::RebootLeave => Dispatch::Action(StepKind::Script(
+                ScriptGroup::ArtifactReboot,
+                ScriptPhase::Leave,
+            )),
             Step::InstSetTrial | Step::DepSetTrial => {
                 Dispatch::Action(StepKind::SetTrial(self.pending.trial_part))
             }
-            Step::InstDownload | Step::DepDownload => {
+            Step::InstOpen | Step::DepOpen | Step::InstRead | Step::DepRead => {
                 if self.stopping && self.managed().is_some() {
                     self.step = Step::Exit { failed: false };
                     return Dispatch::Again;
                 }
-                Dispatch::Action(StepKind::Download)
+                if matches!(self.step, Step::InstOpen | Step::DepOpen) {
+                    Dispatch::Action(StepKind::Open)
+                } else {
+                    Dispatch::Action(StepKind::Read)
+                }
             }
             Step::DepReboot | Step::RollbackReboot => Dispatch::Action(StepKind::Reboot),
             Step::RebootWait => {
@@ -1576,19 +1716,22 @@ impl<'b> Agent<'b> {
                 id: self.take_id(false),
                 part,
             },
-            StepKind::Download => {
+            StepKind::Open => {
                 let id = self.take_id(false);
                 let uri = if self.managed().is_some() {
                     self.offer.uri.as_str()
                 } else {
                     self.uri.as_str()
                 };
-                Action::Download {
+                Action::OpenArtifact {
                     id,
                     uri,
                     from: self.installer.consumed(),
                 }
             }
+            StepKind::Read => Action::ReadArtifact {
+                id: self.take_id(false),
+            },
             StepKind::Reboot => Action::Reboot {
                 id: self.take_id(false),
             },
@@ -1651,7 +1794,8 @@ enum StepKind {
     PrepareSlots(bool),
     Script(ScriptGroup, ScriptPhase),
     SetTrial(PartNumber),
-    Download,
+    Open,
+    Read,
     Reboot,
     GatherIdentity,
     GatherInventory,
@@ -1697,14 +1841,29 @@ impl Agent<'_> {
                     self.record.store_count.saturating_add(1)
                 );
                 if pending_of(&step).is_some() {
-                    self.rollback_ops();
+                    self.recovery_rollback();
+                } else {
+                    self.finish(false);
                 }
-                self.finish(false);
                 return;
             }
         }
         match recover(&step, &self.boot) {
             Recovery::Nothing => {}
+            Recovery::Report
+                if !self.report.success
+                    && self.boot.upgrade_available
+                    && self.boot.bootcount.is_some_and(|count| count > 0) =>
+            {
+                // A failed trial still runs (the rollback reboot did not
+                // happen): reboot first, U-Boot falls back.
+                warn!("the failed update still runs; rebooting into the previous partition");
+                self.push_op(Op::Script(
+                    ScriptGroup::ArtifactRollbackReboot,
+                    ScriptPhase::Enter,
+                ));
+                self.step = Step::RollbackReboot;
+            }
             Recovery::Report => self.step = Step::Report,
             Recovery::ReportFailure => {
                 warn!("the deployment was interrupted; reporting failure");
@@ -1714,23 +1873,30 @@ impl Agent<'_> {
                 );
                 self.finish(false);
             }
-            Recovery::RollBack(pending)
-                if matches!(step, UpdateStep::Installed(_))
-                    && self.boot.upgrade_available
-                    && self.boot.boot_part == Some(pending.trial_part) =>
-            {
-                // The env switch happened: a power cut since then booted
-                // the trial, which must not keep running after the
-                // rollback.
-                warn!("the deployment was interrupted before its reboot; rolling back and rebooting into the previous partition");
-                self.roll_back_and_reboot();
-            }
             Recovery::RollBack(_) => {
                 warn!("the deployment was interrupted before its reboot; rolling back");
-                self.rollback_ops();
-                self.finish(false);
+                self.recovery_rollback();
             }
             Recovery::Commit(_) => self.step = Step::VerifySlots,
+        }
+    }
+
+    /// The bootloader started the trial slot and it runs now (U-Boot
+    /// counted the boot, or the trial was already committed): a rollback
+    /// only takes effect with a reboot.
+    fn trial_running(&self) -> bool {
+        self.boot.boot_part == Some(self.pending.trial_part)
+            && (!self.boot.upgrade_available || self.boot.bootcount.is_some_and(|count| count > 0))
+    }
+
+    /// A rollback decided at a start: reboot into the old slot when the
+    /// trial runs (the report goes out from there), else roll back in place.
+    fn recovery_rollback(&mut self) {
+        if self.trial_running() {
+            self.roll_back_and_reboot();
+        } else {
+            self.rollback_ops();
+            self.finish(false);
         }
     }
 
@@ -1764,7 +1930,9 @@ impl Agent<'_> {
             Purpose::Inventory => return Call::Inventory,
             Purpose::Next => return Call::Next,
             Purpose::Log => return Call::Log,
-            Purpose::Downloading | Purpose::Downloaded => DeploymentStatus::Downloading,
+            Purpose::Downloading | Purpose::Opened | Purpose::Downloaded => {
+                DeploymentStatus::Downloading
+            }
             Purpose::Installing | Purpose::Confirm => DeploymentStatus::Installing,
             Purpose::Rebooting => DeploymentStatus::Rebooting,
             Purpose::Final if self.report.success => DeploymentStatus::Success,
@@ -1777,7 +1945,6 @@ impl Agent<'_> {
         self.call = self.call_of(purpose);
         self.call_attempt = 0;
         self.auth_failed = false;
-        self.patch_inventory = false;
         self.api_phase = if self.jwt.is_empty() {
             ApiPhase::Identity
         } else {
@@ -2113,12 +2280,17 @@ impl Agent<'_> {
             Purpose::Inventory => {
                 if reply == Reply::Ok {
                     self.next_inventory = self.now.after(self.config.timing.inventory_poll);
+                } else if self.auth_failed {
+                    warn!(
+                        "authentication failed: {}; retrying in {} s",
+                        self.reason.as_str(),
+                        self.config.timing.retry_poll / 1000
+                    );
+                    self.next_inventory = retry;
+                    self.next_update = self.next_update.max(retry);
                 } else {
                     warn!("sending the inventory failed: {}", self.reason.as_str());
                     self.next_inventory = retry;
-                    if self.auth_failed {
-                        self.next_update = self.next_update.max(retry);
-                    }
                 }
                 self.step = Step::Ready;
             }
@@ -2127,12 +2299,16 @@ impl Agent<'_> {
                 match reply {
                     Reply::Ok => debug!("no update available"),
                     Reply::Update => self.begin_deployment(),
-                    _ => {
-                        warn!("update check failed: {}", self.reason.as_str());
-                        if self.auth_failed {
-                            self.next_inventory = self.next_inventory.max(retry);
-                        }
+                    _ if self.auth_failed => {
+                        warn!(
+                            "authentication failed: {}; retrying in {} s",
+                            self.reason.as_str(),
+                            self.config.timing.retry_poll / 1000
+                        );
+                        self.next_inventory = self.next_inventory.max(retry);
+                        self.next_update = self.next_update.max(retry);
                     }
+                    _ => warn!("update check failed: {}", self.reason.as_str()),
                 }
             }
             Purpose::Downloading => match reply {
@@ -2142,6 +2318,10 @@ impl Agent<'_> {
                     warn!("status report failed: {}", self.reason.as_str());
                     self.step = Step::DepPrepare;
                 }
+            },
+            Purpose::Opened => match reply {
+                Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
+                _ => self.step = Step::DepRead,
             },
             Purpose::Downloaded => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),

@@ -97,7 +97,7 @@ impl ScriptPhase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Standalone: install the artifact at `uri` (whatever the host's
-    /// [`Action::Download`] understands: a path, `-`, an `http(s)://` URL).
+    /// [`Action::OpenArtifact`] understands: a path, `-`, an `http(s)://` URL).
     Install {
         /// Where the artifact is.
         uri: &'a str,
@@ -189,7 +189,7 @@ impl Method {
 /// The host adds `Authorization: Bearer <bearer>`, `Content-Type:
 /// application/json` when `body` is not empty, and, when `sign_body` is
 /// set, `X-MEN-Signature: <base64 signature of body by the device key>`.
-/// [`Request::write_head`] frames it for hosts with raw sockets.
+/// The core's `protocol::http` frames it for hosts with raw sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The method.
@@ -278,16 +278,28 @@ pub enum Action<'a> {
         /// An install follows.
         install: bool,
     },
-    /// Fetch the artifact from byte `from` on and feed it through
-    /// `handle_artifact`; `handle_done` when the stream ends (`Done`) or
-    /// breaks (`Transient`: the agent resumes; `Failed`: it gives up).
-    Download {
+    /// Open the artifact stream at byte `from` (a resumed download: HTTP
+    /// `Range`), then `handle_done`: `Done` once open, `Transient` when it
+    /// may work later (the agent retries with the reference's backoff),
+    /// `Failed` when it cannot. The host keeps the stream for
+    /// [`Action::ReadArtifact`] and drops it on any other action but
+    /// `Request`, `GatherIdentity` (a re-authentication) and the
+    /// deployment-log ones.
+    OpenArtifact {
         /// Completion id.
         id: ActionId,
         /// The location.
         uri: &'a str,
-        /// First byte wanted (a resumed download: HTTP `Range`).
+        /// First byte wanted.
         from: u64,
+    },
+    /// Feed the open stream through `handle_artifact` until it returns
+    /// something other than [`Feed::Continue`] (then stop reading), or the
+    /// stream ends (`handle_done` with `Done`) or breaks (`Transient`: the
+    /// agent reopens it where it stopped; `Failed`).
+    ReadArtifact {
+        /// Completion id.
+        id: ActionId,
     },
     /// Make `part` the trial slot (one boot), then `handle_done`.
     SetTrial {

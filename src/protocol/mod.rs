@@ -1,5 +1,5 @@
 //! Mender device-API messages (sans-IO): what the agent sends and how it
-//! reads the answers, without a heap. Transport lives in `crate::host`.
+//! reads the answers, without a heap. Transport lives in the `otalite-host` crate.
 //!
 //! Writers fill a caller buffer and return the length, or
 //! [`WriteError::BufferTooSmall`] with the exact size needed; nothing is

@@ -181,6 +181,35 @@ impl Managed {
         );
     }
 
+    /// What U-Boot (`bootlimit=1`) does at the next boot when the counted
+    /// trial is still pending: boot the other slot, end the trial.
+    pub fn bootloader_fallback(&self) {
+        let env = self.device.env();
+        if env.get("upgrade_available").map(String::as_str) != Some("1")
+            || env.get("bootcount").map(String::as_str) == Some("0")
+        {
+            return;
+        }
+        let back = if env["mender_boot_part"] == "3" {
+            "2"
+        } else {
+            "3"
+        };
+        let script = self.device.root().join("boot.env");
+        std::fs::write(
+            &script,
+            format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
+        )
+        .unwrap();
+        run_ok(
+            Command::new("fw_setenv")
+                .arg("-c")
+                .arg(self.device.root().join("etc/fw_env.config"))
+                .arg("-s")
+                .arg(&script),
+        );
+    }
+
     pub fn statuses(&self, id: &str) -> Vec<String> {
         self.server
             .statuses(id)

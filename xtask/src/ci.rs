@@ -215,6 +215,8 @@ pub fn ci(args: &[&str]) -> Result<()> {
         "-p",
         "otalite",
         "-p",
+        "otalite-host",
+        "-p",
         "otalite-uboot",
         "-p",
         "otalite-grub",

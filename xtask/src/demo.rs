@@ -167,7 +167,7 @@ pub fn demo(_args: &[&str]) -> Result<()> {
         std::fs::File::create(dir.join(slot))?.set_len(SLOT_MIB << 20)?;
     }
     // A redundant env made by the real mkenvimage, booting partition 2.
-    crate::bench::write_uboot_env(&dir.join("uboot.env"), &dir.join("etc/fw_env.config"))?;
+    crate::util::write_uboot_env(&dir.join("uboot.env"), &dir.join("etc/fw_env.config"))?;
     std::fs::write(
         dir.join("etc/mender.conf"),
         format!(

@@ -1,16 +1,17 @@
-//! Project automation: `cargo xtask ci | demo | capi-header | bench`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences`.
 
 mod bench;
-mod bench_daemon;
 mod capi;
 mod ci;
 mod demo;
+mod sequences;
+mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...]\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         ["demo", rest @ ..] => demo::demo(rest),
         ["capi-header", rest @ ..] => capi::header(rest),
         ["bench", rest @ ..] => bench::bench(rest),
+        ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

@@ -81,20 +81,4 @@ pub fn open_env(config: &MenderConfig) -> Result<AnyEnv, String> {
     ))
 }
 
-/// Reboots by running `reboot` from `PATH`, as the reference client does.
-pub struct CommandReboot;
-
-impl otalite::board::Reboot for CommandReboot {
-    type Error = String;
-
-    fn reboot(&mut self) -> Result<(), String> {
-        let status = std::process::Command::new("reboot")
-            .status()
-            .map_err(|e| format!("cannot run reboot: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("reboot failed: {status}"))
-        }
-    }
-}
+pub use otalite_host::reboot::CommandReboot;

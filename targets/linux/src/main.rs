@@ -10,14 +10,12 @@ mod board;
 mod cli;
 mod daemon;
 mod logger;
-mod mender;
-mod progress;
 mod signals;
 mod standalone;
 
 use otalite::board::MenderBootControl;
-use otalite::host::paths::Paths;
-use standalone::{Device, Failure, EXIT_ERROR, EXIT_OK};
+use otalite_host::paths::Paths;
+use standalone::{Failure, Verb, EXIT_ERROR, EXIT_OK};
 use std::process::ExitCode;
 
 fn run() -> Result<i32, Failure> {
@@ -75,28 +73,35 @@ fn run() -> Result<i32, Failure> {
                 code: EXIT_ERROR,
             }),
         command => {
-            let config = paths.load_config().map_err(|e| Failure {
+            let mut config = paths.load_config().map_err(|e| Failure {
                 message: e.to_string(),
                 code: EXIT_ERROR,
             })?;
+            // `--skipverify` overrides `SkipVerify`, as in the reference.
+            if args.skip_verify {
+                config.skip_verify = Some(true);
+            }
             let env = board::open_env(&config).map_err(|message| Failure {
                 message,
                 code: EXIT_ERROR,
             })?;
-            let mut device = Device {
-                paths,
-                config,
-                boot: MenderBootControl::new(env),
-                buffers: None,
-            };
+            let boot = MenderBootControl::new(env);
             match command {
                 cli::Command::Install {
                     location,
                     reboot_exit_code,
-                } => device.install(&location, reboot_exit_code),
-                cli::Command::Commit => device.commit(),
-                cli::Command::Rollback => device.rollback(),
-                cli::Command::Daemon => daemon::run_daemon(&mut device),
+                } => standalone::run(
+                    paths,
+                    config,
+                    boot,
+                    Verb::Install {
+                        location,
+                        reboot_exit_code,
+                    },
+                ),
+                cli::Command::Commit => standalone::run(paths, config, boot, Verb::Commit),
+                cli::Command::Rollback => standalone::run(paths, config, boot, Verb::Rollback),
+                cli::Command::Daemon => daemon::run_daemon(paths, config, boot),
                 _ => Ok(EXIT_OK),
             }
         }

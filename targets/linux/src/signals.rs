@@ -4,7 +4,7 @@
 //! `<data>/otalite.pid` (the reference asks systemd for the PID; a pid file
 //! also works without systemd).
 
-use crate::daemon::Wake;
+use otalite_host::driver::Wake;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};

@@ -149,6 +149,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// Received on the HTTPS listener.
     pub tls: bool,
+    /// For a deployment status report: the `status` member of its body
+    /// (`downloading`, `success`, ...), as sent.
+    pub reported: Option<String>,
 }
 
 /// A request that does not conform to the specs.

@@ -564,7 +564,20 @@ fn record(shared: &Shared, req: &Request, status: u16, tls: bool) {
         body_len: req.body.len(),
         status,
         tls,
+        reported: reported_status(req),
     });
+}
+
+/// The `status` member of a status report's body (`PUT .../{id}/status`).
+fn reported_status(req: &Request) -> Option<String> {
+    if req.method != "PUT" || !req.path.ends_with("/status") {
+        return None;
+    }
+    serde_json::from_slice::<Value>(&req.body)
+        .ok()?
+        .get("status")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Writes the response; `Ok(true)` if the connection can be reused.

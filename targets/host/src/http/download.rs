@@ -15,30 +15,26 @@
 //!    backoff.delay() is None ──► ResumeFailed (final)
 //! ```
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::io;
 use std::time::Duration;
 
-use crate::protocol::http::ContentRange;
+use otalite::protocol::http::ContentRange;
 
 use super::{Body, HttpClient, HttpError, Url};
 
-/// Backoff schedule between resume attempts: the Go client's
-/// `GetExponentialBackoffTime`. The delay starts at `initial` and doubles
-/// every `tries_per_step` attempts; once it reaches `cap` it stays there
-/// (never below `initial`). With `max_attempts == 0` it gives up after
-/// `tries_per_step` attempts at the cap, otherwise after `max_attempts`.
+/// Backoff schedule between resume attempts: the reference's
+/// `GetExponentialBackoffTime`, computed by the core's one implementation
+/// ([`otalite::agent::backoff`]): the delay starts at `initial` and doubles
+/// every 3 attempts; once it reaches `cap` it stays there (never below
+/// `initial`). With `max_attempts == 0` it gives up after 3 attempts at the
+/// cap, otherwise after `max_attempts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     /// First delay (1 minute in the reference).
     pub initial: Duration,
     /// Largest delay (`RetryPollIntervalSeconds` for download resumes).
     pub cap: Duration,
-    /// Attempts per delay step (3 in the reference).
-    pub tries_per_step: u32,
-    /// Attempt limit; 0 = automatic (`tries_per_step` attempts at the cap).
+    /// Attempt limit; 0 = automatic (3 attempts at the cap).
     pub max_attempts: u32,
 }
 
@@ -50,35 +46,15 @@ impl Backoff {
         Self {
             initial: Duration::from_secs(60),
             cap: retry_poll_interval,
-            tries_per_step: 3,
             max_attempts: 0,
         }
     }
 
     /// Delay before attempt number `tried` (0-based), or `None` to give up.
     pub fn delay(&self, tried: u32) -> Option<Duration> {
-        if self.max_attempts > 0 && tried >= self.max_attempts {
-            return None;
-        }
-        let per_step = self.tries_per_step.max(1);
-        let mut interval = self.initial;
-        let mut next = self.initial;
-        let mut step_start: u32 = 0;
-        while step_start <= tried {
-            interval = next;
-            next = next.saturating_mul(2);
-            if interval >= self.cap {
-                if self.max_attempts == 0 && tried - step_start >= per_step {
-                    return None;
-                }
-                return Some(self.cap.max(self.initial));
-            }
-            step_start = step_start.saturating_add(per_step);
-            if step_start == u32::MAX {
-                break;
-            }
-        }
-        Some(interval)
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        otalite::agent::backoff(tried, ms(self.initial), ms(self.cap), self.max_attempts)
+            .map(Duration::from_millis)
     }
 }
 
@@ -89,7 +65,8 @@ impl Backoff {
 pub struct Download {
     client: HttpClient,
     url: Url,
-    backoff: Backoff,
+    /// `None`: no resume of its own (the agent resumes, [`Download::open_at`]).
+    backoff: Option<Backoff>,
     attempts: u32,
     received: u64,
     total: u64,
@@ -132,12 +109,54 @@ impl Download {
         Ok(Self {
             client: client.clone(),
             url,
-            backoff,
+            backoff: Some(backoff),
             attempts: 0,
             received: 0,
             total,
             body: Some(body),
         })
+    }
+
+    /// One attempt at the body from byte `from` on, without resuming by
+    /// itself: `from == 0` is [`Download::start`]; otherwise a `Range`
+    /// request checked against `expected_total` (the size the first
+    /// response announced). A broken read is then an error for the caller
+    /// (the agent) to resume from [`Download::received`].
+    ///
+    /// # Errors
+    /// As [`Download::start`], plus the `Range` checks
+    /// ([`HttpError::BadResume`], [`HttpError::LengthChanged`]).
+    pub fn open_at(
+        client: &HttpClient,
+        url: &str,
+        from: u64,
+        expected_total: Option<u64>,
+    ) -> Result<Self, HttpError> {
+        if from == 0 {
+            let mut download = Self::start(client, url, Backoff::mender(Duration::ZERO))?;
+            download.backoff = None;
+            if let Some(expected) = expected_total.filter(|&e| e != download.total) {
+                return Err(HttpError::LengthChanged {
+                    expected,
+                    found: download.total,
+                });
+            }
+            return Ok(download);
+        }
+        let total = expected_total.ok_or_else(|| {
+            HttpError::BadResume("cannot resume: the artifact size is unknown".to_string())
+        })?;
+        let mut download = Self {
+            client: client.clone(),
+            url: Url::parse(url)?,
+            backoff: None,
+            attempts: 0,
+            received: from,
+            total,
+            body: None,
+        };
+        download.body = Some(download.open_range()?);
+        Ok(download)
     }
 
     /// Bytes delivered so far.
@@ -184,9 +203,12 @@ impl Download {
                 None => HttpError::UnexpectedEof,
             };
             self.body = None;
-            warn!(
+            log::warn!(
                 "download of {} broken at {}/{} bytes: {}",
-                self.url, self.received, self.total, error
+                self.url,
+                self.received,
+                self.total,
+                error
             );
             self.resume(error)?;
         }
@@ -195,7 +217,7 @@ impl Download {
     /// Retries `Range` requests until one gives a usable body.
     fn resume(&mut self, mut last_error: HttpError) -> Result<(), HttpError> {
         loop {
-            let Some(delay) = self.backoff.delay(self.attempts) else {
+            let Some(delay) = self.backoff.and_then(|b| b.delay(self.attempts)) else {
                 return Err(HttpError::ResumeFailed {
                     attempts: self.attempts,
                     last: Box::new(last_error),
@@ -205,16 +227,18 @@ impl Download {
             std::thread::sleep(delay);
             match self.open_range() {
                 Ok(body) => {
-                    info!(
+                    log::info!(
                         "download of {} resumed at {} bytes (attempt {})",
-                        self.url, self.received, self.attempts
+                        self.url,
+                        self.received,
+                        self.attempts
                     );
                     self.body = Some(body);
                     return Ok(());
                 }
                 Err(error @ HttpError::LengthChanged { .. }) => return Err(error),
                 Err(error) => {
-                    warn!("resume attempt {} failed: {}", self.attempts, error);
+                    log::warn!("resume attempt {} failed: {}", self.attempts, error);
                     last_error = error;
                 }
             }

@@ -11,9 +11,6 @@
 //! | other exit, signal, timeout | failure (timeout: `StateScriptTimeoutSeconds`, the script's process group is killed) |
 //! | stderr | first 10 KiB logged |
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -187,7 +184,7 @@ impl ScriptRunner {
     /// whose errors the reference ignores).
     pub fn run_ignoring_errors(&self, group: Group, action: Action) {
         if let Err(error) = self.run(group, action) {
-            warn!("{error} (ignored)");
+            log::warn!("{error} (ignored)");
         }
     }
 
@@ -198,7 +195,7 @@ impl ScriptRunner {
             .unwrap_or_default();
         let first_start = Instant::now();
         loop {
-            info!("running state script {name}");
+            log::info!("running state script {name}");
             let code = self.spawn_and_wait(script, &name)?;
             match code {
                 Some(0) => return Ok(()),
@@ -206,7 +203,7 @@ impl ScriptRunner {
                     if first_start.elapsed() + self.retry_interval > self.retry_timeout {
                         return Err(ScriptError::RetryTimedOut(name));
                     }
-                    info!("state script {name} asked to be retried later (exit 21)");
+                    log::info!("state script {name} asked to be retried later (exit 21)");
                     std::thread::sleep(self.retry_interval);
                 }
                 other => return Err(ScriptError::Failed(name, other)),
@@ -250,7 +247,7 @@ impl ScriptRunner {
         };
         if let Ok(captured) = reader.join() {
             if !captured.is_empty() {
-                info!(
+                log::info!(
                     "{name} stderr: {}",
                     String::from_utf8_lossy(&captured).trim_end()
                 );

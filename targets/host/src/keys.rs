@@ -18,9 +18,6 @@
 //! | ECDSA P-256 | SHA-256 of the body | ASN.1 DER `SEQUENCE { r, s }` |
 //! | RSA | SHA-256 of the body | PKCS#1 v1.5, modulus-sized |
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::Signer as _;
@@ -310,7 +307,7 @@ impl KeySource {
                     tighten_mode(path);
                     return Ok(key);
                 }
-                info!(
+                log::info!(
                     "generating a new {key_type:?} device key in {}",
                     path.display()
                 );
@@ -347,7 +344,7 @@ impl KeySource {
 fn tighten_mode(path: &Path) {
     if let Ok(metadata) = std::fs::metadata(path) {
         if metadata.permissions().mode() & 0o077 != 0 {
-            warn!(
+            log::warn!(
                 "{} was readable by others; setting mode 0600",
                 path.display()
             );

@@ -1,36 +1,23 @@
-//! Project automation: `cargo xtask ci | demo | bench | fuzz`.
-//!
-//! Implemented here: `cargo xtask bench install [--size-mib N] [--runs N] [--all]`.
+//! `cargo xtask bench install [--size-mib N] [--runs N] [--all]`: times
+//! `otalite install` against the reference `mender install` and the
+//! physical limits on the same artifacts.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask bench install [--size-mib N] [--runs N] [--all]
-       cargo xtask bench daemon [options]   (see `cargo xtask bench daemon --help`)
+use super::USAGE;
+use crate::util::{
+    error_line, fill_slot, make_payload, one_line, path_str, run_quiet, target_dir, write_uboot_env,
+};
 
-  bench install   time `otalite install`, the reference `mender install` (in the
-                  fake device tests/refdevice/device.sh) and the physical limits
-                  (write+fsync, hash, decompress) on the same artifacts; writes a
-                  Markdown report to stdout and <target>/bench/install.md
-    --size-mib N  payload (rootfs image) size in MiB (default 256)
-    --runs N      rounds; tools alternate round-robin within each (default 3)
-    --all         also xz (mender-artifact --compression lzma) and zstd
-";
-
-/// `cargo xtask bench <args>`.
-pub(crate) fn bench(args: &[&str]) -> Result<()> {
-    match args {
-        ["install", rest @ ..] => bench_install(BenchOpts::parse(rest)?),
-        ["daemon", rest @ ..] => crate::bench_daemon::bench_daemon(rest),
-        _ => bail!("{USAGE}"),
-    }
+/// `cargo xtask bench install <args>`.
+pub(crate) fn bench_install(args: &[&str]) -> Result<()> {
+    run(BenchOpts::parse(args)?)
 }
 
 struct BenchOpts {
@@ -144,64 +131,8 @@ fn last_error_line(log: &Path) -> Option<String> {
     error_line(&fs::read_to_string(log).ok()?)
 }
 
-/// The most telling line of a command's output: the last one that reads like
-/// an error, else the last one; shortened and safe inside a table cell.
-pub(crate) fn error_line(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let pick = lines
-        .iter()
-        .rev()
-        .find(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("error")
-                || l.contains("fail")
-                || l.contains("refus")
-                || l.contains("unsupported")
-        })
-        .or(lines.last())?;
-    let mut s: String = pick.replace('|', "/");
-    if let Some(i) = s.find("msg=") {
-        s = s[i + 4..].trim_matches('"').to_string();
-    }
-    if s.len() > 160 {
-        let mut cut = 157;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    Some(s)
-}
-
-pub(crate) fn path_str(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 fn sh_quote(p: &Path) -> String {
     format!("'{}'", path_str(p).replace('\'', r"'\''"))
-}
-
-pub(crate) fn run_quiet(argv: &[&str]) -> Result<String> {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", argv[0]))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -311,14 +242,7 @@ impl Drop for Bench {
     }
 }
 
-pub(crate) fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-fn bench_install(opts: BenchOpts) -> Result<()> {
+fn run(opts: BenchOpts) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?
@@ -531,59 +455,6 @@ impl Bench {
     /// random and repetitive blocks when mke2fs is unusable.
     fn make_payload(&self) -> Result<(PathBuf, String)> {
         make_payload(&self.work, self.size_mib)
-    }
-}
-
-/// The payload of [`Bench::make_payload`], in `work`: `work/rootfs.ext4`.
-pub(crate) fn make_payload(work: &Path, size_mib: u64) -> Result<(PathBuf, String)> {
-    {
-        let image = work.join("rootfs.ext4");
-        let bytes = size_mib << 20;
-        let tree = work.join("rootfs-tree");
-        fs::create_dir_all(&tree)?;
-        let budget = bytes * 3 / 4;
-        let mut used = 0u64;
-        let mut files = 0u64;
-        fill_tree(Path::new("/usr/lib"), &tree, budget, &mut used, &mut files);
-        let _ = fs::remove_file(&image);
-        fs::File::create(&image)?.set_len(bytes)?;
-        let made = Command::new("mke2fs")
-            .env("E2FSPROGS_FAKE_TIME", "1700000000")
-            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "rootfs"])
-            .args(["-U", "5d0e2b3c-0d7a-4c41-9c1e-07a117e00000"])
-            .args([
-                "-E",
-                "root_owner=0:0,hash_seed=8a3cd5f1-30b3-4ac5-8f5d-c1a41ab3b41d",
-            ])
-            .arg("-d")
-            .arg(&tree)
-            .arg(&image)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output();
-        let _ = fs::remove_dir_all(&tree);
-        match made {
-            Ok(out) if out.status.success() => Ok((
-                image,
-                format!(
-                    "ext4 image (`mke2fs -t ext4 -d`) holding {files} files, {:.0} MiB, copied from /usr/lib \
-                     (first files in path order), rest of the filesystem empty",
-                    used as f64 / 1048576.0
-                ),
-            )),
-            other => {
-                let why = match other {
-                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    Err(e) => e.to_string(),
-                };
-                eprintln!("xtask: mke2fs -d failed ({why}); using a synthetic payload");
-                write_synthetic(&image, bytes)?;
-                Ok((
-                    image,
-                    "synthetic: per 64 KiB block, 2 of 5 blocks xorshift random, 3 of 5 a repeated text line".into(),
-                ))
-            }
-        }
     }
 }
 
@@ -801,113 +672,6 @@ impl Bench {
     }
 }
 
-/// Writes a fresh redundant U-Boot env (two 0x4000 copies in `env`, as
-/// `device.sh` makes it: copy 0 current, copy 1 with flag 0) booting
-/// partition 2, made by the real `mkenvimage`, and its `fw_env.config`.
-pub(crate) fn write_uboot_env(env: &Path, fw_env_config: &Path) -> Result<()> {
-    let dir = env.parent().unwrap_or(Path::new("."));
-    let txt = dir.join("uboot.env.txt");
-    fs::write(
-        &txt,
-        "mender_boot_part=2\nmender_boot_part_hex=2\nupgrade_available=0\nbootcount=0\n",
-    )?;
-    let copy = dir.join("uboot.env.copy");
-    run_quiet(&[
-        "mkenvimage",
-        "-r",
-        "-s",
-        "0x4000",
-        "-o",
-        &path_str(&copy),
-        &path_str(&txt),
-    ])?;
-    let mut image = fs::read(&copy)?;
-    let mut second = image.clone();
-    second[4] = 0;
-    image.extend_from_slice(&second);
-    fs::write(env, image)?;
-    fs::write(
-        fw_env_config,
-        format!("{e} 0x0 0x4000\n{e} 0x4000 0x4000\n", e = path_str(env)),
-    )?;
-    Ok(())
-}
-
-/// Writes `size_mib` MiB of 0xFF bytes to `path` (file or block device) and
-/// syncs, so that no block of the image matches and every install writes
-/// the whole image (a zeroed slot would let both writers skip empty blocks).
-pub(crate) fn fill_slot(path: &Path, size_mib: u64) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    let block = vec![0xffu8; 1 << 20];
-    for _ in 0..size_mib {
-        f.write_all(&block)?;
-    }
-    f.sync_all()
-}
-
-/// Hard-links (or copies) regular files from `src` into `dst`, in path order,
-/// until `budget` bytes (rounded to 4 KiB blocks) are used.
-fn fill_tree(src: &Path, dst: &Path, budget: u64, used: &mut u64, files: &mut u64) {
-    let Ok(rd) = fs::read_dir(src) else { return };
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        if *used >= budget {
-            return;
-        }
-        let Ok(meta) = e.path().symlink_metadata() else {
-            continue;
-        };
-        let target = dst.join(e.file_name());
-        if meta.is_dir() {
-            if fs::create_dir(&target).is_ok() {
-                *used += 4096;
-                fill_tree(&e.path(), &target, budget, used, files);
-            }
-        } else if meta.is_file() {
-            let cost = meta.len().div_ceil(4096) * 4096 + 256;
-            if *used + cost > budget {
-                continue;
-            }
-            if fs::hard_link(e.path(), &target).is_ok() || fs::copy(e.path(), &target).is_ok() {
-                *used += cost;
-                *files += 1;
-            }
-        }
-    }
-}
-
-fn write_synthetic(path: &Path, bytes: u64) -> Result<()> {
-    let mut f = std::io::BufWriter::new(fs::File::create(path)?);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let text: Vec<u8> = b"otalite synthetic rootfs block: lorem ipsum dolor sit amet 0123456789\n"
-        .iter()
-        .copied()
-        .cycle()
-        .take(65536)
-        .collect();
-    let mut block = vec![0u8; 65536];
-    for i in 0..bytes / 65536 {
-        if i % 5 < 2 {
-            for chunk in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block)?;
-        } else {
-            f.write_all(&text)?;
-        }
-    }
-    f.flush()?;
-    Ok(())
-}
-
 /// Re-packs an uncompressed artifact with zstd: header.tar -> header.tar.zst,
 /// data/0000.tar -> data/0000.tar.zst, the manifest's header line updated.
 fn repack_zstd(none: &Path, out: &Path, dir: &Path) -> Result<()> {
@@ -960,13 +724,6 @@ fn repack_zstd(none: &Path, out: &Path, dir: &Path) -> Result<()> {
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
-}
-
-pub(crate) fn one_line(cmd: &[&str]) -> String {
-    run_quiet(cmd)
-        .ok()
-        .and_then(|s| s.lines().next().map(str::trim).map(String::from))
-        .unwrap_or_default()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,6 +12,12 @@ pub struct Progress {
     drawn: bool,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress {
     /// A reporter that draws a bar when standard error is a terminal.
     pub fn new() -> Self {

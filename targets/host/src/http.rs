@@ -1,10 +1,10 @@
-//! The managed mode's HTTP/1.1 client: `std::net::TcpStream`, rustls (ring)
-//! for `https://`, the sans-IO framing of [`crate::protocol::http`].
+//! otalite's one HTTP/1.1 client, for the managed mode and for standalone
+//! `install <URL>` ([`crate::source`]): `std::net::TcpStream`, rustls (ring)
+//! for `https://`, the sans-IO framing of [`otalite::protocol::http`].
 //!
 //! Why not minreq: minreq builds its rustls configuration from webpki-roots
 //! only, so a self-signed Mender server (`ServerCertificate`) and
-//! `SkipVerify` are impossible. minreq stays for the standalone `http://`
-//! install ([`crate::host::source`]).
+//! `SkipVerify` are impossible with it.
 //!
 //! | what | how |
 //! |---|---|
@@ -16,9 +16,6 @@
 //! | API bodies | capped ([`HttpConfig::max_body_len`], 1 MiB by default) |
 //! | downloads | [`Download`]: resumes with `Range`, bounded attempts and backoff |
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -26,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::protocol::http::{
+use otalite::protocol::http::{
     BodyFraming, ChunkedDecoder, ChunkedError, ChunkedStatus, HeadError, HeadStatus, RequestHead,
     RequestHeadError, ResponseHead, ResponseHeadParser,
 };
@@ -489,7 +486,7 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// Defaults plus `ServerCertificate` and `SkipVerify` from `mender.conf`
     /// and the proxy from the environment.
-    pub fn from_mender(config: &crate::config::MenderConfig) -> Self {
+    pub fn from_mender(config: &otalite::config::MenderConfig) -> Self {
         Self {
             server_certificate: config
                 .server_certificate
@@ -605,7 +602,7 @@ impl HttpClient {
             if head.location.is_empty() {
                 return Err(HttpError::TooManyRedirects);
             }
-            debug!("{} redirects to {}", current, head.location.as_str());
+            log::debug!("{} redirects to {}", current, head.location.as_str());
             current = current.join(head.location.as_str())?;
         }
         Err(HttpError::TooManyRedirects)

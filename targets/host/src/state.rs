@@ -1,10 +1,7 @@
-//! The state record file `<DATA>/otalite.state` (format: [`crate::store`]).
-
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
+//! The state record file `<DATA>/otalite.state` (format: [`otalite::store`]).
 
 use super::fs::{atomic_write, read_limited};
-use crate::store::{StateRecord, StoreError, MAX_RECORD_LEN};
+use otalite::store::{StateRecord, StoreError, MAX_RECORD_LEN};
 use std::io;
 use std::path::{Path, PathBuf};
 

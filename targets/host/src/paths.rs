@@ -14,11 +14,8 @@
 //! | artifact state scripts | `<DATA>/scripts` | |
 //! | U-Boot env config | `/etc/fw_env.config` | `FwEnvConfig` |
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use super::fs::read_limited;
-use crate::config::{ConfigError, MenderConfig, MAX_CONFIG_LEN};
+use otalite::config::{ConfigError, MenderConfig, MAX_CONFIG_LEN};
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -1,10 +1,7 @@
 //! Files: atomic replacement, bounded reads, and a file or block device as
 //! a [`Partition`].
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
-use crate::partition::Partition;
+use otalite::partition::Partition;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,6 @@
 //! rustls configuration: the trust store (webpki-roots, the system bundle,
 //! `ServerCertificate`) and the `SkipVerify` verifier.
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -34,7 +31,7 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
         .with_safe_default_protocol_versions()
         .map_err(|error| HttpError::Tls(error.to_string()))?;
     let tls = if config.skip_verify {
-        warn!("SkipVerify is set: server certificates are NOT verified");
+        log::warn!("SkipVerify is set: server certificates are NOT verified");
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SkipVerify { provider }))
@@ -62,9 +59,9 @@ fn trust_store(config: &HttpConfig) -> Result<RootCertStore, HttpError> {
                 Ok(certificates) => {
                     let (added, ignored) =
                         roots.add_parsable_certificates(certificates.filter_map(Result::ok));
-                    debug!("{path}: {added} CA certificates ({ignored} ignored)");
+                    log::debug!("{path}: {added} CA certificates ({ignored} ignored)");
                 }
-                Err(error) => warn!("cannot read the system CA bundle {path}: {error}"),
+                Err(error) => log::warn!("cannot read the system CA bundle {path}: {error}"),
             }
         }
     }

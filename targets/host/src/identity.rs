@@ -6,14 +6,14 @@
 //! | `<SHARE>/inventory/mender-inventory-*` | every file with an execute bit, in name order; each with its own timeout |
 //! | inventory exit status | non-zero is logged; the parsed lines still count |
 //! | inventory bad line, timeout, cannot start | that script contributes nothing |
-//! | stdout | `key=value` lines (see [`crate::protocol::keyvalue`]); at most [`MAX_OUTPUT_LEN`] bytes; not-UTF-8 bytes become U+FFFD as Go's JSON encoder does |
+//! | stdout | `key=value` lines (see [`otalite::protocol::keyvalue`]); at most [`MAX_OUTPUT_LEN`] bytes; not-UTF-8 bytes become U+FFFD as Go's JSON encoder does |
 //! | stdin, stderr | `/dev/null` (the reference ignores stderr) |
 //!
 //! The outputs are kept as text; the protocol writers read them through
-//! [`crate::protocol::keyvalue::Attributes`]:
+//! [`otalite::protocol::keyvalue::Attributes`]:
 //!
 //! ```no_run
-//! # use otalite::host::identity::*;
+//! # use otalite_host::identity::*;
 //! # use otalite::protocol::keyvalue::Attributes;
 //! # use std::{path::Path, time::Duration};
 //! let identity = run_identity(Path::new("/usr/share/mender"), Duration::from_secs(60))?;
@@ -22,10 +22,7 @@
 //! # Ok::<(), IdentityError>(())
 //! ```
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
-use crate::protocol::keyvalue::{KeyValueError, KeyValueText};
+use otalite::protocol::keyvalue::{KeyValueError, KeyValueText};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -85,7 +82,7 @@ pub struct ScriptOutputs {
 }
 
 impl ScriptOutputs {
-    /// Checked views of every output, for [`crate::protocol::keyvalue::Attributes::new`].
+    /// Checked views of every output, for [`otalite::protocol::keyvalue::Attributes::new`].
     pub fn texts(&self) -> Vec<KeyValueText<'_>> {
         self.outputs
             .iter()
@@ -162,17 +159,17 @@ pub fn run_inventory(share_dir: &Path, timeout: Duration) -> ScriptOutputs {
         match run_script(&script, timeout) {
             Ok((status, text)) => {
                 if !status.success() {
-                    warn!(
+                    log::warn!(
                         "inventory script {} failed ({status}); using its output",
                         script.display()
                     );
                 }
                 match check(&script, &text) {
                     Ok(_) => outputs.push(text),
-                    Err(error) => warn!("{error}; ignoring this script"),
+                    Err(error) => log::warn!("{error}; ignoring this script"),
                 }
             }
-            Err(error) => warn!("{error}; ignoring this script"),
+            Err(error) => log::warn!("{error}; ignoring this script"),
         }
     }
     ScriptOutputs { outputs }

@@ -13,10 +13,7 @@
 //! an error; otalite logs a warning and uses `mender_boot_part`. Writing the
 //! slot the bootloader does not boot next is safe in either case.
 
-#[allow(unused_imports)]
-use std::{format, prelude::rust_2021::*, vec};
-
-use crate::board::PartNumber;
+use otalite::board::PartNumber;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -174,7 +171,7 @@ impl SlotLayout {
         } else if device == canonical(&self.b) {
             Some(self.b_part)
         } else {
-            warn!(
+            log::warn!(
                 "the root filesystem is on {}, which is neither RootfsPartA nor RootfsPartB; using mender_boot_part",
                 device.display()
             );

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::{fill_slot, make_payload, one_line, path_str, run_quiet, target_dir};
+use crate::util::{
+    error_line, fill_slot, make_payload, one_line, path_str, run_quiet, target_dir, write_uboot_env,
+};
 
 const USAGE: &str = "\
 usage: cargo xtask bench daemon [--idle-seconds N] [--settle-seconds N] [--traffic-seconds N]
@@ -595,7 +597,7 @@ impl Env {
                 fs::File::create(&b)?.set_len(slot_mib << 20)?;
                 let env = dir.join("uboot.env");
                 let cfg = etc.join("fw_env.config");
-                crate::bench::write_uboot_env(&env, &cfg)?;
+                write_uboot_env(&env, &cfg)?;
                 fs::write(
                     etc.join("mender.conf"),
                     format!(
@@ -779,8 +781,7 @@ impl Running {
             if let Ok(Some(st)) = run.child.try_wait() {
                 bail!(
                     "client exited at start-up ({st}): {}",
-                    crate::bench::error_line(&fs::read_to_string(&p.log).unwrap_or_default())
-                        .unwrap_or_default()
+                    error_line(&fs::read_to_string(&p.log).unwrap_or_default()).unwrap_or_default()
                 );
             }
             if Instant::now() > deadline {
@@ -1102,7 +1103,7 @@ impl Bench {
 }
 
 fn log_tail(log: &Path) -> String {
-    crate::bench::error_line(&fs::read_to_string(log).unwrap_or_default()).unwrap_or_default()
+    error_line(&fs::read_to_string(log).unwrap_or_default()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,730 @@
+//! The std host loop over the core's [`Agent`]: it runs each action the
+//! agent asks for against files, block devices, the boot environment,
+//! scripts, the HTTP client and the device key, feeds the results back, and
+//! sleeps until the agent's next timer or a signal. Every update decision is
+//! the agent's; this file only does I/O.
+
+use crate::fs::{atomic_write, read_limited, FilePartition};
+use crate::http::{Download, HttpClient};
+use crate::keys::DeviceKey;
+use crate::paths::Paths;
+use crate::progress::Progress;
+use crate::scripts::{Action as When, Group, ScriptRunner};
+use crate::slot::{Evidence, SlotLayout};
+use crate::time::rfc3339_now;
+use otalite::agent::{
+    Action, ActionId, Agent, Command, Completion, Feed, Instant, Outcome, Request, ScriptGroup,
+    ScriptPhase, Slots,
+};
+use otalite::artifact::ArtifactHeader;
+use otalite::board::{BootControl, Reboot};
+use otalite::config::MenderConfig;
+use otalite::install::InstallHooks;
+use otalite::store::{StateRecord, UpdateStep};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
+
+/// Source read chunk.
+pub const CHUNK_LEN: usize = 64 * 1024;
+/// Identity and inventory scripts may run this long.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The deployment log, kept across reboots until the report is delivered.
+const DEPLOYMENT_LOG: &str = "deployment.log";
+/// Largest deployment log read back for the upload.
+const MAX_LOG_READ: usize = 1 << 20;
+
+/// Test hook for power-cut tests: when `OTALITE_TEST_CRASH_AT` names this
+/// point, the process aborts on the spot (no cleanup, no unwinding), as a
+/// `kill -9` or a power cut between two steps would stop it. Compiled only
+/// into debug builds (the tests'); the shipped release binary has no knob.
+///
+/// | point | where |
+/// |---|---|
+/// | `persist-<step>` / `after-persist-<step>` | around storing the record with step `idle`, `downloading`, `installed`, `rebooting`, `committing`, `rolling-back`, `reporting` |
+/// | `set-trial`, `commit-boot`, `roll-back` (and `after-...`) | around each boot-env write |
+/// | `download` / `after-download` | before the artifact download, after it verified |
+/// | `reboot` | before asking for the reboot |
+/// | `request-<status>` / `after-request-<status>` | around a deployment status report |
+pub fn crashpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("OTALITE_TEST_CRASH_AT").is_some_and(|point| point == name) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Signals the loop reacts to (managed mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// SIGTERM / SIGINT: stop, exit 0.
+    Stop,
+    /// SIGUSR1 (`otalite check-update`).
+    CheckUpdate,
+    /// SIGUSR2 (`otalite send-inventory`).
+    SendInventory,
+}
+
+/// The Mender server side of the host (managed mode).
+pub struct ServerIo {
+    /// The HTTP(S) client.
+    pub client: HttpClient,
+    /// The device key (signs authentication requests).
+    pub key: DeviceKey,
+}
+
+/// How a run of the agent ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// A standalone command completed.
+    Completed(Completion, String),
+    /// The agent exited (managed mode).
+    Exited {
+        /// On an unrecoverable error.
+        failed: bool,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Everything the actions run against.
+pub struct LinuxHost<B, R> {
+    /// Paths (config, data, share dirs).
+    pub paths: Paths,
+    /// The configuration.
+    pub config: MenderConfig,
+    /// The boot control.
+    pub boot: B,
+    /// The reboot.
+    pub reboot: R,
+    /// The server (managed mode).
+    pub server: Option<ServerIo>,
+    /// Signals (managed mode).
+    pub wake: Option<Receiver<Wake>>,
+    /// The inactive slot, opened by `PrepareSlots { install: true }`.
+    partition: Option<FilePartition>,
+    /// Script extraction and progress of the running install.
+    hooks: Option<Hooks>,
+    /// Size of the artifact being downloaded (from its first response).
+    download_total: Option<u64>,
+    /// The open artifact stream (`OpenArtifact` .. `ReadArtifact`).
+    source: Option<Source>,
+    started: std::time::Instant,
+}
+
+/// A completion to feed back once the action's borrow of the agent ended.
+enum Done {
+    Nothing,
+    Outcome(ActionId, Result<(), (bool, String)>),
+    Slots(ActionId, Result<Slots, String>),
+    Data(ActionId, Vec<u8>),
+    Response(ActionId, u16, Vec<u8>),
+    Read(ActionId),
+    Ended(Ended),
+}
+
+fn script_group(group: ScriptGroup) -> Group {
+    match group {
+        ScriptGroup::Idle => Group::Idle,
+        ScriptGroup::Sync => Group::Sync,
+        ScriptGroup::Download => Group::Download,
+        ScriptGroup::ArtifactInstall => Group::ArtifactInstall,
+        ScriptGroup::ArtifactReboot => Group::ArtifactReboot,
+        ScriptGroup::ArtifactCommit => Group::ArtifactCommit,
+        ScriptGroup::ArtifactRollback => Group::ArtifactRollback,
+        ScriptGroup::ArtifactRollbackReboot => Group::ArtifactRollbackReboot,
+        ScriptGroup::ArtifactFailure => Group::ArtifactFailure,
+    }
+}
+
+fn script_phase(phase: ScriptPhase) -> When {
+    match phase {
+        ScriptPhase::Enter => When::Enter,
+        ScriptPhase::Leave => When::Leave,
+        ScriptPhase::Error => When::Error,
+    }
+}
+
+fn step_name(step: &UpdateStep) -> &'static str {
+    match step {
+        UpdateStep::Idle => "idle",
+        UpdateStep::Installed(_) => "installed",
+        UpdateStep::Committing(_) => "committing",
+        UpdateStep::RollingBack(_) => "rolling-back",
+        UpdateStep::Downloading(_) => "downloading",
+        UpdateStep::Rebooting(_) => "rebooting",
+        UpdateStep::Reporting(_) => "reporting",
+    }
+}
+
+/// The `status` value of a status-report body (for crash points).
+fn status_of(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = text.strip_prefix("{\"status\":\"")?;
+    rest.split('"').next()
+}
+
+impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
+    /// A host for `paths` and `config`.
+    pub fn new(paths: Paths, config: MenderConfig, boot: B, reboot: R) -> Self {
+        Self {
+            paths,
+            config,
+            boot,
+            reboot,
+            server: None,
+            wake: None,
+            partition: None,
+            hooks: None,
+            download_total: None,
+            source: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The agent's clock: milliseconds since the host started.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn scripts(&self) -> ScriptRunner {
+        ScriptRunner {
+            rootfs_dir: self.paths.rootfs_scripts(),
+            artifact_dir: self.paths.artifact_scripts(),
+            timeout: Duration::from_secs(self.config.state_script_timeout().into()),
+            retry_interval: Duration::from_secs(self.config.state_script_retry_interval().into()),
+            retry_timeout: Duration::from_secs(self.config.state_script_retry_timeout().into()),
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.paths.data_dir.join(crate::state::STATE_FILE)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.paths.data_dir.join(DEPLOYMENT_LOG)
+    }
+
+    /// Runs `agent` until a standalone command completes or the agent exits.
+    pub fn run(&mut self, agent: &mut Agent<'_>, command: Option<Command<'_>>) -> Ended {
+        if let Some(command) = command {
+            let now = self.now();
+            if let Err(error) = agent.handle_command(now, command) {
+                return Ended::Completed(Completion::Failed, error.to_string());
+            }
+        }
+        loop {
+            let done = match agent.poll() {
+                Some(action) => self.execute(action),
+                None => {
+                    if let Some(ended) = self.wait(agent) {
+                        return ended;
+                    }
+                    continue;
+                }
+            };
+            let now = self.now();
+            match done {
+                Done::Nothing => {}
+                Done::Outcome(id, Ok(())) => agent.handle_done(now, id, Outcome::Done),
+                Done::Outcome(id, Err((transient, why))) => agent.handle_done(
+                    now,
+                    id,
+                    if transient {
+                        Outcome::Transient(&why)
+                    } else {
+                        Outcome::Failed(&why)
+                    },
+                ),
+                Done::Slots(id, slots) => {
+                    agent.handle_slots(now, id, slots.as_ref().map_err(String::as_str).copied())
+                }
+                Done::Data(id, data) => agent.handle_data(now, id, &data),
+                Done::Response(id, status, body) => agent.handle_response(now, id, status, &body),
+                Done::Read(id) => self.read_artifact(agent, id),
+                Done::Ended(ended) => return ended,
+            }
+        }
+    }
+
+    /// Nothing to do now: sleep until the agent's timer or a signal.
+    fn wait(&mut self, agent: &mut Agent<'_>) -> Option<Ended> {
+        if agent.has_exited() {
+            return Some(Ended::Exited {
+                failed: false,
+                message: String::new(),
+            });
+        }
+        let deadline = agent.poll_at();
+        let Some(wake) = &self.wake else {
+            // Standalone: no signals; only a timer can be pending.
+            match deadline {
+                Some(at) => std::thread::sleep(Duration::from_millis(self.now().until(at))),
+                None => {
+                    return Some(Ended::Completed(
+                        Completion::Failed,
+                        "the agent stopped without finishing (internal error)".into(),
+                    ))
+                }
+            }
+            let now = self.now();
+            agent.handle_timeout(now);
+            return None;
+        };
+        let received = match deadline {
+            Some(at) => {
+                let wait = Duration::from_millis(self.now().until(at));
+                match wake.recv_timeout(wait) {
+                    Ok(wake) => Some(wake),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => Some(Wake::Stop),
+                }
+            }
+            None => Some(wake.recv().unwrap_or(Wake::Stop)),
+        };
+        let now = self.now();
+        if let Some(wake) = received {
+            let command = match wake {
+                Wake::Stop => Command::Stop,
+                Wake::CheckUpdate => Command::CheckUpdate,
+                Wake::SendInventory => Command::SendInventory,
+            };
+            let _ = agent.handle_command(now, command);
+        }
+        agent.handle_timeout(now);
+        None
+    }
+
+    fn execute(&mut self, action: Action<'_>) -> Done {
+        if !matches!(
+            action,
+            Action::ReadArtifact { .. }
+                | Action::Request { .. }
+                | Action::GatherIdentity { .. }
+                | Action::DeploymentLog { .. }
+                | Action::ClearDeploymentLog
+        ) {
+            self.source = None;
+        }
+        match action {
+            Action::Persist { id, record } => {
+                let name = StateRecord::decode(record)
+                    .map(|r| step_name(&r.step))
+                    .unwrap_or("unknown");
+                crashpoint(&format!("persist-{name}"));
+                let result = fs::create_dir_all(&self.paths.data_dir)
+                    .and_then(|()| atomic_write(&self.state_path(), record))
+                    .map_err(|e| {
+                        (
+                            false,
+                            format!("cannot write {}: {e}", self.state_path().display()),
+                        )
+                    });
+                crashpoint(&format!("after-persist-{name}"));
+                Done::Outcome(id, result)
+            }
+            Action::RunScripts {
+                id,
+                group,
+                phase,
+                ignore_errors,
+            } => {
+                let scripts = self.scripts();
+                let (group, phase) = (script_group(group), script_phase(phase));
+                let result = if ignore_errors {
+                    scripts.run_ignoring_errors(group, phase);
+                    Ok(())
+                } else {
+                    scripts
+                        .run(group, phase)
+                        .map_err(|e| (false, e.to_string()))
+                };
+                Done::Outcome(id, result)
+            }
+            Action::PrepareSlots { id, install } => Done::Slots(id, self.prepare_slots(install)),
+            Action::OpenArtifact { id, uri, from } => {
+                if from == 0 {
+                    crashpoint("download");
+                }
+                match self.open(uri, from) {
+                    Ok(source) => {
+                        self.source = Some(source);
+                        Done::Outcome(id, Ok(()))
+                    }
+                    Err(error) => Done::Outcome(id, Err(error)),
+                }
+            }
+            Action::ReadArtifact { id } => Done::Read(id),
+            Action::SetTrial { id, part } => {
+                crashpoint("set-trial");
+                let result = self
+                    .boot
+                    .set_trial(part)
+                    .map_err(|e| (false, e.to_string()));
+                crashpoint("after-set-trial");
+                Done::Outcome(id, result)
+            }
+            Action::CommitBoot { id } => {
+                crashpoint("commit-boot");
+                let result = self.boot.commit().map_err(|e| (false, e.to_string()));
+                crashpoint("after-commit-boot");
+                Done::Outcome(id, result)
+            }
+            Action::RollBack { id, part } => {
+                crashpoint("roll-back");
+                let result = self
+                    .boot
+                    .roll_back(part)
+                    .map_err(|e| (false, e.to_string()));
+                crashpoint("after-roll-back");
+                Done::Outcome(id, result)
+            }
+            Action::Reboot { id } => {
+                crashpoint("reboot");
+                Done::Outcome(id, self.reboot.reboot().map_err(|e| (false, e.to_string())))
+            }
+            Action::GatherIdentity { id } => {
+                match crate::identity::run_identity(&self.paths.share_dir, SCRIPT_TIMEOUT) {
+                    Ok(outputs) => Done::Data(id, joined(outputs.outputs())),
+                    Err(error) => Done::Outcome(id, Err((false, error.to_string()))),
+                }
+            }
+            Action::GatherInventory { id } => {
+                let outputs = crate::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
+                Done::Data(id, joined(outputs.outputs()))
+            }
+            Action::Request { id, request } => self.request(id, &request),
+            Action::DeploymentLog { level, message } => {
+                let line = format!(
+                    "{} {} {}\n",
+                    rfc3339_now(),
+                    level.as_str(),
+                    message.replace(['\n', '\r'], " ")
+                );
+                if let Ok(mut file) = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path())
+                {
+                    let _ = file.write_all(line.as_bytes());
+                }
+                Done::Nothing
+            }
+            Action::ClearDeploymentLog => {
+                let _ = fs::remove_file(self.log_path());
+                Done::Nothing
+            }
+            Action::ReadDeploymentLog { id } => Done::Data(
+                id,
+                read_limited(&self.log_path(), MAX_LOG_READ).unwrap_or_default(),
+            ),
+            Action::Completed {
+                completion,
+                message,
+            } => {
+                if completion == Completion::Failed {
+                    if let Some(hooks) = &mut self.hooks {
+                        hooks.progress.abandon();
+                    }
+                }
+                Done::Ended(Ended::Completed(completion, message.to_string()))
+            }
+            Action::Exit { failed, message } => Done::Ended(Ended::Exited {
+                failed,
+                message: message.to_string(),
+            }),
+        }
+    }
+
+    fn prepare_slots(&mut self, install: bool) -> Result<Slots, String> {
+        let layout = SlotLayout::new(
+            self.config.rootfs_part_a.as_deref(),
+            self.config.rootfs_part_b.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let boot = self
+            .boot
+            .boot_state()
+            .map_err(|e| format!("cannot read the bootloader environment: {e}"))?;
+        let active = layout.detect(boot.boot_part).map_err(|e| e.to_string())?;
+        let slots = Slots {
+            active: active.active_part,
+            inactive: active.inactive_part,
+            proven_by_root_device: active.evidence == Evidence::RootDevice,
+        };
+        if install {
+            self.partition = None;
+            self.hooks = None;
+            self.partition =
+                Some(FilePartition::open(&active.inactive).map_err(|e| e.to_string())?);
+            let dir = self.paths.artifact_scripts();
+            self.hooks = Some(
+                Hooks::new(dir.clone())
+                    .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?,
+            );
+            self.download_total = None;
+            log::info!(
+                "installing into {} (partition {})",
+                active.inactive.display(),
+                active.inactive_part
+            );
+        }
+        Ok(slots)
+    }
+
+    /// Runs one `ReadArtifact` action: feeds the agent from the open stream
+    /// until the artifact is complete, the stream ends or breaks, or the
+    /// agent wants no more.
+    fn read_artifact(&mut self, agent: &mut Agent<'_>, id: ActionId) {
+        let started = self.started;
+        let now = move || {
+            Instant::from_millis(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
+        };
+        let (Some(source), Some(partition), Some(hooks)) = (
+            self.source.as_mut(),
+            self.partition.as_mut(),
+            self.hooks.as_mut(),
+        ) else {
+            agent.handle_done(
+                now(),
+                id,
+                Outcome::Failed("the artifact stream is not open"),
+            );
+            return;
+        };
+        let mut chunk = vec![0u8; CHUNK_LEN];
+        loop {
+            let read = match source.read(&mut chunk) {
+                Ok(0) => {
+                    agent.handle_done(now(), id, Outcome::Done);
+                    return;
+                }
+                Ok(read) => read,
+                Err(error) => {
+                    let why = format!("reading the artifact failed: {error}");
+                    let outcome = if source.resumable() {
+                        Outcome::Transient(&why)
+                    } else {
+                        Outcome::Failed(&why)
+                    };
+                    agent.handle_done(now(), id, outcome);
+                    return;
+                }
+            };
+            let feed = agent.handle_artifact(
+                now(),
+                chunk.get(..read).unwrap_or_default(),
+                partition,
+                hooks,
+            );
+            match feed {
+                Feed::Continue => {}
+                Feed::Complete => {
+                    crashpoint("after-download");
+                    return;
+                }
+                Feed::Stop => return,
+            }
+            if let Some(wake) = &self.wake {
+                // A stop during a long download ends it (the next start
+                // reports the deployment); other signals wait.
+                if let Ok(Wake::Stop) | Err(TryRecvError::Disconnected) = wake.try_recv() {
+                    let _ = agent.handle_command(now(), Command::Stop);
+                    let _ = agent.handle_artifact(now(), &[], partition, hooks);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, uri: &str, from: u64) -> Result<Source, (bool, String)> {
+        let is_http = uri.starts_with("http://") || uri.starts_with("https://");
+        if !is_http {
+            if from > 0 {
+                return Err((false, format!("cannot resume reading {uri}")));
+            }
+            let remote = crate::source::RemoteOptions::from_mender(&self.config);
+            let source = crate::source::open(uri, &remote).map_err(|e| (false, e.to_string()))?;
+            log::info!(
+                "installing artifact {uri}{}",
+                source
+                    .size
+                    .map(|s| format!(" of size {s}"))
+                    .unwrap_or_default()
+            );
+            return Ok(Source::Local(Box::new(source)));
+        }
+        let client = match &self.server {
+            Some(server) => server.client.clone(),
+            None => HttpClient::new(crate::http::HttpConfig::from_mender(&self.config))
+                .map_err(|e| (false, format!("cannot set up HTTPS: {e}")))?,
+        };
+        match Download::open_at(&client, uri, from, self.download_total) {
+            Ok(download) => {
+                if from == 0 {
+                    log::info!("downloading {} bytes", download.total());
+                } else {
+                    log::info!("download resumed at byte {from}");
+                }
+                self.download_total = Some(download.total());
+                Ok(Source::Http(Box::new(download)))
+            }
+            Err(error) => {
+                let permanent = matches!(error, crate::http::HttpError::LengthChanged { .. });
+                Err((!permanent, format!("cannot download {uri}: {error}")))
+            }
+        }
+    }
+
+    fn request(&mut self, id: ActionId, request: &Request<'_>) -> Done {
+        let Some(server) = &self.server else {
+            return Done::Outcome(id, Err((false, "no server configured".into())));
+        };
+        let status = status_of(request.body).map(str::to_string);
+        if let Some(status) = &status {
+            crashpoint(&format!("request-{status}"));
+        }
+        let bearer = format!("Bearer {}", request.bearer);
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        let signature;
+        if request.sign_body {
+            signature = match server.key.signature_header(request.body) {
+                Ok(signature) => signature,
+                Err(error) => {
+                    return Done::Outcome(
+                        id,
+                        Err((false, format!("cannot sign the auth request: {error}"))),
+                    )
+                }
+            };
+            headers.push(("X-MEN-Signature", signature.as_str()));
+        }
+        if !request.body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let url = format!("{}{}", request.server, request.path);
+        let body = (!request.body.is_empty()).then_some(request.body);
+        let result = server
+            .client
+            .request(request.method.as_str(), &url, &headers, body);
+        if let Some(status) = &status {
+            crashpoint(&format!("after-request-{status}"));
+        }
+        match result {
+            Ok(response) => Done::Response(id, response.status, response.body),
+            Err(error) => Done::Outcome(id, Err((true, error.to_string()))),
+        }
+    }
+}
+
+fn joined(outputs: &[String]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for output in outputs {
+        all.extend_from_slice(output.as_bytes());
+        if !output.ends_with('\n') {
+            all.push(b'\n');
+        }
+    }
+    all
+}
+
+/// An artifact stream: a local file or stdin, or an HTTP body.
+enum Source {
+    Local(Box<crate::source::ArtifactSource>),
+    Http(Box<Download>),
+}
+
+impl Source {
+    fn resumable(&self) -> bool {
+        matches!(self, Self::Http(_))
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Local(source) => source.read(buffer),
+            Self::Http(download) => download.read(buffer),
+        }
+    }
+}
+
+/// Writes artifact state scripts to `<DATA>/scripts` and shows progress.
+pub struct Hooks {
+    dir: PathBuf,
+    current: Option<File>,
+    progress: Progress,
+}
+
+impl Hooks {
+    /// Empties `<DATA>/scripts`: scripts of an earlier artifact must never
+    /// run for this one. Scripts arrive inside the header, before it is
+    /// accepted; they only ever run after the whole artifact verified.
+    fn new(dir: PathBuf) -> std::io::Result<Self> {
+        match fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            current: None,
+            progress: Progress::new(),
+        })
+    }
+}
+
+impl InstallHooks for Hooks {
+    type Error = std::io::Error;
+
+    fn header_accepted(&mut self, header: &ArtifactHeader) -> std::io::Result<()> {
+        fs::write(
+            self.dir.join("version"),
+            format!("{}\n", header.format_version),
+        )?;
+        log::info!(
+            "artifact {} for {} accepted",
+            header.artifact_name,
+            header
+                .device_types
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(())
+    }
+
+    fn script_start(&mut self, name: &str, _size: u64) -> std::io::Result<()> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(std::io::Error::other(format!(
+                "refusing state script name '{name}'"
+            )));
+        }
+        let path = self.dir.join(name);
+        let file = File::create(&path)?;
+        file.set_permissions(fs::Permissions::from_mode(0o755))?;
+        self.current = Some(file);
+        Ok(())
+    }
+
+    fn script_data(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.current {
+            Some(file) => file.write_all(data),
+            None => Err(std::io::Error::other("script data outside a script")),
+        }
+    }
+
+    fn script_end(&mut self) -> std::io::Result<()> {
+        if let Some(file) = self.current.take() {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, written: u64, total: u64) {
+        self.progress.update(written, total);
+    }
+}

@@ -1,0 +1,591 @@
+//! The daemon's request sequence against the reference's: the real
+//! `otalite daemon` and the real `mender daemon` 3.4 (Debian's
+//! `mender-client`, run by `tests/refdevice/device.sh` with loop-device
+//! slots) each go through the same deployments against the project's test
+//! server, and the device-API requests the server saw are compared.
+//!
+//! Cases: a rootfs deployment through the reboot to `success` (the reboot
+//! is a fake `reboot` in `PATH`; the test kills the daemon as the machine
+//! would, sets `bootcount=1` as the bootloader's trial boot would, and
+//! starts it again); a corrupted artifact reported as `failure` with the
+//! deployment log, before any reboot; an artifact for another device type,
+//! likewise. Polls are 1 s, so each run takes seconds.
+//!
+//! The reference runs live when it can (root, `mender` installed: CI, see
+//! `.ci/setup`); its sequence must then also match the recording checked in
+//! under `tests/fixtures/sequences/` (a stale recording fails: re-record
+//! with `cargo xtask record-sequences`). Without root or `mender`, otalite
+//! is compared with the recording alone. The server's conformance checks
+//! are asserted for otalite only: the reference sends every body but the
+//! auth request with `Transfer-Encoding: chunked`, which otalite-testserver
+//! flags (mender-protocol.md section 1 asks for a `Content-Length`).
+//!
+//! # What is compared
+//!
+//! Every request becomes one line: method, path with the deployment and
+//! artifact ids replaced by `{id}` / `{artifact}`, the `status` value of a
+//! status report, and the answer's code; `(reboot)` marks where the daemon
+//! was killed by the reboot. The sequence ends with the first update check
+//! after the first inventory that follows the final report.
+//!
+//! Exact (order and count): every authentication (the reference
+//! authenticates once per start and again only after a 401, never before a
+//! report), every status report with its value, the download, the log
+//! upload, the inventory after the deployment, the re-authentication after
+//! the reboot.
+//!
+//! Normalized, and why:
+//! - **The form of an update check.** The reference asks `POST v2 next`,
+//!   and on 404 (the OSS server, as here) `POST v1 next`, on every check;
+//!   otalite remembers the v2 404 for the life of the process and asks
+//!   `GET v1 next?artifact_name=&device_type=` (like the C++ client): a
+//!   documented departure, both valid on every server. A v2 `next` answered
+//!   404 and followed by a v1 `next` is dropped, and any `next` becomes
+//!   `update check -> <code>`.
+//! - **Idle repeats.** How many inventories and empty update checks fit in
+//!   a stretch of idling depends on the clock (1 s polls against the time a
+//!   step takes), so in a run of consecutive idle requests (inventory
+//!   answered 200, update check answered 204) only the first of each kind
+//!   is kept, in the order they first appear: "inventory first, then a
+//!   check" stays significant, the number of polls does not.
+
+#![allow(clippy::std_instead_of_core)]
+
+mod common;
+
+use common::managed::*;
+use common::*;
+use otalite_testserver::{RequestRecord, ServerConfig, TestServer};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Set to re-record the reference's sequences into the fixtures (root and
+/// `mender` needed; `cargo xtask record-sequences` sets it).
+const RECORD: &str = "OTALITE_RECORD_SEQUENCES";
+const REBOOT: &str = "(reboot)";
+const UPDATE_CHECK: &str = "update check";
+const INVENTORY: &str = "/api/devices/v1/inventory/device/attributes";
+const NEXT_V2: &str = "POST /api/devices/v2/deployments/device/deployments/next -> 404";
+const DEPLOYMENTS: &str = "/api/devices/v1/deployments/device/deployments/";
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    /// Deploy, reboot into the trial slot, commit, report `success`.
+    Success,
+    /// A corrupted payload: `failure` and the log, no reboot.
+    Failure,
+    /// An artifact for another device type (the server offers it: its
+    /// deployment says this device type): `failure` and the log.
+    WrongDeviceType,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::WrongDeviceType => "wrong-device-type",
+        }
+    }
+
+    fn fixture(self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/sequences")
+            .join(format!("{}.txt", self.name()))
+    }
+
+    /// Writes the case's artifact (`release-2` for [`DEVICE_TYPE`]) in `dir`.
+    fn artifact(self, dir: &Path) -> PathBuf {
+        match self {
+            Self::Success => write_artifact(dir, "release-2", &image_bytes(1 << 20, 31), &[]),
+            Self::Failure => {
+                let artifact = write_artifact(
+                    dir,
+                    "release-2",
+                    &image_bytes(1 << 20, 5),
+                    &["--compression", "none"],
+                );
+                // One byte of the (uncompressed) image's tail: the payload
+                // checksum fails once the whole payload was streamed.
+                let mut bytes = std::fs::read(&artifact).unwrap();
+                let at = bytes.len() - 4096;
+                bytes[at] ^= 0xFF;
+                std::fs::write(&artifact, bytes).unwrap();
+                artifact
+            }
+            Self::WrongDeviceType => {
+                let image = dir.join("other.img");
+                std::fs::write(&image, image_bytes(1 << 20, 7)).unwrap();
+                let artifact = dir.join("other.mender");
+                run_ok(
+                    Command::new("mender-artifact")
+                        .args([
+                            "write",
+                            "rootfs-image",
+                            "-t",
+                            "other-board",
+                            "-n",
+                            "release-2",
+                            "-f",
+                        ])
+                        .arg(&image)
+                        .arg("-o")
+                        .arg(&artifact),
+                );
+                artifact
+            }
+        }
+    }
+}
+
+/// A daemon under test: otalite ([`Managed`]) or the reference ([`Reference`]).
+trait Client {
+    fn server(&self) -> &TestServer;
+    /// A directory for the artifact (removed with the client).
+    fn dir(&self) -> PathBuf;
+    fn start(&self) -> DaemonProcess;
+    fn reboots(&self) -> usize;
+    /// What the bootloader does when it boots the trial slot.
+    fn trial_boot(&self);
+    fn log(&self) -> String;
+}
+
+impl Client for Managed {
+    fn server(&self) -> &TestServer {
+        &self.server
+    }
+    fn dir(&self) -> PathBuf {
+        self.device.root()
+    }
+    fn start(&self) -> DaemonProcess {
+        Self::start(self)
+    }
+    fn reboots(&self) -> usize {
+        Self::reboots(self)
+    }
+    fn trial_boot(&self) {
+        Self::trial_boot(self);
+    }
+    fn log(&self) -> String {
+        Self::log(self)
+    }
+}
+
+/// Serializes the reference runs (each attaches two loop devices).
+static REFERENCE: Mutex<()> = Mutex::new(());
+
+fn device_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/refdevice/device.sh")
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Whether the real `mender` can run here (root for loop devices and mount
+/// namespaces, and the tools `device.sh` uses).
+fn reference_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    root && ["mender", "fw_setenv", "mkenvimage", "losetup", "unshare"]
+        .iter()
+        .all(|tool| on_path(tool))
+}
+
+/// The real `mender daemon` in a `device.sh` device (slot A active,
+/// `release-1`, [`DEVICE_TYPE`]), with its own test server and the same
+/// identity, inventory and polling as [`Managed`].
+struct Reference {
+    server: TestServer,
+    dir: tempfile::TempDir,
+}
+
+impl Reference {
+    fn new() -> Self {
+        let server = TestServer::start(ServerConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let reference = Self { server, dir };
+        let w = reference.workdir();
+        run_ok(Command::new(device_sh()).arg("create").arg(&w).args([
+            "8",
+            DEVICE_TYPE,
+            "release-1",
+        ]));
+        std::fs::write(
+            w.join("upper/etc/mender/mender.conf"),
+            format!(
+                r#"{{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3", "DBus": {{"Enabled": false}}, "ServerURL": "{}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1}}"#,
+                reference.server.url()
+            ),
+        )
+        .unwrap();
+        executable(
+            &w.join("upper/share/identity/mender-device-identity"),
+            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
+        );
+        executable(
+            &w.join("upper/share/inventory/mender-inventory-test"),
+            "#!/bin/sh\necho kernel=test-kernel\necho ipv4=10.0.0.2/8\necho ipv4=192.168.1.10/24\n",
+        );
+        reference
+    }
+
+    fn workdir(&self) -> PathBuf {
+        self.dir.path().join("device")
+    }
+
+    fn version() -> String {
+        Command::new("mender")
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace('\t', " "))
+            .unwrap_or_default()
+    }
+}
+
+impl Client for Reference {
+    fn server(&self) -> &TestServer {
+        &self.server
+    }
+    fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+    fn start(&self) -> DaemonProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mender.log"))
+            .unwrap();
+        // device.sh execs unshare, which execs mender: the child is mender.
+        DaemonProcess(
+            Command::new(device_sh())
+                .arg("run")
+                .arg(self.workdir())
+                .args(["--", "mender", "--no-syslog", "daemon"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start mender in device.sh"),
+        )
+    }
+    fn reboots(&self) -> usize {
+        std::fs::read_to_string(self.workdir().join("reboot.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+    fn trial_boot(&self) {
+        run_ok(
+            Command::new("fw_setenv")
+                .arg("-c")
+                .arg(self.workdir().join("fw_env.config"))
+                .args(["bootcount", "1"]),
+        );
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mender.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        // Detaches this device's loop devices (device.sh checks the backing
+        // files), nothing else.
+        let _ = Command::new(device_sh())
+            .arg("destroy")
+            .arg(self.workdir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One request as a comparable line (see the module documentation).
+fn line(request: &RequestRecord) -> String {
+    let mut path = request.path.clone();
+    if let Some(rest) = path.strip_prefix(DEPLOYMENTS) {
+        if let Some((_, tail)) = rest.split_once('/') {
+            path = format!("{DEPLOYMENTS}{{id}}/{tail}");
+        }
+    } else if path.starts_with("/download/") {
+        path = "/download/{artifact}".into();
+    }
+    match &request.reported {
+        Some(status) => format!("{} {path} {status} -> {}", request.method, request.status),
+        None => format!("{} {path} -> {}", request.method, request.status),
+    }
+}
+
+fn is_next(line: &str) -> bool {
+    line.contains("/deployments/device/deployments/next ")
+}
+
+fn is_final_report(line: &str) -> bool {
+    line.contains("/status success ") || line.contains("/status failure ")
+}
+
+/// Where the recorded sequence ends: the end of the first update check after
+/// the first inventory after the final report; `None` until it happened.
+fn end_of_sequence(lines: &[String]) -> Option<usize> {
+    let report = lines.iter().position(|l| is_final_report(l))?;
+    let inventory = report
+        + 1
+        + lines[report + 1..]
+            .iter()
+            .position(|l| l.contains(INVENTORY))?;
+    let check = inventory
+        + 1
+        + lines[inventory + 1..]
+            .iter()
+            .position(|l| is_next(l) && l != NEXT_V2)?;
+    Some(check + 1)
+}
+
+fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for {what}; requests:\n{}\ndaemon log:\n{}",
+            lines_of(client.server()).join("\n"),
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines_of(server: &TestServer) -> Vec<String> {
+    server.requests().iter().map(line).collect()
+}
+
+/// Runs `case` on `client` and returns the raw sequence of lines.
+fn run(client: &dyn Client, case: Case) -> Vec<String> {
+    let server = client.server();
+    let artifact = case.artifact(&client.dir());
+    let id = server.add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let mut reboot_at = None;
+    let mut daemon = client.start();
+    if let Case::Success = case {
+        wait_for(client, "the reboot", || client.reboots() > 0);
+        // The machine goes down: the daemon dies with it.
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        reboot_at = Some(server.requests().len());
+        client.trial_boot();
+        daemon = client.start();
+    }
+    wait_for(
+        client,
+        "the final report, then an inventory and an update check",
+        || end_of_sequence(&lines_of(server)).is_some(),
+    );
+    drop(daemon);
+    let finals: Vec<String> = server
+        .statuses(&id)
+        .into_iter()
+        .map(|(status, _)| status)
+        .filter(|s| s == "success" || s == "failure")
+        .collect();
+    let expected = match case {
+        Case::Success => "success",
+        Case::Failure | Case::WrongDeviceType => "failure",
+    };
+    assert_eq!(finals, [expected], "{}", client.log());
+    let mut lines = lines_of(server);
+    let end = end_of_sequence(&lines).unwrap();
+    lines.truncate(end);
+    if let Some(at) = reboot_at {
+        lines.insert(at, REBOOT.into());
+    }
+    lines
+}
+
+/// The comparable form (see the module documentation).
+fn normalize(lines: &[String]) -> Vec<String> {
+    // Update checks, whatever their form.
+    let mut checks = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line == NEXT_V2 && lines.get(i + 1).is_some_and(|next| is_next(next)) {
+            continue;
+        }
+        if is_next(line) {
+            let code = line.rsplit(" -> ").next().unwrap_or("?");
+            checks.push(format!("{UPDATE_CHECK} -> {code}"));
+        } else {
+            checks.push(line.clone());
+        }
+    }
+    // Idle repeats.
+    let idle = |line: &str| {
+        line == format!("{UPDATE_CHECK} -> 204")
+            || (line.contains(INVENTORY) && line.ends_with(" -> 200"))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut run_start = 0;
+    for line in checks {
+        if !idle(&line) {
+            out.push(line);
+            run_start = out.len();
+        } else if !out[run_start..].contains(&line) {
+            out.push(line);
+        }
+    }
+    out
+}
+
+fn read_fixture(case: Case) -> Vec<String> {
+    let path = case.fixture();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; record it with `cargo xtask record-sequences` (root, mender installed)",
+            path.display()
+        )
+    });
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_fixture(case: Case, lines: &[String]) {
+    let path = case.fixture();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = format!(
+        "# The reference's device-API requests, case `{}` of tests/sequence.rs.\n\
+         # Recorded by `cargo xtask record-sequences` with `{}`\n\
+         # (tests/refdevice/device.sh, otalite-testserver, 1 s polls). Raw: the\n\
+         # test normalizes it (see tests/sequence.rs) before comparing.\n",
+        case.name(),
+        Reference::version()
+    );
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    eprintln!("recorded {}", path.display());
+}
+
+/// Side by side, with the first difference marked.
+fn show(left: &str, a: &[String], right: &str, b: &[String]) -> String {
+    let first = (0..a.len().max(b.len()))
+        .find(|&i| a.get(i) != b.get(i))
+        .unwrap_or(usize::MAX);
+    let width = a.iter().map(String::len).max().unwrap_or(0).max(left.len());
+    let mut out = format!("   {left:width$} | {right}\n");
+    for i in 0..a.len().max(b.len()) {
+        let mark = if i == first { ">> " } else { "   " };
+        out.push_str(&format!(
+            "{mark}{:width$} | {}\n",
+            a.get(i).map_or("", String::as_str),
+            b.get(i).map_or("", String::as_str)
+        ));
+    }
+    out
+}
+
+fn check(case: Case) {
+    let reference = if reference_available() {
+        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+        let live = run(&Reference::new(), case);
+        if std::env::var_os(RECORD).is_some() {
+            write_fixture(case, &live);
+            return;
+        }
+        let recorded = read_fixture(case);
+        assert!(
+            normalize(&live) == normalize(&recorded),
+            "the reference no longer does what tests/fixtures/sequences/{}.txt says \
+             (re-record with `cargo xtask record-sequences` and review the diff):\n{}",
+            case.name(),
+            show("live reference", &live, "recorded", &recorded)
+        );
+        live
+    } else {
+        assert!(
+            std::env::var_os(RECORD).is_none(),
+            "recording needs root and mender"
+        );
+        eprintln!(
+            "note: the real mender cannot run here (needs root and mender); comparing with {}",
+            case.fixture().display()
+        );
+        read_fixture(case)
+    };
+    let managed = Managed::new(ServerConfig::default());
+    let otalite = run(&managed, case);
+    assert!(
+        normalize(&otalite) == normalize(&reference),
+        "otalite's request sequence differs from the reference's (case {}).\nNormalized:\n{}\nRaw:\n{}",
+        case.name(),
+        show("otalite", &normalize(&otalite), "reference", &normalize(&reference)),
+        show("otalite", &otalite, "reference", &reference)
+    );
+    managed.done(&format!("sequence {}", case.name()));
+}
+
+#[test]
+fn successful_deployment_through_the_reboot() {
+    check(Case::Success);
+}
+
+#[test]
+fn failed_deployment_reports_failure_and_the_log() {
+    check(Case::Failure);
+}
+
+#[test]
+fn artifact_for_another_device_type_reports_failure() {
+    check(Case::WrongDeviceType);
+}
+
+#[test]
+fn normalization() {
+    let lines: Vec<String> = [
+        "POST /api/devices/v1/authentication/auth_requests -> 200",
+        "PUT /api/devices/v1/inventory/device/attributes -> 200",
+        NEXT_V2,
+        "POST /api/devices/v1/deployments/device/deployments/next -> 204",
+        "PUT /api/devices/v1/inventory/device/attributes -> 200",
+        NEXT_V2,
+        "POST /api/devices/v1/deployments/device/deployments/next -> 204",
+        "GET /api/devices/v1/deployments/device/deployments/next -> 200",
+        "PUT /api/devices/v1/deployments/device/deployments/{id}/status downloading -> 204",
+        "GET /api/devices/v1/deployments/device/deployments/next -> 204",
+        "GET /api/devices/v1/deployments/device/deployments/next -> 204",
+        "PUT /api/devices/v1/inventory/device/attributes -> 200",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        normalize(&lines),
+        [
+            "POST /api/devices/v1/authentication/auth_requests -> 200",
+            "PUT /api/devices/v1/inventory/device/attributes -> 200",
+            "update check -> 204",
+            "update check -> 200",
+            "PUT /api/devices/v1/deployments/device/deployments/{id}/status downloading -> 204",
+            "update check -> 204",
+            "PUT /api/devices/v1/inventory/device/attributes -> 200",
+        ]
+    );
+    assert_eq!(end_of_sequence(&lines), None);
+    let mut done = lines.clone();
+    done.insert(
+        9,
+        "PUT /api/devices/v1/deployments/device/deployments/{id}/status failure -> 204".into(),
+    );
+    // Report, check, check, inventory: the sequence ends after the next check.
+    assert_eq!(end_of_sequence(&done), None);
+    done.push(NEXT_V2.into());
+    assert_eq!(end_of_sequence(&done), None);
+    done.push("POST /api/devices/v1/deployments/device/deployments/next -> 204".into());
+    assert_eq!(end_of_sequence(&done), Some(done.len()));
+}
