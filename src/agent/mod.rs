@@ -489,6 +489,24 @@ impl<'b> Agent<'b> {
             && matches!(self.outstanding, Some((_, false)))
     }
 
+    /// The location of the artifact being downloaded (the `uri` of
+    /// [`Action::OpenArtifact`]), from that action until the download
+    /// ended (complete, refused, failed or given up), reopenings and the
+    /// `downloading` report between the open and the read included;
+    /// `None` otherwise. The agent keeps it anyway, so a host that reopens
+    /// or logs the stream during [`Action::ReadArtifact`] need not copy it
+    /// out of the action.
+    pub fn artifact_uri(&self) -> Option<&str> {
+        match self.step {
+            Step::InstOpen | Step::InstRead => Some(self.uri.as_str()),
+            Step::DepOpen
+            | Step::DepRead
+            | Step::Call(Purpose::Opened)
+            | Step::Again(Purpose::Opened) => Some(self.offer.uri.as_str()),
+            _ => None,
+        }
+    }
+
     /// The agent has stopped ([`Action::Exit`] was returned).
     pub fn has_exited(&self) -> bool {
         self.step == Step::Exited
@@ -811,6 +829,9 @@ impl<'b> Agent<'b> {
     /// The next artifact bytes of the running [`Action::ReadArtifact`]. The
     /// payload is written into `slot` as it arrives (in blocks of the
     /// `block` buffer), scripts go to `hooks`. Bounded work: `bytes` once.
+    ///
+    /// [`Feed::Complete`] and [`Feed::Stop`] end the `ReadArtifact`: the
+    /// host closes the stream and sends no `handle_done` for it.
     pub fn handle_artifact<P, H>(
         &mut self,
         now: Instant,

@@ -189,7 +189,7 @@ impl Method {
 /// The host adds `Authorization: Bearer <bearer>`, `Content-Type:
 /// application/json` when `body` is not empty, and, when `sign_body` is
 /// set, `X-MEN-Signature: <base64 signature of body by the device key>`.
-/// The core's `protocol::http` frames it for hosts with raw sockets.
+/// [`Request::write_head`] frames it for hosts with raw sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The method.
@@ -284,7 +284,8 @@ pub enum Action<'a> {
     /// `Failed` when it cannot. The host keeps the stream for
     /// [`Action::ReadArtifact`] and drops it on any other action but
     /// `Request`, `GatherIdentity` (a re-authentication) and the
-    /// deployment-log ones.
+    /// deployment-log ones. `uri` is also [`super::Agent::artifact_uri`]
+    /// until the download ended: the host need not copy it.
     OpenArtifact {
         /// Completion id.
         id: ActionId,
@@ -297,6 +298,12 @@ pub enum Action<'a> {
     /// something other than [`Feed::Continue`] (then stop reading), or the
     /// stream ends (`handle_done` with `Done`) or breaks (`Transient`: the
     /// agent reopens it where it stopped; `Failed`).
+    ///
+    /// [`Feed::Complete`] and [`Feed::Stop`] end the action: no
+    /// `handle_done` follows them (the agent has moved on and ignores one
+    /// with this id). `handle_done` completes it only when the agent still
+    /// wanted bytes ([`super::Agent::wants_artifact`]) as the stream ended
+    /// or broke.
     ReadArtifact {
         /// Completion id.
         id: ActionId,
@@ -386,9 +393,12 @@ pub enum Action<'a> {
 pub enum Feed {
     /// Everything was taken; feed more.
     Continue,
-    /// The artifact is complete and verified; close the stream.
+    /// The artifact is complete and verified; close the stream. The
+    /// [`Action::ReadArtifact`] is over: no `handle_done` follows.
     Complete,
-    /// The agent does not want more (refused, or stopping); close the stream.
+    /// The agent does not want more (refused, or stopping); close the
+    /// stream. The [`Action::ReadArtifact`] is over: no `handle_done`
+    /// follows.
     Stop,
 }
 
@@ -642,7 +652,7 @@ impl Request<'_> {
     }
 }
 
-/// Writes the `GET` head of [`Action::Download`] for `uri` from byte
+/// Writes the `GET` head of [`Action::OpenArtifact`] for `uri` from byte
 /// `from` on (`Range: bytes=<from>-` when `from > 0`: the answer must then
 /// be `206 Partial Content`), with `Connection: close`. Returns its length.
 ///

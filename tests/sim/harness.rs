@@ -866,6 +866,12 @@ impl World {
                 agent.handle_slots(now, id, Ok(slots));
             }
             Act::Open(id, uri, from) => {
+                if agent.artifact_uri() != Some(uri.as_str()) {
+                    self.violation(format!(
+                        "artifact_uri() is {:?} during OpenArtifact of {uri}",
+                        agent.artifact_uri()
+                    ));
+                }
                 if self.artifacts.contains_key(&uri) {
                     self.open = Some((uri, from));
                     agent.handle_done(now, id, Outcome::Done);
@@ -883,6 +889,12 @@ impl World {
                     self.violation("ReadArtifact without OpenArtifact".into());
                     return Stepped::Stop(Stop::Crash);
                 };
+                if agent.artifact_uri() != Some(uri.as_str()) {
+                    self.violation(format!(
+                        "artifact_uri() is {:?} during ReadArtifact of {uri}",
+                        agent.artifact_uri()
+                    ));
+                }
                 return self.download(agent, id, &uri, from);
             }
             Act::SetTrial(id, part) => {
