@@ -32,10 +32,10 @@ use otalite::agent::{
 };
 use otalite::board::{BootControl, BootEnv, BootState, MenderBootControl, PartNumber};
 use otalite::device::{provide, Provides};
-use otalite::host::keys::{DeviceKey, KeyType};
 use otalite::partition::Partition;
 use otalite::protocol::http::{HttpUrl, ResponseReader, ResponseStatus};
 use otalite::store::{StateRecord, UpdateStep};
+use otalite_host::keys::{DeviceKey, KeyType};
 use static_cell::StaticCell;
 use std::error::Error;
 use std::fs::{File, OpenOptions};
@@ -74,6 +74,11 @@ pub struct Memory {
     net: [u8; 16 * 1024],
     /// Response bodies and decoded download bytes.
     body: [u8; 16 * 1024],
+    /// Bytes received on the open artifact stream: they wait here across
+    /// the requests between [`Action::OpenArtifact`] and
+    /// [`Action::ReadArtifact`] (the `downloading` report, a
+    /// re-authentication).
+    stream: [u8; 16 * 1024],
 }
 
 impl Memory {
@@ -89,6 +94,7 @@ impl Memory {
             compare: [0; 4 * 1024],
             net: [0; 16 * 1024],
             body: [0; 16 * 1024],
+            stream: [0; 16 * 1024],
         }
     }
 }
@@ -408,90 +414,107 @@ fn exchange(
     Ok((status, body_len))
 }
 
-/// How a download ended.
+/// The open artifact stream: from [`Action::OpenArtifact`] to the end of
+/// the [`Action::ReadArtifact`]s that read it.
+struct Stream {
+    socket: TcpStream,
+    reader: ResponseReader,
+    /// Bytes received into [`Memory::stream`] and not pushed to the reader
+    /// yet (the body bytes that came with the head, until the read).
+    pending: core::ops::Range<usize>,
+    /// Artifact bytes fed so far (counted from byte 0 of the artifact).
+    fed: u64,
+}
+
+/// Opens the artifact stream at `uri` from byte `from`: sends the `GET`
+/// and reads the answer's head (200, or 206 for a resumed download). Body
+/// bytes that arrive with the head wait in `buffer`.
+fn open_stream(uri: &str, from: u64, net: &mut [u8], buffer: &mut [u8]) -> Fallible<Stream> {
+    let url = HttpUrl::parse(uri).ok_or("the artifact location is not http(s)://")?;
+    let head = write_download_head(uri, from, net)?;
+    let mut socket = connect(&url)?;
+    socket.write_all(&net[..head])?;
+    let mut reader = ResponseReader::new(false);
+    loop {
+        let received = socket.read(buffer)?;
+        if received == 0 {
+            reader.finish()?;
+            return Err("the server closed the download before its head".into());
+        }
+        // No room for body bytes: the push stops after the head.
+        let step = reader.push(&buffer[..received], &mut [])?;
+        if let Some(head) = reader.head() {
+            let expected = if from > 0 { 206 } else { 200 };
+            if head.status != expected {
+                return Err(format!("the server answered {} to the download", head.status).into());
+            }
+            return Ok(Stream {
+                socket,
+                reader,
+                pending: step.consumed..received,
+                fed: from,
+            });
+        }
+    }
+}
+
+/// How a [`Action::ReadArtifact`] ended.
 enum Fetched {
-    /// The agent has what it wanted (or stopped it); nothing to complete.
+    /// The agent has what it wanted (or stopped it): the read is over,
+    /// nothing to complete.
     Taken,
-    /// Complete the download with this outcome.
+    /// Complete the read with this outcome (`Ok`: the stream ended).
     Ended(Result<(), String>),
     /// The power went out.
     PowerCut,
 }
 
-/// Streams the artifact at `uri` from byte `from` into the agent.
-#[allow(clippy::too_many_arguments)]
-fn download(
+/// Feeds the open stream to the agent until it has enough, the stream
+/// ends or breaks, or the power goes out after `cut_after` artifact bytes.
+fn read_stream(
     agent: &mut Agent<'_>,
     clock: &Clock,
-    uri: &str,
-    from: u64,
-    slot: &mut FileSlot,
-    net: &mut [u8],
+    stream: &mut Stream,
+    buffer: &mut [u8],
     body: &mut [u8],
+    slot: &mut FileSlot,
     cut_after: Option<u64>,
 ) -> Fetched {
-    let mut open = || -> Fallible<TcpStream> {
-        let url = HttpUrl::parse(uri).ok_or("the artifact location is not http(s)://")?;
-        let head = write_download_head(uri, from, net)?;
-        let mut stream = connect(&url)?;
-        stream.write_all(&net[..head])?;
-        Ok(stream)
-    };
-    let mut stream = match open() {
-        Ok(stream) => stream,
-        Err(error) => return Fetched::Ended(Err(error.to_string())),
-    };
-    let mut reader = ResponseReader::new(false);
-    let mut fed = from;
     loop {
-        let received = match stream.read(net) {
-            Ok(0) => {
-                return Fetched::Ended(
-                    reader
-                        .finish()
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| Err("the server closed the download".into())),
-                )
+        if stream.reader.is_done() {
+            // The whole body was fed and the agent still wants more.
+            return Fetched::Ended(Ok(()));
+        }
+        if stream.pending.is_empty() {
+            match stream.socket.read(buffer) {
+                Ok(0) => return Fetched::Ended(stream.reader.finish().map_err(|e| e.to_string())),
+                Ok(received) => stream.pending = 0..received,
+                Err(error) => return Fetched::Ended(Err(error.to_string())),
             }
-            Ok(received) => received,
+        }
+        let step = match stream.reader.push(&buffer[stream.pending.clone()], body) {
+            Ok(step) => step,
             Err(error) => return Fetched::Ended(Err(error.to_string())),
         };
-        let mut input = &net[..received];
-        while !input.is_empty() {
-            let step = match reader.push(input, body) {
-                Ok(step) => step,
-                Err(error) => return Fetched::Ended(Err(error.to_string())),
+        stream.pending.start += step.consumed;
+        let mut bytes = &body[..step.produced];
+        while !bytes.is_empty() {
+            // Cut exactly at the planned byte.
+            let take = match cut_after {
+                Some(at) if stream.fed >= at => {
+                    println!("supervisor: POWER CUT after {} artifact bytes", stream.fed);
+                    return Fetched::PowerCut;
+                }
+                Some(at) => bytes.len().min((at - stream.fed) as usize),
+                None => bytes.len(),
             };
-            input = &input[step.consumed..];
-            let expected = if from > 0 { 206 } else { 200 };
-            match reader.head().map(|head| head.status) {
-                Some(status) if status != expected => {
-                    return Fetched::Ended(Err(format!("the server answered {status}")))
-                }
-                _ => {}
+            match agent.handle_artifact(clock.now(), &bytes[..take], slot, &mut NoScripts) {
+                Feed::Continue => {}
+                // The read is over: no `handle_done` follows.
+                Feed::Complete | Feed::Stop => return Fetched::Taken,
             }
-            let mut bytes = &body[..step.produced];
-            while !bytes.is_empty() {
-                // Cut exactly at the planned byte.
-                let take = match cut_after {
-                    Some(at) if fed >= at => {
-                        println!("supervisor: POWER CUT after {fed} artifact bytes");
-                        return Fetched::PowerCut;
-                    }
-                    Some(at) => bytes.len().min((at - fed) as usize),
-                    None => bytes.len(),
-                };
-                match agent.handle_artifact(clock.now(), &bytes[..take], slot, &mut NoScripts) {
-                    Feed::Continue => {}
-                    Feed::Complete | Feed::Stop => return Fetched::Taken,
-                }
-                fed += take as u64;
-                bytes = &bytes[take..];
-            }
-            if step.status == ResponseStatus::Done {
-                // The whole body was fed and the agent still wants more.
-                return Fetched::Ended(Ok(()));
-            }
+            stream.fed += take as u64;
+            bytes = &bytes[take..];
         }
     }
 }
@@ -536,7 +559,7 @@ enum Completion {
     Slots(ActionId, Result<Slots, String>),
     Data(ActionId, Vec<u8>),
     Response(ActionId, u16, usize),
-    Download(ActionId, String, u64),
+    Read(ActionId),
     Reboot,
     Exit(bool, String),
 }
@@ -591,6 +614,7 @@ fn power_on(
         compare,
         net,
         body,
+        stream: stream_buf,
     } = memory;
     if record.step != UpdateStep::Idle {
         *in_deployment = true;
@@ -613,8 +637,23 @@ fn power_on(
         },
     )?;
     let mut slot: Option<FileSlot> = None;
+    // The artifact stream between `OpenArtifact` and the `ReadArtifact`s.
+    let mut stream: Option<Stream> = None;
     loop {
         while let Some(action) = agent.poll() {
+            // The stream lives across the `downloading` report (with a
+            // re-authentication: identity, auth request) and deployment-log
+            // lines only.
+            if !matches!(
+                action,
+                Action::ReadArtifact { .. }
+                    | Action::Request { .. }
+                    | Action::GatherIdentity { .. }
+                    | Action::DeploymentLog { .. }
+                    | Action::ClearDeploymentLog
+            ) {
+                stream = None;
+            }
             let durable = matches!(
                 action,
                 Action::Persist { .. }
@@ -654,9 +693,17 @@ fn power_on(
                             .map_err(|e| e.to_string()),
                     )
                 }
-                Action::Download { id, uri, from } => {
-                    Completion::Download(id, uri.to_string(), from)
+                Action::OpenArtifact { id, uri, from } => {
+                    println!("supervisor: opening {uri} at byte {from}");
+                    match open_stream(uri, from, &mut net[..], &mut stream_buf[..]) {
+                        Ok(opened) => {
+                            stream = Some(opened);
+                            Completion::Done(id, Ok(()))
+                        }
+                        Err(error) => Completion::Done(id, Err(error.to_string())),
+                    }
                 }
+                Action::ReadArtifact { id } => Completion::Read(id),
                 Action::SetTrial { id, part } => {
                     Completion::Done(id, boot.set_trial(part).map_err(|e| e.to_string()))
                 }
@@ -725,12 +772,21 @@ fn power_on(
                 Completion::Response(id, status, len) => {
                     agent.handle_response(now, id, status, &body[..len])
                 }
-                Completion::Download(id, uri, from) => {
-                    let Some(slot) = slot.as_mut() else {
-                        return Err("download without an open slot".into());
+                Completion::Read(id) => {
+                    let (Some(slot), Some(open)) = (slot.as_mut(), stream.as_mut()) else {
+                        agent.handle_done(now, id, Outcome::Failed("no open stream or slot"));
+                        continue;
                     };
-                    println!("supervisor: downloading {uri} from byte {from}");
-                    match download(&mut agent, clock, &uri, from, slot, net, body, cut_after) {
+                    // The agent keeps the location: no copy of the action's.
+                    println!(
+                        "supervisor: streaming {} from byte {} into the slot",
+                        agent.artifact_uri().unwrap_or("?"),
+                        open.fed
+                    );
+                    let fetched =
+                        read_stream(&mut agent, clock, open, stream_buf, body, slot, cut_after);
+                    match fetched {
+                        // No completion after `Complete` / `Stop`.
                         Fetched::Taken => {}
                         Fetched::Ended(Ok(())) => agent.handle_done(clock.now(), id, Outcome::Done),
                         Fetched::Ended(Err(why)) => {
@@ -738,6 +794,9 @@ fn power_on(
                         }
                         Fetched::PowerCut => return Ok(Life::PowerCut),
                     }
+                    // Read to its end either way (after a break the agent
+                    // opens it again where it stopped).
+                    stream = None;
                 }
                 Completion::Reboot => {
                     println!("supervisor: rebooting");

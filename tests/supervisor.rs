@@ -26,6 +26,19 @@ fn statuses(server: &TestServer, id: &str) -> Vec<String> {
     server.statuses(id).into_iter().map(|(s, _)| s).collect()
 }
 
+/// The status reports and artifact downloads the server saw, in order.
+fn reports_and_downloads(server: &TestServer) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter_map(|r| match r.reported {
+            Some(status) => Some(status),
+            None if r.path.starts_with("/download/") => Some(format!("GET {}", r.status)),
+            None => None,
+        })
+        .collect()
+}
+
 fn env_var(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join("bootenv"))
         .unwrap()
@@ -55,9 +68,25 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
         identity: "mac=02:00:00:00:5e:0a\n".into(),
     };
     let summary = supervisor::run(&options, &mut memory).unwrap();
+    // `downloading` before the open, once open, once verified (as the
+    // reference).
     assert_eq!(
         statuses(&server, &first),
         [
+            "downloading",
+            "downloading",
+            "downloading",
+            "installing",
+            "rebooting",
+            "installing",
+            "success"
+        ]
+    );
+    assert_eq!(
+        reports_and_downloads(&server),
+        [
+            "downloading",
+            "GET 200",
             "downloading",
             "downloading",
             "installing",
@@ -83,7 +112,11 @@ fn supervisor_deploys_and_recovers_from_a_power_cut() {
     };
     let summary = supervisor::run(&options, &mut memory).unwrap();
     assert!(summary.power_cut);
-    assert_eq!(statuses(&server, &second), ["downloading", "failure"]);
+    // Cut after the open's `downloading`, before the verified one.
+    assert_eq!(
+        statuses(&server, &second),
+        ["downloading", "downloading", "failure"]
+    );
     assert!(!server.logs(&second).is_empty(), "the failure's log");
     assert_eq!(
         (summary.active, summary.installed.as_str()),
