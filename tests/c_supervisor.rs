@@ -4,10 +4,11 @@
 //! it and `targets/capi/include/otalite.h`, and runs it against the
 //! project's Mender test server: a whole managed deployment of a real
 //! artifact through the simulated reboot to `success`, then a device that
-//! loses power in the middle of its download and recovers.
+//! loses power in the middle of its download and recovers, then a device
+//! whose download drops twice and is resumed.
 #![allow(clippy::std_instead_of_core, unreachable_pub)]
 
-use otalite_testserver::{AuthOutcome, KeyType, ServerConfig, TestServer};
+use otalite_testserver::{AuthOutcome, Fault, KeyType, ServerConfig, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -131,9 +132,11 @@ fn c_supervisor_deploys_through_the_c_api() {
     let dir = temp.path().join("device-a");
     let output = run(&binary, &server, &dir, &[]);
     assert!(output.status.success(), "the C supervisor failed");
+    // `downloading` before the open, once open, once verified.
     assert_eq!(
         statuses(&server, &first),
         [
+            "downloading",
             "downloading",
             "downloading",
             "installing",
@@ -167,7 +170,10 @@ fn c_supervisor_deploys_through_the_c_api() {
     );
     assert!(output.status.success(), "the C supervisor failed");
     assert!(String::from_utf8_lossy(&output.stdout).contains("POWER CUT"));
-    assert_eq!(statuses(&server, &second), ["downloading", "failure"]);
+    assert_eq!(
+        statuses(&server, &second),
+        ["downloading", "downloading", "failure"]
+    );
     assert!(!server.logs(&second).is_empty(), "the failure's log");
     assert_eq!(env_var(&dir, "mender_boot_part"), "2");
     assert_eq!(env_var(&dir, "upgrade_available"), "0");
@@ -178,5 +184,48 @@ fn c_supervisor_deploys_through_the_c_api() {
     assert!(output.status.success(), "the C supervisor failed");
     assert_eq!(statuses(&server, &third).last().unwrap(), "success");
     assert_eq!(env_var(&dir, "mender_boot_part"), "3");
+
+    // A third device's download drops twice: the agent opens it again
+    // where it stopped (OPEN_ARTIFACT with `from`, a `Range` request
+    // framed by otalite_download_head) and the deployment succeeds, with
+    // the open's `downloading` reported once.
+    let downloads_before = downloads(&server).len();
+    let fourth = server.add_deployment(&artifact, "release-2", &["beaglebone"]);
+    server.inject(Fault::drop_download_after(1500));
+    server.inject(Fault::drop_download_after(1000));
+    let dir = temp.path().join("device-c");
+    let output = run(
+        &binary,
+        &server,
+        &dir,
+        &["--identity", "mac=02:00:00:00:c0:0c\n"],
+    );
+    assert!(output.status.success(), "the C supervisor failed");
+    assert_eq!(server.pending_faults(), 0);
+    assert_eq!(
+        statuses(&server, &fourth),
+        [
+            "downloading",
+            "downloading",
+            "downloading",
+            "installing",
+            "rebooting",
+            "installing",
+            "success"
+        ]
+    );
+    assert_eq!(downloads(&server)[downloads_before..], [200, 206, 206]);
+    let slot = std::fs::read(dir.join("slot-3.img")).unwrap();
+    assert_eq!(&slot[..image.len()], &image[..], "slot B holds the image");
     server.assert_conformant();
+}
+
+/// The answers to the artifact downloads so far.
+fn downloads(server: &TestServer) -> Vec<u16> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/download/"))
+        .map(|r| r.status)
+        .collect()
 }

@@ -547,18 +547,87 @@ static const char *exchange(const otalite_request *request, uint16_t *status, si
     return NULL;
 }
 
-enum fetched { FETCH_TAKEN, FETCH_ENDED, FETCH_FAILED, FETCH_POWER_CUT };
+/* ---------------------------------------------------------------------
+ * The artifact stream: opened by OPEN_ARTIFACT, read by READ_ARTIFACT; it
+ * stays open across the REQUESTs between them (the `downloading` report, a
+ * re-authentication), so it has its own response reader and receive
+ * buffer.
+ */
+static int stream_fd = -1;
+static otalite_response stream_response;
+/* Received bytes not yet fed to the reader: stream_buf[stream_at..stream_len]. */
+static uint8_t stream_buf[16384];
+static size_t stream_at, stream_len;
+/* Artifact bytes fed so far (from byte 0 of the artifact). */
+static uint64_t stream_fed;
 
-/* Streams the artifact at uri from byte from into the agent. */
-static enum fetched download(const char *uri, uint64_t from, struct slot_file *file,
-                             const char **why) {
+static void stream_close(void) {
+    if (stream_fd >= 0) {
+        close(stream_fd);
+        stream_fd = -1;
+    }
+}
+
+/* Opens the artifact at uri/uri_len from byte from: sends the GET and reads
+ * the answer's head (200, or 206 when resuming). NULL once open, else why
+ * not. */
+static const char *stream_open(const char *uri, size_t uri_len, uint64_t from) {
     otalite_url url;
-    otalite_slot slot;
-    otalite_install_hooks hooks;
-    uint64_t fed = from;
     size_t head_len = 0;
     uint16_t expected = from > 0 ? 206 : 200;
-    int fd;
+    stream_close();
+    if (otalite_url_parse(uri, uri_len, &url) != OTALITE_OK ||
+        otalite_download_head(uri, uri_len, from, net_buf, sizeof net_buf, &head_len) !=
+            OTALITE_OK) {
+        return "the artifact location is not http(s)://";
+    }
+    stream_fd = connect_to(&url);
+    if (stream_fd < 0) {
+        return "cannot connect for the download";
+    }
+    if (send_all(stream_fd, net_buf, head_len) != 0) {
+        stream_close();
+        return "cannot send the download request";
+    }
+    otalite_response_init(&stream_response);
+    stream_at = stream_len = 0;
+    stream_fed = from;
+    for (;;) {
+        size_t consumed = 0;
+        uint16_t status;
+        ssize_t received = recv(stream_fd, stream_buf, sizeof stream_buf, 0);
+        if (received <= 0) {
+            stream_close();
+            return "the server closed the download before its head";
+        }
+        /* No room for body bytes: the reader stops after the head. */
+        if (otalite_response_feed(&stream_response, stream_buf, (size_t)received, &consumed, NULL,
+                                  0, NULL) == OTALITE_RESPONSE_ERROR) {
+            stream_close();
+            return "bad download response";
+        }
+        status = otalite_response_status(&stream_response);
+        if (status != 0) {
+            if (status != expected) {
+                stream_close();
+                return "unexpected download status";
+            }
+            /* The body bytes that came with the head wait for the read. */
+            stream_at = consumed;
+            stream_len = (size_t)received;
+            return NULL;
+        }
+    }
+}
+
+enum fetched { FETCH_TAKEN, FETCH_ENDED, FETCH_FAILED, FETCH_POWER_CUT };
+
+/* Feeds the open stream into the agent until it has enough (TAKEN: no
+ * completion follows), the stream ends (ENDED) or breaks (FAILED), or the
+ * power goes out. */
+static enum fetched stream_read(struct slot_file *file, const char **why) {
+    otalite_slot slot;
+    otalite_install_hooks hooks;
     memset(&slot, 0, sizeof slot);
     slot.ctx = file;
     slot.read = slot_read;
@@ -568,73 +637,56 @@ static enum fetched download(const char *uri, uint64_t from, struct slot_file *f
     slot.sync = slot_sync;
     memset(&hooks, 0, sizeof hooks);
     hooks.header_accepted = header_accepted;
-    if (otalite_url_parse(uri, strlen(uri), &url) != OTALITE_OK ||
-        otalite_download_head(uri, strlen(uri), from, net_buf, sizeof net_buf, &head_len) !=
-            OTALITE_OK) {
-        *why = "the artifact location is not http(s)://";
-        return FETCH_FAILED;
-    }
-    fd = connect_to(&url);
-    if (fd < 0 || send_all(fd, net_buf, head_len) != 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        *why = "cannot connect for the download";
-        return FETCH_FAILED;
-    }
-    otalite_response_init(&response);
     for (;;) {
-        ssize_t received = recv(fd, net_buf, sizeof net_buf, 0);
-        size_t at = 0;
-        if (received <= 0) {
-            close(fd);
-            *why = received < 0 ? "the download broke" : "the server closed the download";
+        size_t consumed = 0, produced = 0, done = 0;
+        otalite_response_state state;
+        if (stream_at == stream_len) {
+            ssize_t received = recv(stream_fd, stream_buf, sizeof stream_buf, 0);
+            if (received < 0) {
+                *why = "the download broke";
+                return FETCH_FAILED;
+            }
+            if (received == 0) {
+                if (otalite_response_close(&stream_response) == OTALITE_RESPONSE_DONE) {
+                    return FETCH_ENDED;
+                }
+                *why = "the server closed the download";
+                return FETCH_FAILED;
+            }
+            stream_at = 0;
+            stream_len = (size_t)received;
+        }
+        state = otalite_response_feed(&stream_response, stream_buf + stream_at,
+                                      stream_len - stream_at, &consumed, body_buf,
+                                      sizeof body_buf, &produced);
+        stream_at += consumed;
+        if (state == OTALITE_RESPONSE_ERROR) {
+            *why = "bad download response";
             return FETCH_FAILED;
         }
-        while (at < (size_t)received) {
-            size_t consumed = 0, produced = 0, done = 0;
-            uint16_t status;
-            otalite_response_state state =
-                otalite_response_feed(&response, net_buf + at, (size_t)received - at, &consumed,
-                                      body_buf, sizeof body_buf, &produced);
-            at += consumed;
-            if (state == OTALITE_RESPONSE_ERROR) {
-                close(fd);
-                *why = "bad download response";
-                return FETCH_FAILED;
-            }
-            status = otalite_response_status(&response);
-            if (status != 0 && status != expected) {
-                close(fd);
-                *why = "unexpected download status";
-                return FETCH_FAILED;
-            }
-            while (done < produced) {
-                size_t take = produced - done;
-                otalite_feed feed;
-                if (power_cut_after >= 0) {
-                    if (fed >= (uint64_t)power_cut_after) {
-                        say("POWER CUT after %" PRIu64 " artifact bytes", fed);
-                        close(fd);
-                        return FETCH_POWER_CUT;
-                    }
-                    if (take > (uint64_t)power_cut_after - fed) {
-                        take = (size_t)((uint64_t)power_cut_after - fed);
-                    }
+        while (done < produced) {
+            size_t take = produced - done;
+            otalite_feed feed;
+            if (power_cut_after >= 0) {
+                if (stream_fed >= (uint64_t)power_cut_after) {
+                    say("POWER CUT after %" PRIu64 " artifact bytes", stream_fed);
+                    return FETCH_POWER_CUT;
                 }
-                feed = otalite_handle_artifact(&agent, now_ms(), body_buf + done, take, &slot,
-                                               &hooks);
-                if (feed != OTALITE_FEED_CONTINUE) {
-                    close(fd);
-                    return FETCH_TAKEN;
+                if (take > (uint64_t)power_cut_after - stream_fed) {
+                    take = (size_t)((uint64_t)power_cut_after - stream_fed);
                 }
-                fed += take;
-                done += take;
             }
-            if (state == OTALITE_RESPONSE_DONE) {
-                close(fd);
-                return FETCH_ENDED;
+            feed = otalite_handle_artifact(&agent, now_ms(), body_buf + done, take, &slot, &hooks);
+            if (feed != OTALITE_FEED_CONTINUE) {
+                /* COMPLETE or STOP: the read is over, no completion. */
+                return FETCH_TAKEN;
             }
+            stream_fed += take;
+            done += take;
+        }
+        if (state == OTALITE_RESPONSE_DONE) {
+            /* The whole body was fed and the agent still wants more. */
+            return FETCH_ENDED;
         }
     }
 }
@@ -710,6 +762,16 @@ static enum life power_on(uint32_t booted) {
         while (otalite_poll(&agent, &action)) {
             uint64_t now = now_ms();
             const char *why = NULL;
+            /* The stream lives across the `downloading` report (with a
+             * re-authentication: identity, auth request) and deployment-log
+             * lines only. */
+            if (action.kind != OTALITE_ACTION_READ_ARTIFACT &&
+                action.kind != OTALITE_ACTION_REQUEST &&
+                action.kind != OTALITE_ACTION_GATHER_IDENTITY &&
+                action.kind != OTALITE_ACTION_DEPLOYMENT_LOG &&
+                action.kind != OTALITE_ACTION_CLEAR_DEPLOYMENT_LOG) {
+                stream_close();
+            }
             switch (action.kind) {
             case OTALITE_ACTION_PERSIST:
                 if (write_file_atomic("state.rec", action.record.ptr, action.record.len) != 0) {
@@ -745,20 +807,29 @@ static enum life power_on(uint32_t booted) {
                 otalite_handle_slots(&agent, now, action.id, &slots, NULL, 0);
                 break;
             }
-            case OTALITE_ACTION_DOWNLOAD: {
-                /* The action's pointers end with the next agent call: copy. */
-                char uri[4200];
+            case OTALITE_ACTION_OPEN_ARTIFACT:
+                /* action.uri is used before the next agent call: no copy. */
+                say("opening the artifact at byte %" PRIu64, action.from);
+                why = stream_open(action.uri.ptr, action.uri.len, action.from);
+                otalite_handle_done(&agent, now_ms(), action.id,
+                                    why ? OTALITE_OUTCOME_TRANSIENT : OTALITE_OUTCOME_DONE, why,
+                                    why ? strlen(why) : 0);
+                break;
+            case OTALITE_ACTION_READ_ARTIFACT: {
+                /* The agent keeps the location while the download runs. */
+                otalite_str uri = otalite_agent_artifact_uri(&agent);
                 enum fetched fetched;
                 uint32_t id = action.id;
-                if (action.uri.len >= sizeof uri || slot.fd < 0) {
-                    why = "unusable download";
+                if (stream_fd < 0 || slot.fd < 0) {
+                    why = "no open stream or slot";
                     otalite_handle_done(&agent, now, id, OTALITE_OUTCOME_FAILED, why, strlen(why));
                     break;
                 }
-                memcpy(uri, action.uri.ptr, action.uri.len);
-                uri[action.uri.len] = '\0';
-                say("downloading from byte %" PRIu64, action.from);
-                fetched = download(uri, action.from, &slot, &why);
+                say("streaming %.*s from byte %" PRIu64, (int)uri.len, uri.ptr, stream_fed);
+                fetched = stream_read(&slot, &why);
+                /* Read to its end either way (after a break the agent opens
+                 * it again where it stopped). */
+                stream_close();
                 if (fetched == FETCH_POWER_CUT) {
                     close(slot.fd);
                     otalite_agent_deinit(&agent);

@@ -113,10 +113,23 @@ typedef enum otalite_action_kind {
   // With `install`, also open the inactive slot for writing: artifact
   // bytes follow.
   OTALITE_ACTION_PREPARE_SLOTS = 3,
-  // Fetch `uri` from byte `from` on and feed it to
-  // `otalite_handle_artifact`; `otalite_handle_done` when the stream
-  // ends (`DONE`) or breaks (`TRANSIENT`: the agent resumes; `FAILED`).
-  OTALITE_ACTION_DOWNLOAD = 4,
+  // Open the artifact stream `uri` at byte `from` (HTTP `Range` when
+  // not 0: `otalite_download_head` frames the request), then
+  // `otalite_handle_done`: `DONE` once it is open (the answer's head
+  // was read: 200, or 206 when `from` > 0), `TRANSIENT` when it may work
+  // later (the agent retries with backoff), `FAILED` when it cannot.
+  // Keep the stream for `READ_ARTIFACT`; drop it on any action other
+  // than `READ_ARTIFACT`, `REQUEST`, `GATHER_IDENTITY` (a
+  // re-authentication), `DEPLOYMENT_LOG` and `CLEAR_DEPLOYMENT_LOG`.
+  // `uri` stays readable through `otalite_agent_artifact_uri` until the
+  // download ended: no need to copy it.
+  OTALITE_ACTION_OPEN_ARTIFACT = 4,
+  // Feed the open stream to `otalite_handle_artifact` until it returns
+  // something other than `CONTINUE` (then close the stream: the action
+  // is over, no `otalite_handle_done` follows), or the stream ends
+  // (`otalite_handle_done` with `DONE`) or breaks (`TRANSIENT`: drop
+  // it, the agent opens it again where it stopped; `FAILED`).
+  OTALITE_ACTION_READ_ARTIFACT = 17,
   // Make `part` the trial slot (one boot), then `otalite_handle_done`.
   OTALITE_ACTION_SET_TRIAL = 5,
   // Make the running trial permanent, then `otalite_handle_done`.
@@ -215,11 +228,11 @@ typedef enum otalite_completion {
 typedef enum otalite_feed {
   // Everything was taken; feed more.
   OTALITE_FEED_CONTINUE = 0,
-  // The artifact is complete and verified; close the stream (no
-  // completion for the download follows).
+  // The artifact is complete and verified; close the stream. The
+  // `READ_ARTIFACT` is over: no `otalite_handle_done` follows.
   OTALITE_FEED_COMPLETE = 1,
-  // The agent wants no more (refused, or stopping); close the stream
-  // (no completion follows).
+  // The agent wants no more (refused, or stopping); close the stream.
+  // The `READ_ARTIFACT` is over: no `otalite_handle_done` follows.
   OTALITE_FEED_STOP = 2,
 } otalite_feed;
 
@@ -255,7 +268,8 @@ typedef enum otalite_response_state {
 
 // How an action ended (`otalite_handle_done`; passed as `uint32_t`).
 typedef enum otalite_outcome {
-  // It worked (a download: the stream ended).
+  // It worked (`OPEN_ARTIFACT`: the stream is open; `READ_ARTIFACT`:
+  // it ended while the agent still wanted bytes).
   OTALITE_OUTCOME_DONE = 0,
   // It failed for good.
   OTALITE_OUTCOME_FAILED = 1,
@@ -448,9 +462,9 @@ typedef struct otalite_action {
   bool ignore_errors;
   // `PREPARE_SLOTS`: an install follows.
   bool install;
-  // `DOWNLOAD`: the artifact location.
+  // `OPEN_ARTIFACT`: the artifact location.
   struct otalite_str uri;
-  // `DOWNLOAD`: the first byte wanted (HTTP `Range` when not 0).
+  // `OPEN_ARTIFACT`: the first byte wanted (HTTP `Range` when not 0).
   uint64_t from;
   // `SET_TRIAL`, `ROLL_BACK`: the partition.
   uint32_t part;
@@ -673,9 +687,11 @@ void otalite_handle_response(struct otalite_agent *agent,
                              const uint8_t *body,
                              size_t len);
 
-// The next artifact bytes of the running `DOWNLOAD`: the payload goes
-// into `*slot` through its callbacks (in blocks of the `block` buffer),
-// scripts to `*hooks` (NULL: dropped).
+// The next artifact bytes of the running `READ_ARTIFACT`: the payload
+// goes into `*slot` through its callbacks (in blocks of the `block`
+// buffer), scripts to `*hooks` (NULL: dropped). `COMPLETE` and `STOP` end
+// the `READ_ARTIFACT`: close the stream, no `otalite_handle_done`
+// follows.
 //
 // # Safety
 // `agent` is NULL or valid agent storage; `bytes` is valid for `len`
@@ -707,6 +723,17 @@ struct otalite_str otalite_agent_installed(struct otalite_agent *agent);
 // # Safety
 // `agent` is NULL or valid agent storage.
 struct otalite_str otalite_agent_message(struct otalite_agent *agent);
+
+// The location of the artifact being downloaded (the `uri` of the last
+// `OPEN_ARTIFACT`), from that action until the download ended; empty
+// (`len` 0) otherwise. It points into the agent and stays valid until the
+// next call that changes the agent (`otalite_poll`, `otalite_handle_*`),
+// so a host that reopens or logs the stream need not copy the action's
+// `uri`.
+//
+// # Safety
+// `agent` is NULL or valid agent storage.
+struct otalite_str otalite_agent_artifact_uri(struct otalite_agent *agent);
 
 // The agent waits for artifact bytes.
 //
@@ -751,9 +778,9 @@ enum otalite_status otalite_request_head(const struct otalite_request *request,
                                          size_t cap,
                                          size_t *len);
 
-// Writes the `GET` head for a `DOWNLOAD` of `uri`/`uri_len` from byte
-// `from` (with `Range` when `from` > 0: expect `206`) into `out` and its
-// length into `*len` (the size needed when the buffer is too small).
+// Writes the `GET` head for an `OPEN_ARTIFACT` of `uri`/`uri_len` from
+// byte `from` (with `Range` when `from` > 0: expect `206`) into `out` and
+// its length into `*len` (the size needed when the buffer is too small).
 //
 // # Safety
 // `uri` is valid for `uri_len` bytes; `out` for `cap` bytes; `len` is NULL

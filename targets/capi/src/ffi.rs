@@ -536,11 +536,16 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
             install,
             ..base
         },
-        Action::Download { id, uri, from } => otalite_action {
-            kind: OTALITE_ACTION_DOWNLOAD,
+        Action::OpenArtifact { id, uri, from } => otalite_action {
+            kind: OTALITE_ACTION_OPEN_ARTIFACT,
             id: id.0,
             uri: otalite_str::new(uri),
             from,
+            ..base
+        },
+        Action::ReadArtifact { id } => otalite_action {
+            kind: OTALITE_ACTION_READ_ARTIFACT,
+            id: id.0,
             ..base
         },
         Action::SetTrial { id, part } => otalite_action {
@@ -821,9 +826,11 @@ pub unsafe extern "C" fn otalite_handle_response(
     }
 }
 
-/// The next artifact bytes of the running `DOWNLOAD`: the payload goes
-/// into `*slot` through its callbacks (in blocks of the `block` buffer),
-/// scripts to `*hooks` (NULL: dropped).
+/// The next artifact bytes of the running `READ_ARTIFACT`: the payload
+/// goes into `*slot` through its callbacks (in blocks of the `block`
+/// buffer), scripts to `*hooks` (NULL: dropped). `COMPLETE` and `STOP` end
+/// the `READ_ARTIFACT`: close the stream, no `otalite_handle_done`
+/// follows.
 ///
 /// # Safety
 /// `agent` is NULL or valid agent storage; `bytes` is valid for `len`
@@ -900,6 +907,23 @@ pub unsafe extern "C" fn otalite_agent_message(agent: *mut otalite_agent) -> ota
     unsafe { self::agent(agent) }.map_or(otalite_str::EMPTY, |agent| {
         otalite_str::new(agent.message())
     })
+}
+
+/// The location of the artifact being downloaded (the `uri` of the last
+/// `OPEN_ARTIFACT`), from that action until the download ended; empty
+/// (`len` 0) otherwise. It points into the agent and stays valid until the
+/// next call that changes the agent (`otalite_poll`, `otalite_handle_*`),
+/// so a host that reopens or logs the stream need not copy the action's
+/// `uri`.
+///
+/// # Safety
+/// `agent` is NULL or valid agent storage.
+#[no_mangle]
+pub unsafe extern "C" fn otalite_agent_artifact_uri(agent: *mut otalite_agent) -> otalite_str {
+    // SAFETY: per the function's contract.
+    unsafe { self::agent(agent) }
+        .and_then(|agent| agent.artifact_uri())
+        .map_or(otalite_str::EMPTY, otalite_str::new)
 }
 
 /// The agent waits for artifact bytes.
@@ -1055,9 +1079,9 @@ pub unsafe extern "C" fn otalite_request_head(
     status
 }
 
-/// Writes the `GET` head for a `DOWNLOAD` of `uri`/`uri_len` from byte
-/// `from` (with `Range` when `from` > 0: expect `206`) into `out` and its
-/// length into `*len` (the size needed when the buffer is too small).
+/// Writes the `GET` head for an `OPEN_ARTIFACT` of `uri`/`uri_len` from
+/// byte `from` (with `Range` when `from` > 0: expect `206`) into `out` and
+/// its length into `*len` (the size needed when the buffer is too small).
 ///
 /// # Safety
 /// `uri` is valid for `uri_len` bytes; `out` for `cap` bytes; `len` is NULL

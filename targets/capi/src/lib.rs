@@ -10,6 +10,7 @@
 //! | area | functions |
 //! |---|---|
 //! | agent | `otalite_agent_init` / `_deinit`, `otalite_poll`, `otalite_poll_at`, `otalite_handle_*` |
+//! | agent state | `otalite_agent_step`, `otalite_agent_installed`, `otalite_agent_message`, `otalite_agent_artifact_uri`, `otalite_wants_artifact`, `otalite_has_exited` |
 //! | state record | `otalite_record_new` (a fresh device's first record) |
 //! | HTTP framing | `otalite_url_parse`, `otalite_request_head`, `otalite_download_head`, `otalite_response_*`, `otalite_parse_response` |
 //! | device key | `otalite_p256_check_secret`, `otalite_p256_public_key_pem`, `otalite_p256_sign` |

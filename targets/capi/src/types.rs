@@ -290,7 +290,8 @@ pub struct otalite_slots {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum otalite_outcome {
-    /// It worked (a download: the stream ended).
+    /// It worked (`OPEN_ARTIFACT`: the stream is open; `READ_ARTIFACT`:
+    /// it ended while the agent still wanted bytes).
     OTALITE_OUTCOME_DONE = 0,
     /// It failed for good.
     OTALITE_OUTCOME_FAILED = 1,
@@ -323,11 +324,11 @@ pub enum otalite_command {
 pub enum otalite_feed {
     /// Everything was taken; feed more.
     OTALITE_FEED_CONTINUE = 0,
-    /// The artifact is complete and verified; close the stream (no
-    /// completion for the download follows).
+    /// The artifact is complete and verified; close the stream. The
+    /// `READ_ARTIFACT` is over: no `otalite_handle_done` follows.
     OTALITE_FEED_COMPLETE = 1,
-    /// The agent wants no more (refused, or stopping); close the stream
-    /// (no completion follows).
+    /// The agent wants no more (refused, or stopping); close the stream.
+    /// The `READ_ARTIFACT` is over: no `otalite_handle_done` follows.
     OTALITE_FEED_STOP = 2,
 }
 
@@ -434,10 +435,23 @@ pub enum otalite_action_kind {
     /// With `install`, also open the inactive slot for writing: artifact
     /// bytes follow.
     OTALITE_ACTION_PREPARE_SLOTS = 3,
-    /// Fetch `uri` from byte `from` on and feed it to
-    /// `otalite_handle_artifact`; `otalite_handle_done` when the stream
-    /// ends (`DONE`) or breaks (`TRANSIENT`: the agent resumes; `FAILED`).
-    OTALITE_ACTION_DOWNLOAD = 4,
+    /// Open the artifact stream `uri` at byte `from` (HTTP `Range` when
+    /// not 0: `otalite_download_head` frames the request), then
+    /// `otalite_handle_done`: `DONE` once it is open (the answer's head
+    /// was read: 200, or 206 when `from` > 0), `TRANSIENT` when it may work
+    /// later (the agent retries with backoff), `FAILED` when it cannot.
+    /// Keep the stream for `READ_ARTIFACT`; drop it on any action other
+    /// than `READ_ARTIFACT`, `REQUEST`, `GATHER_IDENTITY` (a
+    /// re-authentication), `DEPLOYMENT_LOG` and `CLEAR_DEPLOYMENT_LOG`.
+    /// `uri` stays readable through `otalite_agent_artifact_uri` until the
+    /// download ended: no need to copy it.
+    OTALITE_ACTION_OPEN_ARTIFACT = 4,
+    /// Feed the open stream to `otalite_handle_artifact` until it returns
+    /// something other than `CONTINUE` (then close the stream: the action
+    /// is over, no `otalite_handle_done` follows), or the stream ends
+    /// (`otalite_handle_done` with `DONE`) or breaks (`TRANSIENT`: drop
+    /// it, the agent opens it again where it stopped; `FAILED`).
+    OTALITE_ACTION_READ_ARTIFACT = 17,
     /// Make `part` the trial slot (one boot), then `otalite_handle_done`.
     OTALITE_ACTION_SET_TRIAL = 5,
     /// Make the running trial permanent, then `otalite_handle_done`.
@@ -515,9 +529,9 @@ pub struct otalite_action {
     pub ignore_errors: bool,
     /// `PREPARE_SLOTS`: an install follows.
     pub install: bool,
-    /// `DOWNLOAD`: the artifact location.
+    /// `OPEN_ARTIFACT`: the artifact location.
     pub uri: otalite_str,
-    /// `DOWNLOAD`: the first byte wanted (HTTP `Range` when not 0).
+    /// `OPEN_ARTIFACT`: the first byte wanted (HTTP `Range` when not 0).
     pub from: u64,
     /// `SET_TRIAL`, `ROLL_BACK`: the partition.
     pub part: u32,
