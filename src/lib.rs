@@ -38,6 +38,7 @@ pub mod config;
 pub mod crc32;
 pub mod device;
 pub mod install;
+mod json;
 pub mod partition;
 pub mod protocol;
 pub mod store;

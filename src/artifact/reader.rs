@@ -21,7 +21,7 @@
 //! every later `feed` returns `(Done, 0)`.
 
 use super::header::{check_files, check_meta_data, ArtifactHeader, MetaError};
-use super::inflate::{DecodeError, Decoder};
+use super::inflate::{Compression, DecodeError, Decoder};
 use super::manifest::{Manifest, ManifestError};
 use super::tar::{Framer, Step, TarError};
 use super::verify::VerifyKey;
@@ -32,31 +32,6 @@ use sha2::{Digest, Sha256};
 /// Capacity of the buffer holding one metadata file (`version`,
 /// `header-info`, `type-info`, `meta-data`, base64 `manifest.sig`).
 pub const MAX_METADATA_LEN: usize = 8 * 1024;
-
-/// Compression of a `header.tar*` or `data/NNNN.tar*` member, by suffix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// No suffix.
-    None,
-    /// `.gz`
-    Gzip,
-    /// `.xz` (needs the `alloc` feature).
-    Xz,
-    /// `.zst` (needs the `alloc` feature).
-    Zstd,
-}
-
-impl Compression {
-    fn from_suffix(rest: &[u8]) -> Option<Self> {
-        match rest {
-            b"" => Some(Self::None),
-            b".gz" => Some(Self::Gzip),
-            b".xz" => Some(Self::Xz),
-            b".zst" => Some(Self::Zstd),
-            _ => None,
-        }
-    }
-}
 
 /// What [`ArtifactReader::feed`] stopped at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -727,7 +702,7 @@ impl<'w> ArtifactReader<'w> {
     }
 
     fn parse_version(&mut self) -> Result<(), ArtifactError> {
-        use super::json::Json;
+        use crate::json::Json;
         let mut json = Json::new(&self.metadata);
         let mut format_ok = false;
         let mut version = None;
