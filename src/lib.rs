@@ -32,7 +32,6 @@ mod fmt;
 
 pub mod agent;
 pub mod artifact;
-pub mod base64;
 pub mod board;
 pub mod config;
 pub mod crc32;

@@ -4,8 +4,8 @@
 //! Everything here is heap-free and panic-free on any input:
 //!
 //! * keys come from PEM (`PUBLIC KEY` = SubjectPublicKeyInfo, or
-//!   `RSA PUBLIC KEY` = PKCS#1) or SPKI DER, parsed by a small checked DER
-//!   reader;
+//!   `RSA PUBLIC KEY` = PKCS#1, read by `pem-rfc7468`) or SPKI DER, parsed
+//!   by a small checked DER reader;
 //! * RSA uses a fixed-capacity (4096-bit) Montgomery exponentiation on
 //!   32-bit limbs; only public values are involved, so it need not be
 //!   constant time, but the final encoded-message comparison is;
@@ -18,7 +18,6 @@
 
 mod der;
 mod ecdsa;
-mod pem;
 mod rsa;
 
 pub use der::DerError;
@@ -150,10 +149,10 @@ impl VerifyKey {
     /// See [`KeyError`].
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let mut buf = [0u8; MAX_KEY_DER_LEN];
-        let (kind, der) = pem::decode(pem, &mut buf)?;
+        let (kind, der) = decode_pem(pem, &mut buf)?;
         match kind {
-            pem::Kind::Spki => Self::from_spki_der(der),
-            pem::Kind::Pkcs1Rsa => Self::from_pkcs1_rsa_der(der),
+            PemKind::Spki => Self::from_spki_der(der),
+            PemKind::Pkcs1Rsa => Self::from_pkcs1_rsa_der(der),
         }
     }
 
@@ -237,6 +236,105 @@ impl VerifyKey {
                 _ => "RSA",
             },
             Self::EcdsaP256(_) => "ECDSA-P256",
+        }
+    }
+}
+
+/// Which public-key structure a PEM block holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PemKind {
+    /// `PUBLIC KEY`: SubjectPublicKeyInfo.
+    Spki,
+    /// `RSA PUBLIC KEY`: PKCS#1 RSAPublicKey.
+    Pkcs1Rsa,
+}
+
+/// Decodes the first PEM block of `pem` into `buf` with `pem-rfc7468`;
+/// returns its kind and DER bytes.
+///
+/// Text before `-----BEGIN ` and after the first block's END line is
+/// ignored (`pem-rfc7468` wants the END line to close its input). The line
+/// width of the body is taken from its first line, so keys wrapped at 64
+/// (OpenSSL, Go) or 76 columns both load. Encapsulated headers
+/// (`Proc-Type: ...`) never occur in public keys and are refused.
+fn decode_pem<'b>(pem: &[u8], buf: &'b mut [u8]) -> Result<(PemKind, &'b [u8]), KeyError> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const END: &[u8] = b"-----END ";
+    const DASHES: &[u8] = b"-----";
+    let find = |haystack: &[u8], from: usize, needle: &[u8]| {
+        haystack
+            .get(from..)?
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .map(|at| at + from)
+    };
+    let begin = find(pem, 0, BEGIN).ok_or(KeyError::NotPem)?;
+    let end = find(pem, begin + BEGIN.len(), END).ok_or(KeyError::NotPem)?;
+    let end = find(pem, end + END.len(), DASHES).ok_or(KeyError::NotPem)? + DASHES.len();
+    let block = pem.get(begin..end).ok_or(KeyError::NotPem)?;
+
+    let kind = match pem_rfc7468::decode_label(block).map_err(|_| KeyError::NotPem)? {
+        "PUBLIC KEY" => PemKind::Spki,
+        "RSA PUBLIC KEY" => PemKind::Pkcs1Rsa,
+        _ => return Err(KeyError::NotPublicKey),
+    };
+    let base64_error = |error| match error {
+        pem_rfc7468::Error::Base64(_)
+        | pem_rfc7468::Error::HeaderDisallowed
+        | pem_rfc7468::Error::EncapsulatedText => KeyError::Base64,
+        _ => KeyError::NotPem,
+    };
+    let mut decoder = pem_rfc7468::Decoder::new_detect_wrap(block).map_err(base64_error)?;
+    let out = buf
+        .get_mut(..decoder.remaining_len())
+        .ok_or(KeyError::TooLong)?;
+    let der = decoder.decode(out).map_err(base64_error)?;
+    if !decoder.is_finished() {
+        return Err(KeyError::Base64);
+    }
+    Ok((kind, der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_armor() {
+        let mut buf = [0u8; 16];
+        let pem = b"junk\n-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END PUBLIC KEY-----\n\nmore";
+        assert_eq!(
+            decode_pem(pem, &mut buf),
+            Ok((PemKind::Spki, &b"hello"[..]))
+        );
+        let pem = b"-----BEGIN RSA PUBLIC KEY-----\r\naGVs\r\nbG8=\r\n-----END RSA PUBLIC KEY-----";
+        assert_eq!(
+            decode_pem(pem, &mut buf),
+            Ok((PemKind::Pkcs1Rsa, &b"hello"[..]))
+        );
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END RSA PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::NotPem));
+        let pem = b"-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::NotPublicKey));
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGV*bG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::Base64));
+        let pem = b"-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\naGVsbG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::Base64));
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8gaGVsbG8gaGVsbG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::TooLong));
+        assert_eq!(decode_pem(b"", &mut buf), Err(KeyError::NotPem));
+        assert_eq!(
+            decode_pem(b"-----BEGIN PUBLIC KEY-----", &mut buf),
+            Err(KeyError::NotPem)
+        );
+    }
+
+    #[test]
+    fn pem_truncation_never_panics() {
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END PUBLIC KEY-----\n";
+        let mut buf = [0u8; 16];
+        for len in 0..pem.len() {
+            let _ = decode_pem(&pem[..len], &mut buf);
         }
     }
 }
