@@ -5,7 +5,8 @@
 //!
 //! * keys come from PEM (`PUBLIC KEY` = SubjectPublicKeyInfo, or
 //!   `RSA PUBLIC KEY` = PKCS#1, read by `pem-rfc7468`) or SPKI DER, parsed
-//!   by a small checked DER reader;
+//!   with the `spki` and `pkcs1` structures of the `der` crate, borrowed
+//!   from the input;
 //! * RSA uses a fixed-capacity (4096-bit) Montgomery exponentiation on
 //!   32-bit limbs; only public values are involved, so it need not be
 //!   constant time, but the final encoded-message comparison is;
@@ -16,25 +17,26 @@
 //! inline); an RSA verification needs about 4 KiB of stack on top of that,
 //! a PEM load about 1.5 KiB.
 
-mod der;
 mod ecdsa;
 mod rsa;
 
-pub use der::DerError;
 pub use ecdsa::EcdsaP256Key;
 pub use rsa::{RsaPublicKey, MAX_RSA_BITS, MIN_RSA_BITS};
 
-use der::Reader;
+/// Why key DER was refused: the `der` crate's error (kind and position).
+pub use ::der::Error as DerError;
+
+use ::der::asn1::{Null, ObjectIdentifier};
+use ::der::Decode as _;
+use spki::SubjectPublicKeyInfoRef;
 
 /// Largest DER body a PEM key may decode to (an RSA-4096 SPKI is 550 bytes).
 pub const MAX_KEY_DER_LEN: usize = 1024;
 
-/// DER of OID 1.2.840.113549.1.1.1 (rsaEncryption).
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-/// DER of OID 1.2.840.10045.2.1 (id-ecPublicKey).
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-/// DER of OID 1.2.840.10045.3.1.7 (prime256v1 / secp256r1 / P-256).
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// id-ecPublicKey (RFC 5480).
+const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// prime256v1 / secp256r1 / P-256 (RFC 5480).
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
 /// A public key that may verify `manifest.sig`.
 ///
@@ -161,34 +163,24 @@ impl VerifyKey {
     /// # Errors
     /// See [`KeyError`].
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
-        let mut outer = Reader::new(der);
-        let spki = outer.expect(der::SEQUENCE)?;
-        outer.finish()?;
-        let mut spki = Reader::new(spki);
-        let algorithm = spki.expect(der::SEQUENCE)?;
-        let key = der::bit_string(spki.expect(der::BIT_STRING)?)?;
-        spki.finish()?;
-
-        let mut algorithm = Reader::new(algorithm);
-        let oid = algorithm.expect(der::OID)?;
-        if oid == OID_RSA {
+        let spki = SubjectPublicKeyInfoRef::from_der(der)?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or(DerError::from(::der::Tag::BitString.value_error()))?;
+        let algorithm = spki.algorithm;
+        if algorithm.oid == pkcs1::ALGORITHM_OID {
             // Parameters must be NULL; tolerate them absent.
-            if !algorithm.is_empty() {
-                let params = algorithm.expect(der::NULL)?;
-                if !params.is_empty() {
-                    return Err(DerError::BadLength.into());
-                }
+            if let Some(parameters) = algorithm.parameters {
+                Null::try_from(parameters)?;
             }
-            algorithm.finish()?;
             Self::from_pkcs1_rsa_der(key)
-        } else if oid == OID_EC {
-            let (tag, curve) = algorithm.read()?;
-            algorithm.finish()?;
-            if tag != der::OID {
-                // Explicit curve parameters (or implicitCA): not supported.
-                return Err(KeyError::UnsupportedCurve);
-            }
-            if curve != OID_P256 {
+        } else if algorithm.oid == OID_EC {
+            // Only a named curve, and only P-256 (no explicit parameters).
+            let curve = algorithm
+                .parameters
+                .and_then(|parameters| ObjectIdentifier::try_from(parameters).ok());
+            if curve != Some(OID_P256) {
                 return Err(KeyError::UnsupportedCurve);
             }
             EcdsaP256Key::from_sec1(key).map(Self::EcdsaP256)
@@ -199,14 +191,8 @@ impl VerifyKey {
 
     /// Loads a PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus, publicExponent }`.
     fn from_pkcs1_rsa_der(der: &[u8]) -> Result<Self, KeyError> {
-        let mut outer = Reader::new(der);
-        let seq = outer.expect(der::SEQUENCE)?;
-        outer.finish()?;
-        let mut seq = Reader::new(seq);
-        let n = der::unsigned_integer(seq.expect(der::INTEGER)?)?;
-        let e = der::unsigned_integer(seq.expect(der::INTEGER)?)?;
-        seq.finish()?;
-        RsaPublicKey::from_be(n, e).map(Self::Rsa)
+        let key = pkcs1::RsaPublicKey::<::der::asn1::UintRef<'_>>::from_der(der)?;
+        RsaPublicKey::from_be(key.modulus.as_bytes(), key.public_exponent.as_bytes()).map(Self::Rsa)
     }
 
     /// Checks `signature` (as stored in `manifest.sig`, base64-decoded) over
@@ -326,6 +312,61 @@ mod tests {
         assert_eq!(
             decode_pem(b"-----BEGIN PUBLIC KEY-----", &mut buf),
             Err(KeyError::NotPem)
+        );
+    }
+
+    fn fixture_der(pem: &[u8]) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; MAX_KEY_DER_LEN];
+        decode_pem(pem, &mut buf).unwrap().1.to_vec()
+    }
+
+    /// Replaces the first occurrence of `from` in `der` by `to`.
+    fn patched(der: &[u8], from: &[u8], to: &[u8]) -> std::vec::Vec<u8> {
+        let at = der.windows(from.len()).position(|w| w == from).unwrap();
+        let mut out = der.to_vec();
+        out[at..at + to.len()].copy_from_slice(to);
+        out
+    }
+
+    #[test]
+    fn spki_structure() {
+        let rsa = fixture_der(include_bytes!("../../tests/fixtures/keys/rsa2048.pub.pem"));
+        assert!(matches!(
+            VerifyKey::from_spki_der(&rsa),
+            Ok(VerifyKey::Rsa(_))
+        ));
+        // rsaEncryption parameters: NULL, never anything else.
+        let oid_and_null = [0x01, 0x01, 0x01, 0x05, 0x00];
+        let bad = patched(&rsa, &oid_and_null, &[0x01, 0x01, 0x01, 0x04, 0x00]);
+        assert!(matches!(
+            VerifyKey::from_spki_der(&bad),
+            Err(KeyError::Der(_))
+        ));
+        // A BIT STRING with unused bits.
+        let bits = [0x03, 0x82, 0x01, 0x0f, 0x00];
+        let bad = patched(&rsa, &bits, &[0x03, 0x82, 0x01, 0x0f, 0x01]);
+        assert!(matches!(
+            VerifyKey::from_spki_der(&bad),
+            Err(KeyError::Der(_))
+        ));
+
+        let ec = fixture_der(include_bytes!("../../tests/fixtures/keys/ec256.pub.pem"));
+        assert!(matches!(
+            VerifyKey::from_spki_der(&ec),
+            Ok(VerifyKey::EcdsaP256(_))
+        ));
+        // Another named curve.
+        let p256 = [0x03, 0x01, 0x07];
+        let bad = patched(&ec, &p256, &[0x03, 0x01, 0x08]);
+        assert_eq!(
+            VerifyKey::from_spki_der(&bad).err(),
+            Some(KeyError::UnsupportedCurve)
+        );
+        // Curve parameters that are not an OID.
+        let bad = patched(&ec, &[0x06, 0x08, 0x2a], &[0x04, 0x08, 0x2a]);
+        assert_eq!(
+            VerifyKey::from_spki_der(&bad).err(),
+            Some(KeyError::UnsupportedCurve)
         );
     }
 
