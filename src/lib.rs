@@ -32,12 +32,12 @@ mod fmt;
 
 pub mod agent;
 pub mod artifact;
-pub mod base64;
 pub mod board;
 pub mod config;
 pub mod crc32;
 pub mod device;
 pub mod install;
+mod json;
 pub mod partition;
 pub mod protocol;
 pub mod store;

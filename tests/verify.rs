@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64ct::{Base64, Encoding as _};
 use otalite::artifact::verify::{KeyError, SignatureError, VerifyKey};
 use sha2::{Digest, Sha256};
 
@@ -30,7 +31,7 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
     let text = core::str::from_utf8(pem).unwrap();
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
     let mut out = vec![0u8; body.len()];
-    let n = otalite::base64::decode(body.as_bytes(), &mut out).unwrap();
+    let n = Base64::decode(body.as_bytes(), &mut out).unwrap().len();
     out.truncate(n);
     out
 }
@@ -69,7 +70,7 @@ fn manifest_and_sig(artifact: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let manifest = get("manifest").expect("manifest");
     let sig_b64 = get("manifest.sig").expect("manifest.sig");
     let mut sig = vec![0u8; sig_b64.len()];
-    let n = otalite::base64::decode(&sig_b64, &mut sig).unwrap();
+    let n = Base64::decode(&sig_b64, &mut sig).unwrap().len();
     sig.truncate(n);
     (manifest, sig)
 }

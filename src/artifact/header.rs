@@ -68,7 +68,7 @@ pub const MAX_SCRIPT_NAME_LEN: usize = 64;
 /// Most state scripts in one artifact.
 pub const MAX_SCRIPTS: usize = 32;
 
-use super::json::{Json, JsonError, JsonErrorKind};
+use crate::json::{Json, JsonError, JsonErrorKind};
 
 /// Why a header JSON file was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

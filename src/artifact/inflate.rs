@@ -10,7 +10,6 @@
 //! Decoded bytes are always left in the window; the caller consumes them
 //! before asking for more.
 
-use super::reader::Compression;
 use crate::crc32::Crc32;
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
@@ -19,6 +18,33 @@ use miniz_oxide::inflate::TINFLStatus;
 use alloc::boxed::Box;
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
+
+/// Compression of a `header.tar*` or `data/NNNN.tar*` member, by suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// No suffix.
+    None,
+    /// `.gz`
+    Gzip,
+    /// `.xz` (needs the `alloc` feature).
+    Xz,
+    /// `.zst` (needs the `alloc` feature).
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a member name's suffix after `.tar` names (`""`,
+    /// `".gz"`, `".xz"`, `".zst"`), or `None` for any other suffix.
+    pub(crate) fn from_suffix(rest: &[u8]) -> Option<Self> {
+        match rest {
+            b"" => Some(Self::None),
+            b".gz" => Some(Self::Gzip),
+            b".xz" => Some(Self::Xz),
+            b".zst" => Some(Self::Zstd),
+            _ => None,
+        }
+    }
+}
 
 /// Why a compressed stream was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

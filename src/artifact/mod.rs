@@ -25,7 +25,6 @@
 
 mod header;
 mod inflate;
-pub(crate) mod json;
 mod manifest;
 mod reader;
 mod tar;
@@ -34,11 +33,12 @@ pub mod verify;
 pub use header::{
     ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue, MAX_SCRIPTS, MAX_SCRIPT_NAME_LEN,
 };
+pub use inflate::Compression;
 #[cfg(feature = "alloc")]
 pub use inflate::{MAX_XZ_DICT, MAX_ZSTD_WINDOW};
 pub use manifest::ManifestError;
 pub use manifest::{MAX_MANIFEST_LINE_LEN, MAX_MANIFEST_PATH_LEN};
-pub use reader::{ArtifactError, ArtifactReader, Compression, Event, Member, MAX_METADATA_LEN};
+pub use reader::{ArtifactError, ArtifactReader, Event, Member, MAX_METADATA_LEN};
 pub use tar::{TarError, MAX_PATH_LEN, MAX_PAX_LEN};
 
 /// Longest artifact name, group or device type the reader keeps.

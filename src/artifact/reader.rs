@@ -21,42 +21,18 @@
 //! every later `feed` returns `(Done, 0)`.
 
 use super::header::{check_files, check_meta_data, ArtifactHeader, MetaError};
-use super::inflate::{DecodeError, Decoder};
+use super::inflate::{Compression, DecodeError, Decoder};
 use super::manifest::{Manifest, ManifestError};
 use super::tar::{Framer, Step, TarError};
 use super::verify::VerifyKey;
 use super::{MAX_FILE_NAME_LEN, MAX_SIGNATURE_LEN, WINDOW_LEN};
+use base64ct::{Base64, Base64Unpadded, Encoding as _};
 use heapless::{String, Vec};
 use sha2::{Digest, Sha256};
 
 /// Capacity of the buffer holding one metadata file (`version`,
 /// `header-info`, `type-info`, `meta-data`, base64 `manifest.sig`).
 pub const MAX_METADATA_LEN: usize = 8 * 1024;
-
-/// Compression of a `header.tar*` or `data/NNNN.tar*` member, by suffix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// No suffix.
-    None,
-    /// `.gz`
-    Gzip,
-    /// `.xz` (needs the `alloc` feature).
-    Xz,
-    /// `.zst` (needs the `alloc` feature).
-    Zstd,
-}
-
-impl Compression {
-    fn from_suffix(rest: &[u8]) -> Option<Self> {
-        match rest {
-            b"" => Some(Self::None),
-            b".gz" => Some(Self::Gzip),
-            b".xz" => Some(Self::Xz),
-            b".zst" => Some(Self::Zstd),
-            _ => None,
-        }
-    }
-}
 
 /// What [`ArtifactReader::feed`] stopped at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -721,11 +697,11 @@ impl<'w> ArtifactReader<'w> {
             }
             _ => {
                 let mut signature = [0u8; MAX_SIGNATURE_LEN];
-                let len = crate::base64::decode(&self.metadata, &mut signature)
+                let decoded = decode_signature(&mut self.metadata, &mut signature)
                     .map_err(|_| ArtifactError::InvalidSignatureEncoding)?;
                 self.signature.clear();
                 self.signature
-                    .extend_from_slice(signature.get(..len).unwrap_or(&[]))
+                    .extend_from_slice(decoded)
                     .map_err(|_| ArtifactError::InvalidSignatureEncoding)?;
                 self.header.signed = true;
                 self.gate = Gate::Signature;
@@ -735,7 +711,7 @@ impl<'w> ArtifactReader<'w> {
     }
 
     fn parse_version(&mut self) -> Result<(), ArtifactError> {
-        use super::json::Json;
+        use crate::json::Json;
         let mut json = Json::new(&self.metadata);
         let mut format_ok = false;
         let mut version = None;
@@ -1233,4 +1209,44 @@ impl<'w> ArtifactReader<'w> {
 enum Source {
     Input,
     Window,
+}
+
+/// Decodes the base64 text of `manifest.sig` into `out`: standard alphabet,
+/// padding optional. Line breaks (which Go's decoder skips) and other ASCII
+/// whitespace are removed from `text` first.
+fn decode_signature<'o, const N: usize>(
+    text: &mut Vec<u8, N>,
+    out: &'o mut [u8],
+) -> Result<&'o [u8], base64ct::Error> {
+    text.retain(|byte| !byte.is_ascii_whitespace());
+    if text.ends_with(b"=") {
+        Base64::decode(text, out)
+    } else {
+        Base64Unpadded::decode(text, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(text: &[u8], out: &mut [u8]) -> Result<usize, base64ct::Error> {
+        let mut text = Vec::<u8, 64>::from_slice(text).unwrap();
+        decode_signature(&mut text, out).map(<[u8]>::len)
+    }
+
+    #[test]
+    fn signature_base64() {
+        let mut out = [0u8; 16];
+        assert_eq!(decode(b"aGVsbG8=", &mut out), Ok(5));
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(decode(b"aGVs\r\nbG8=\n", &mut out), Ok(5));
+        assert_eq!(decode(b"aGVs bG8", &mut out), Ok(5));
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(decode(b"", &mut out), Ok(0));
+        assert!(decode(b"a*==", &mut out).is_err());
+        assert!(decode(b"a", &mut out).is_err());
+        assert!(decode(b"aGVsbG8=aGVs", &mut out).is_err());
+        assert!(decode(b"aGVsbG8=", &mut [0u8; 2]).is_err());
+    }
 }

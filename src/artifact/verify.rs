@@ -4,38 +4,43 @@
 //! Everything here is heap-free and panic-free on any input:
 //!
 //! * keys come from PEM (`PUBLIC KEY` = SubjectPublicKeyInfo, or
-//!   `RSA PUBLIC KEY` = PKCS#1) or SPKI DER, parsed by a small checked DER
-//!   reader;
-//! * RSA uses a fixed-capacity (4096-bit) Montgomery exponentiation on
-//!   32-bit limbs; only public values are involved, so it need not be
-//!   constant time, but the final encoded-message comparison is;
+//!   `RSA PUBLIC KEY` = PKCS#1, read by `pem-rfc7468`) or SPKI DER, parsed
+//!   with the `spki` and `pkcs1` structures of the `der` crate, borrowed
+//!   from the input;
+//! * RSA uses `crypto-bigint`'s fixed-width (4096-bit) Montgomery
+//!   arithmetic, the bignum under the `rsa` crate; only public values are
+//!   involved, so it need not be constant time, but the final
+//!   encoded-message comparison is;
 //! * ECDSA uses the `p256` crate; the signature may be raw `r || s`
 //!   (64 bytes, what mender-artifact 3.x writes) or DER `SEQUENCE{r, s}`.
 //!
 //! Stack: a key is about 0.5 KiB ([`RsaPublicKey`] holds the modulus
-//! inline); an RSA verification needs about 4 KiB of stack on top of that,
-//! a PEM load about 1.5 KiB.
+//! inline). On top of that (measured on x86_64, release build) a PEM load
+//! needs about 1.5 KiB, an ECDSA verification about 7 KiB and an RSA
+//! verification about 13 KiB, whatever the key size: `crypto-bigint`'s
+//! `FixedMontyParams` computes `R mod n` and `R^2 mod n` with a 4096-bit
+//! division that alone takes about 9 KiB.
 
-mod der;
 mod ecdsa;
-mod pem;
 mod rsa;
 
-pub use der::DerError;
 pub use ecdsa::EcdsaP256Key;
 pub use rsa::{RsaPublicKey, MAX_RSA_BITS, MIN_RSA_BITS};
 
-use der::Reader;
+/// Why key DER was refused: the `der` crate's error (kind and position).
+pub use ::der::Error as DerError;
+
+use ::der::asn1::{Null, ObjectIdentifier};
+use ::der::Decode as _;
+use spki::SubjectPublicKeyInfoRef;
 
 /// Largest DER body a PEM key may decode to (an RSA-4096 SPKI is 550 bytes).
 pub const MAX_KEY_DER_LEN: usize = 1024;
 
-/// DER of OID 1.2.840.113549.1.1.1 (rsaEncryption).
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-/// DER of OID 1.2.840.10045.2.1 (id-ecPublicKey).
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-/// DER of OID 1.2.840.10045.3.1.7 (prime256v1 / secp256r1 / P-256).
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// id-ecPublicKey (RFC 5480).
+const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// prime256v1 / secp256r1 / P-256 (RFC 5480).
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
 /// A public key that may verify `manifest.sig`.
 ///
@@ -150,10 +155,10 @@ impl VerifyKey {
     /// See [`KeyError`].
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
         let mut buf = [0u8; MAX_KEY_DER_LEN];
-        let (kind, der) = pem::decode(pem, &mut buf)?;
+        let (kind, der) = decode_pem(pem, &mut buf)?;
         match kind {
-            pem::Kind::Spki => Self::from_spki_der(der),
-            pem::Kind::Pkcs1Rsa => Self::from_pkcs1_rsa_der(der),
+            PemKind::Spki => Self::from_spki_der(der),
+            PemKind::Pkcs1Rsa => Self::from_pkcs1_rsa_der(der),
         }
     }
 
@@ -162,34 +167,24 @@ impl VerifyKey {
     /// # Errors
     /// See [`KeyError`].
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
-        let mut outer = Reader::new(der);
-        let spki = outer.expect(der::SEQUENCE)?;
-        outer.finish()?;
-        let mut spki = Reader::new(spki);
-        let algorithm = spki.expect(der::SEQUENCE)?;
-        let key = der::bit_string(spki.expect(der::BIT_STRING)?)?;
-        spki.finish()?;
-
-        let mut algorithm = Reader::new(algorithm);
-        let oid = algorithm.expect(der::OID)?;
-        if oid == OID_RSA {
+        let spki = SubjectPublicKeyInfoRef::from_der(der)?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or(DerError::from(::der::Tag::BitString.value_error()))?;
+        let algorithm = spki.algorithm;
+        if algorithm.oid == pkcs1::ALGORITHM_OID {
             // Parameters must be NULL; tolerate them absent.
-            if !algorithm.is_empty() {
-                let params = algorithm.expect(der::NULL)?;
-                if !params.is_empty() {
-                    return Err(DerError::BadLength.into());
-                }
+            if let Some(parameters) = algorithm.parameters {
+                Null::try_from(parameters)?;
             }
-            algorithm.finish()?;
             Self::from_pkcs1_rsa_der(key)
-        } else if oid == OID_EC {
-            let (tag, curve) = algorithm.read()?;
-            algorithm.finish()?;
-            if tag != der::OID {
-                // Explicit curve parameters (or implicitCA): not supported.
-                return Err(KeyError::UnsupportedCurve);
-            }
-            if curve != OID_P256 {
+        } else if algorithm.oid == OID_EC {
+            // Only a named curve, and only P-256 (no explicit parameters).
+            let curve = algorithm
+                .parameters
+                .and_then(|parameters| ObjectIdentifier::try_from(parameters).ok());
+            if curve != Some(OID_P256) {
                 return Err(KeyError::UnsupportedCurve);
             }
             EcdsaP256Key::from_sec1(key).map(Self::EcdsaP256)
@@ -200,14 +195,8 @@ impl VerifyKey {
 
     /// Loads a PKCS#1 `RSAPublicKey ::= SEQUENCE { modulus, publicExponent }`.
     fn from_pkcs1_rsa_der(der: &[u8]) -> Result<Self, KeyError> {
-        let mut outer = Reader::new(der);
-        let seq = outer.expect(der::SEQUENCE)?;
-        outer.finish()?;
-        let mut seq = Reader::new(seq);
-        let n = der::unsigned_integer(seq.expect(der::INTEGER)?)?;
-        let e = der::unsigned_integer(seq.expect(der::INTEGER)?)?;
-        seq.finish()?;
-        RsaPublicKey::from_be(n, e).map(Self::Rsa)
+        let key = pkcs1::RsaPublicKey::<::der::asn1::UintRef<'_>>::from_der(der)?;
+        RsaPublicKey::from_be(key.modulus.as_bytes(), key.public_exponent.as_bytes()).map(Self::Rsa)
     }
 
     /// Checks `signature` (as stored in `manifest.sig`, base64-decoded) over
@@ -237,6 +226,160 @@ impl VerifyKey {
                 _ => "RSA",
             },
             Self::EcdsaP256(_) => "ECDSA-P256",
+        }
+    }
+}
+
+/// Which public-key structure a PEM block holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PemKind {
+    /// `PUBLIC KEY`: SubjectPublicKeyInfo.
+    Spki,
+    /// `RSA PUBLIC KEY`: PKCS#1 RSAPublicKey.
+    Pkcs1Rsa,
+}
+
+/// Decodes the first PEM block of `pem` into `buf` with `pem-rfc7468`;
+/// returns its kind and DER bytes.
+///
+/// Text before `-----BEGIN ` and after the first block's END line is
+/// ignored (`pem-rfc7468` wants the END line to close its input). The line
+/// width of the body is taken from its first line, so keys wrapped at 64
+/// (OpenSSL, Go) or 76 columns both load. Encapsulated headers
+/// (`Proc-Type: ...`) never occur in public keys and are refused.
+fn decode_pem<'b>(pem: &[u8], buf: &'b mut [u8]) -> Result<(PemKind, &'b [u8]), KeyError> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const END: &[u8] = b"-----END ";
+    const DASHES: &[u8] = b"-----";
+    let find = |haystack: &[u8], from: usize, needle: &[u8]| {
+        haystack
+            .get(from..)?
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .map(|at| at + from)
+    };
+    let begin = find(pem, 0, BEGIN).ok_or(KeyError::NotPem)?;
+    let end = find(pem, begin + BEGIN.len(), END).ok_or(KeyError::NotPem)?;
+    let end = find(pem, end + END.len(), DASHES).ok_or(KeyError::NotPem)? + DASHES.len();
+    let block = pem.get(begin..end).ok_or(KeyError::NotPem)?;
+
+    let kind = match pem_rfc7468::decode_label(block).map_err(|_| KeyError::NotPem)? {
+        "PUBLIC KEY" => PemKind::Spki,
+        "RSA PUBLIC KEY" => PemKind::Pkcs1Rsa,
+        _ => return Err(KeyError::NotPublicKey),
+    };
+    let base64_error = |error| match error {
+        pem_rfc7468::Error::Base64(_)
+        | pem_rfc7468::Error::HeaderDisallowed
+        | pem_rfc7468::Error::EncapsulatedText => KeyError::Base64,
+        _ => KeyError::NotPem,
+    };
+    let mut decoder = pem_rfc7468::Decoder::new_detect_wrap(block).map_err(base64_error)?;
+    let out = buf
+        .get_mut(..decoder.remaining_len())
+        .ok_or(KeyError::TooLong)?;
+    let der = decoder.decode(out).map_err(base64_error)?;
+    if !decoder.is_finished() {
+        return Err(KeyError::Base64);
+    }
+    Ok((kind, der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_armor() {
+        let mut buf = [0u8; 16];
+        let pem = b"junk\n-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END PUBLIC KEY-----\n\nmore";
+        assert_eq!(
+            decode_pem(pem, &mut buf),
+            Ok((PemKind::Spki, &b"hello"[..]))
+        );
+        let pem = b"-----BEGIN RSA PUBLIC KEY-----\r\naGVs\r\nbG8=\r\n-----END RSA PUBLIC KEY-----";
+        assert_eq!(
+            decode_pem(pem, &mut buf),
+            Ok((PemKind::Pkcs1Rsa, &b"hello"[..]))
+        );
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END RSA PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::NotPem));
+        let pem = b"-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::NotPublicKey));
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGV*bG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::Base64));
+        let pem = b"-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\naGVsbG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::Base64));
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8gaGVsbG8gaGVsbG8=\n-----END PUBLIC KEY-----";
+        assert_eq!(decode_pem(pem, &mut buf), Err(KeyError::TooLong));
+        assert_eq!(decode_pem(b"", &mut buf), Err(KeyError::NotPem));
+        assert_eq!(
+            decode_pem(b"-----BEGIN PUBLIC KEY-----", &mut buf),
+            Err(KeyError::NotPem)
+        );
+    }
+
+    fn fixture_der(pem: &[u8]) -> std::vec::Vec<u8> {
+        let mut buf = [0u8; MAX_KEY_DER_LEN];
+        decode_pem(pem, &mut buf).unwrap().1.to_vec()
+    }
+
+    /// Replaces the first occurrence of `from` in `der` by `to`.
+    fn patched(der: &[u8], from: &[u8], to: &[u8]) -> std::vec::Vec<u8> {
+        let at = der.windows(from.len()).position(|w| w == from).unwrap();
+        let mut out = der.to_vec();
+        out[at..at + to.len()].copy_from_slice(to);
+        out
+    }
+
+    #[test]
+    fn spki_structure() {
+        let rsa = fixture_der(include_bytes!("../../tests/fixtures/keys/rsa2048.pub.pem"));
+        assert!(matches!(
+            VerifyKey::from_spki_der(&rsa),
+            Ok(VerifyKey::Rsa(_))
+        ));
+        // rsaEncryption parameters: NULL, never anything else.
+        let oid_and_null = [0x01, 0x01, 0x01, 0x05, 0x00];
+        let bad = patched(&rsa, &oid_and_null, &[0x01, 0x01, 0x01, 0x04, 0x00]);
+        assert!(matches!(
+            VerifyKey::from_spki_der(&bad),
+            Err(KeyError::Der(_))
+        ));
+        // A BIT STRING with unused bits.
+        let bits = [0x03, 0x82, 0x01, 0x0f, 0x00];
+        let bad = patched(&rsa, &bits, &[0x03, 0x82, 0x01, 0x0f, 0x01]);
+        assert!(matches!(
+            VerifyKey::from_spki_der(&bad),
+            Err(KeyError::Der(_))
+        ));
+
+        let ec = fixture_der(include_bytes!("../../tests/fixtures/keys/ec256.pub.pem"));
+        assert!(matches!(
+            VerifyKey::from_spki_der(&ec),
+            Ok(VerifyKey::EcdsaP256(_))
+        ));
+        // Another named curve.
+        let p256 = [0x03, 0x01, 0x07];
+        let bad = patched(&ec, &p256, &[0x03, 0x01, 0x08]);
+        assert_eq!(
+            VerifyKey::from_spki_der(&bad).err(),
+            Some(KeyError::UnsupportedCurve)
+        );
+        // Curve parameters that are not an OID.
+        let bad = patched(&ec, &[0x06, 0x08, 0x2a], &[0x04, 0x08, 0x2a]);
+        assert_eq!(
+            VerifyKey::from_spki_der(&bad).err(),
+            Some(KeyError::UnsupportedCurve)
+        );
+    }
+
+    #[test]
+    fn pem_truncation_never_panics() {
+        let pem = b"-----BEGIN PUBLIC KEY-----\naGVsbG8=\n-----END PUBLIC KEY-----\n";
+        let mut buf = [0u8; 16];
+        for len in 0..pem.len() {
+            let _ = decode_pem(&pem[..len], &mut buf);
         }
     }
 }

@@ -11,9 +11,9 @@
 //! | `PUT .../deployments/<id>/log` (204) | [`write_log`]: `{"messages":[{"level":..,"message":..,"timestamp":..}]}` |
 
 use super::write::{escaped_len, hex_digit, JsonWriter, WriteError};
-use crate::artifact::json::{Json, JsonErrorKind};
 use crate::artifact::{MAX_DEVICE_TYPES, MAX_NAME_LEN};
 use crate::device::{Name, Provides};
+use crate::json::{Json, JsonErrorKind};
 use heapless::{String, Vec};
 
 /// Longest deployment id kept (the server sends a 36-character UUID).
@@ -204,7 +204,7 @@ pub struct DeploymentInstructions {
     pub has_update_control_map: bool,
 }
 
-fn next_error(error: crate::artifact::json::JsonError) -> NextError {
+fn next_error(error: crate::json::JsonError) -> NextError {
     match error.kind {
         JsonErrorKind::Capacity => NextError::TooLong(error.offset),
         JsonErrorKind::Syntax => NextError::Syntax(error.offset),

@@ -1,7 +1,7 @@
-//! HTTP/1.1 framing, sans-IO: a response head parser, a chunked transfer
-//! decoder, a whole-response reader on top of both ([`ResponseReader`],
-//! [`parse_response`]), a request head writer and a URL splitter
-//! ([`HttpUrl`]).
+//! HTTP/1.1 framing, sans-IO: a response head parser (on `httparse`), a
+//! chunked transfer decoder, a whole-response reader on top of both
+//! ([`ResponseReader`], [`parse_response`]), a request head writer and a
+//! URL splitter ([`HttpUrl`]).
 //!
 //! Nothing here touches a socket or allocates. The host transport
 //! (`crate::host::http`) feeds received bytes in and writes the produced
@@ -65,7 +65,8 @@ pub enum HeadError {
     LineTooLong,
     /// More than [`MAX_HEADERS`] header lines.
     TooManyHeaders,
-    /// The status line is not `HTTP/1.x NNN reason`.
+    /// The status line is not `HTTP/1.0` or `HTTP/1.1`, a three-digit status
+    /// of at least 100 and an optional reason.
     InvalidStatusLine,
     /// A header line has no `:`, an empty or invalid name, or is an obsolete
     /// folded continuation line.
@@ -202,8 +203,8 @@ pub enum HeadStatus {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ParseState {
-    StatusLine,
-    Headers,
+    /// Collecting head bytes up to the blank line.
+    Head,
     Done,
     Failed,
 }
@@ -211,13 +212,27 @@ enum ParseState {
 /// Resumable response head parser: push bytes split anywhere, get a
 /// [`ResponseHead`].
 ///
-/// Interim 1xx responses (except 101) are skipped. Line endings may be
-/// `\r\n` or a bare `\n`.
+/// The head is collected (up to [`MAX_HEAD_LEN`] bytes, inline) until its
+/// blank line, then parsed at once by `httparse`; line length and header
+/// count are checked while collecting, so a limit fails as soon as it is
+/// broken. Interim 1xx responses (except 101) are skipped. Line endings may
+/// be `\r\n` or a bare `\n`.
+///
+/// Size: about 12.5 KB (the head buffer and a [`ResponseHead`], whose
+/// `Location` alone holds 4 KiB), plus up to 3.2 KB of stack for the header
+/// slices while a head is parsed.
 #[derive(Clone, Debug)]
 pub struct ResponseHeadParser {
     state: ParseState,
-    line: Vec<u8, MAX_LINE_LEN>,
+    /// The current head so far (an interim head is dropped once read).
+    buffer: Vec<u8, MAX_HEAD_LEN>,
+    /// Bytes of all heads so far, interim ones and leading blank lines
+    /// included.
     head_len: usize,
+    /// Bytes of the current line so far, without its `\n`.
+    line_len: usize,
+    /// The status line was seen (blank lines before it are skipped).
+    status_seen: bool,
     header_count: usize,
     head: ResponseHead,
 }
@@ -232,9 +247,11 @@ impl ResponseHeadParser {
     /// A parser waiting for the status line.
     pub fn new() -> Self {
         Self {
-            state: ParseState::StatusLine,
-            line: Vec::new(),
+            state: ParseState::Head,
+            buffer: Vec::new(),
             head_len: 0,
+            line_len: 0,
+            status_seen: false,
             header_count: 0,
             head: ResponseHead::default(),
         }
@@ -252,14 +269,15 @@ impl ResponseHeadParser {
         head
     }
 
-    /// Feeds `input`. Bounded work: one pass over `input`.
+    /// Feeds `input`. Bounded work: one pass over `input`, plus one
+    /// `httparse` pass over each complete head.
     ///
     /// # Errors
     /// The head breaks a limit or is malformed; the parser then stays failed.
     pub fn push(&mut self, input: &[u8]) -> Result<HeadStatus, HeadError> {
         match self.state {
             ParseState::Done | ParseState::Failed => return Err(HeadError::Finished),
-            ParseState::StatusLine | ParseState::Headers => {}
+            ParseState::Head => {}
         }
         let result = self.push_inner(input);
         if result.is_err() {
@@ -281,23 +299,19 @@ impl ResponseHeadParser {
                 return Err(HeadError::HeadTooLong);
             }
             let piece = rest.get(..taken).unwrap_or_default();
-            let piece = if line_complete {
-                piece.get(..taken - 1).unwrap_or_default()
-            } else {
-                piece
-            };
-            self.line
+            // Cannot fail: the buffer holds at most `head_len` bytes.
+            self.buffer
                 .extend_from_slice(piece)
-                .map_err(|_| HeadError::LineTooLong)?;
+                .map_err(|_| HeadError::HeadTooLong)?;
             position += taken;
+            self.line_len += taken - usize::from(line_complete);
+            if self.line_len > MAX_LINE_LEN {
+                return Err(HeadError::LineTooLong);
+            }
             if !line_complete {
                 break;
             }
-            if self.line.last() == Some(&b'\r') {
-                self.line.pop();
-            }
-            let line = core::mem::take(&mut self.line);
-            if self.handle_line(&line)? {
+            if self.end_line()? {
                 self.state = ParseState::Done;
                 return Ok(HeadStatus::Done { consumed: position });
             }
@@ -305,142 +319,124 @@ impl ResponseHeadParser {
         Ok(HeadStatus::NeedsMoreInput)
     }
 
-    /// Handles one line without its ending; `Ok(true)` when the head is done.
-    fn handle_line(&mut self, line: &[u8]) -> Result<bool, HeadError> {
-        match self.state {
-            ParseState::StatusLine => {
-                // RFC 9112 2.2: a client may skip empty lines before the status line.
-                if !line.is_empty() {
-                    self.parse_status_line(line)?;
-                    self.state = ParseState::Headers;
-                }
-                Ok(false)
-            }
-            ParseState::Headers if line.is_empty() => {
-                if (100..200).contains(&self.head.status) && self.head.status != 101 {
-                    // Interim response: the real one follows.
-                    let head_len = self.head_len;
-                    *self = Self::new();
-                    self.head_len = head_len;
-                    return Ok(false);
-                }
-                if self.head.minor_version == 0 {
-                    self.head.connection_close |= !self.head.connection_keep_alive;
-                }
-                Ok(true)
-            }
-            ParseState::Headers => {
+    /// A line ended (the buffer ends with its `\n`); `Ok(true)` when it was
+    /// the blank line that ends the final head.
+    fn end_line(&mut self) -> Result<bool, HeadError> {
+        let blank = match self.line_len {
+            0 => true,
+            1 => self.buffer.iter().rev().nth(1) == Some(&b'\r'),
+            _ => false,
+        };
+        self.line_len = 0;
+        if !blank {
+            if self.status_seen {
                 self.header_count += 1;
                 if self.header_count > MAX_HEADERS {
                     return Err(HeadError::TooManyHeaders);
                 }
-                self.parse_header(line)?;
-                Ok(false)
             }
-            ParseState::Done | ParseState::Failed => Err(HeadError::Finished),
+            self.status_seen = true;
+            return Ok(false);
         }
+        if !self.status_seen {
+            // RFC 9112 2.2: a client may skip empty lines before the status line.
+            return Ok(false);
+        }
+        parse_head(&self.buffer, &mut self.head)?;
+        if (100..200).contains(&self.head.status) && self.head.status != 101 {
+            // Interim response: the real one follows.
+            self.buffer.clear();
+            self.status_seen = false;
+            self.header_count = 0;
+            self.head = ResponseHead::default();
+            return Ok(false);
+        }
+        if self.head.minor_version == 0 {
+            self.head.connection_close |= !self.head.connection_keep_alive;
+        }
+        Ok(true)
     }
+}
 
-    fn parse_status_line(&mut self, line: &[u8]) -> Result<(), HeadError> {
-        // "HTTP/1.x SSS[ reason]"
-        let rest = line
-            .strip_prefix(b"HTTP/1.")
-            .ok_or(HeadError::InvalidStatusLine)?;
-        let (minor, rest) = rest.split_first().ok_or(HeadError::InvalidStatusLine)?;
-        if !minor.is_ascii_digit() {
-            return Err(HeadError::InvalidStatusLine);
+/// Parses one complete head (status line to blank line) into `head`.
+fn parse_head(buffer: &[u8], head: &mut ResponseHead) -> Result<(), HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buffer) {
+        Ok(httparse::Status::Complete(len)) if len == buffer.len() => {}
+        // The buffer ends at the blank line, so this does not happen.
+        Ok(_) => return Err(HeadError::InvalidHeader),
+        Err(httparse::Error::Version | httparse::Error::Status | httparse::Error::Token) => {
+            return Err(HeadError::InvalidStatusLine)
         }
-        let rest = rest
-            .strip_prefix(b" ")
-            .ok_or(HeadError::InvalidStatusLine)?;
-        let code = rest.get(..3).ok_or(HeadError::InvalidStatusLine)?;
-        let mut status: u16 = 0;
-        for &digit in code {
-            if !digit.is_ascii_digit() {
-                return Err(HeadError::InvalidStatusLine);
-            }
-            status = status * 10 + u16::from(digit - b'0');
-        }
-        if status < 100 {
-            return Err(HeadError::InvalidStatusLine);
-        }
-        let reason = match rest.get(3..) {
-            None | Some([]) => &[][..],
-            Some([b' ', reason @ ..]) => reason,
-            Some(_) => return Err(HeadError::InvalidStatusLine),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(
+            httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::NewLine,
+        ) => return Err(HeadError::InvalidHeader),
+    }
+    let status = response.code.unwrap_or_default();
+    if status < 100 {
+        return Err(HeadError::InvalidStatusLine);
+    }
+    head.status = status;
+    head.minor_version = response.version.unwrap_or_default();
+    head.reason.clear();
+    // httparse leaves the reason empty if it has bytes outside US-ASCII.
+    for character in response.reason.unwrap_or_default().chars() {
+        let character = if character.is_ascii_control() {
+            '?'
+        } else {
+            character
         };
-        self.head.status = status;
-        self.head.minor_version = minor - b'0';
-        self.head.reason.clear();
-        for &byte in reason {
-            let character = if byte.is_ascii() && !byte.is_ascii_control() {
-                char::from(byte)
-            } else {
-                '?'
-            };
-            if self.head.reason.push(character).is_err() {
-                break;
-            }
+        if head.reason.push(character).is_err() {
+            break;
         }
-        Ok(())
     }
+    for header in response.headers.iter() {
+        apply_header(head, header.name.as_bytes(), header.value)?;
+    }
+    Ok(())
+}
 
-    fn parse_header(&mut self, line: &[u8]) -> Result<(), HeadError> {
-        if line
-            .first()
-            .is_some_and(|&byte| byte == b' ' || byte == b'\t')
-        {
-            // Obsolete line folding (RFC 9112 5.2): refuse rather than guess.
-            return Err(HeadError::InvalidHeader);
+/// Takes what the agent needs from one header line.
+fn apply_header(head: &mut ResponseHead, name: &[u8], value: &[u8]) -> Result<(), HeadError> {
+    let value = trim_ows(value);
+    if name.eq_ignore_ascii_case(b"content-length") {
+        let length = parse_decimal(value).ok_or(HeadError::InvalidContentLength)?;
+        match head.content_length {
+            Some(previous) if previous != length => return Err(HeadError::InvalidContentLength),
+            _ => head.content_length = Some(length),
         }
-        let colon = line
-            .iter()
-            .position(|&byte| byte == b':')
-            .ok_or(HeadError::InvalidHeader)?;
-        let name = line.get(..colon).unwrap_or_default();
-        if name.is_empty() || !name.iter().all(|&byte| is_token_byte(byte)) {
-            return Err(HeadError::InvalidHeader);
-        }
-        let value = trim_ows(line.get(colon + 1..).unwrap_or_default());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let length = parse_decimal(value).ok_or(HeadError::InvalidContentLength)?;
-            match self.head.content_length {
-                Some(previous) if previous != length => {
-                    return Err(HeadError::InvalidContentLength)
-                }
-                _ => self.head.content_length = Some(length),
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            for coding in value.split(|&byte| byte == b',') {
-                let coding = trim_ows(coding);
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    self.head.chunked = true;
-                } else if !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity") {
-                    return Err(HeadError::UnsupportedTransferEncoding);
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"content-range") {
-            self.head.content_range = Some(parse_content_range(value)?);
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            copy_value(&mut self.head.content_type, value)?;
-        } else if name.eq_ignore_ascii_case(b"location") {
-            copy_value(&mut self.head.location, value)?;
-        } else if name.eq_ignore_ascii_case(b"x-men-requestid") {
-            if copy_value(&mut self.head.request_id, value).is_err() {
-                self.head.request_id.clear();
-            }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for option in value.split(|&byte| byte == b',') {
-                let option = trim_ows(option);
-                if option.eq_ignore_ascii_case(b"close") {
-                    self.head.connection_close = true;
-                } else if option.eq_ignore_ascii_case(b"keep-alive") {
-                    self.head.connection_keep_alive = true;
-                }
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        for coding in value.split(|&byte| byte == b',') {
+            let coding = trim_ows(coding);
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                head.chunked = true;
+            } else if !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity") {
+                return Err(HeadError::UnsupportedTransferEncoding);
             }
         }
-        Ok(())
+    } else if name.eq_ignore_ascii_case(b"content-range") {
+        head.content_range = Some(parse_content_range(value)?);
+    } else if name.eq_ignore_ascii_case(b"content-type") {
+        copy_value(&mut head.content_type, value)?;
+    } else if name.eq_ignore_ascii_case(b"location") {
+        copy_value(&mut head.location, value)?;
+    } else if name.eq_ignore_ascii_case(b"x-men-requestid") {
+        if copy_value(&mut head.request_id, value).is_err() {
+            head.request_id.clear();
+        }
+    } else if name.eq_ignore_ascii_case(b"connection") {
+        for option in value.split(|&byte| byte == b',') {
+            let option = trim_ows(option);
+            if option.eq_ignore_ascii_case(b"close") {
+                head.connection_close = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                head.connection_keep_alive = true;
+            }
+        }
     }
+    Ok(())
 }
 
 fn is_token_byte(byte: u8) -> bool {
@@ -1461,6 +1457,17 @@ mod tests {
                 HeadError::InvalidHeader,
             ),
             (
+                b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n",
+                HeadError::InvalidHeader,
+            ),
+            (b"HTTP/1.1 200 OK\r\n: b\r\n\r\n", HeadError::InvalidHeader),
+            (
+                b"HTTP/1.1 200 OK\r\nA: b\x01c\r\n\r\n",
+                HeadError::InvalidHeader,
+            ),
+            (b"HTTP/1.1 099 OK\r\n\r\n", HeadError::InvalidStatusLine),
+            (b"HTTP/1.1 200 OK\x7f\r\n\r\n", HeadError::InvalidStatusLine),
+            (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
                 HeadError::InvalidContentLength,
             ),
@@ -1490,6 +1497,19 @@ mod tests {
             assert_eq!(parser.push(input), Err(*expected), "{input:?}");
             assert_eq!(parser.push(b"\r\n"), Err(HeadError::Finished));
         }
+    }
+
+    #[test]
+    fn lenient_where_rfc_9112_allows() {
+        // Blank lines before the status line, no reason, bare LF endings.
+        let (head, consumed) = parse_whole(b"\r\n\nHTTP/1.1 200\nA:b\n\nBODY").unwrap();
+        assert_eq!((head.status, head.reason.as_str(), consumed), (200, "", 21));
+        // A reason with bytes outside US-ASCII is not kept.
+        let (head, _) = parse_whole(b"HTTP/1.1 404 Nicht gefunden \xe2\x9c\x97\r\n\r\n").unwrap();
+        assert_eq!((head.status, head.reason.as_str()), (404, ""));
+        // Optional whitespace around values.
+        let (head, _) = parse_whole(b"HTTP/1.1 200 OK\r\nContent-Length: \t 5 \r\n\r\n").unwrap();
+        assert_eq!(head.content_length, Some(5));
     }
 
     #[test]

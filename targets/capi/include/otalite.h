@@ -17,7 +17,7 @@
 #define OTALITE_AGENT_SIZE 98304
 
 // Bytes of `otalite_response`.
-#define OTALITE_RESPONSE_SIZE 10240
+#define OTALITE_RESPONSE_SIZE 16384
 
 // Minimum size of `otalite_buffers.record`: the largest encoded state
 // record.
@@ -66,7 +66,7 @@
 #define OTALITE_AGENT_WORDS 12288
 
 // 8-byte words of `otalite_response`.
-#define OTALITE_RESPONSE_WORDS 1280
+#define OTALITE_RESPONSE_WORDS 2048
 
 // Result of a call. `otalite_status_text` describes each.
 typedef enum otalite_status {

@@ -8,6 +8,7 @@
 //! | public key | SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`), the only form the server accepts |
 //! | signature | `X-MEN-Signature`: base64 (padded) of ASN.1 DER `SEQUENCE { r, s }` over SHA-256 of the body |
 
+use base64ct::{Base64, Encoding as _};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 
@@ -50,7 +51,7 @@ pub(crate) fn public_key_pem(key: &SigningKey, out: &mut [u8]) -> Option<usize> 
     prefix.copy_from_slice(&SPKI_PREFIX);
     rest.copy_from_slice(point.as_bytes().get(..65)?);
     let mut text = [0u8; 124];
-    let len = otalite::base64::encode(&der, &mut text).ok()?;
+    let len = Base64::encode(&der, &mut text).ok()?.len();
     let mut at = 0;
     let mut ok = put(out, &mut at, PEM_BEGIN);
     for line in text.get(..len)?.chunks(64) {
@@ -88,7 +89,7 @@ pub(crate) fn sign(key: &SigningKey, body: &[u8], out: &mut [u8]) -> Option<usiz
     {
         return None;
     }
-    otalite::base64::encode(der.get(..at)?, out).ok()
+    Base64::encode(der.get(..at)?, out).ok().map(str::len)
 }
 
 #[cfg(test)]
@@ -112,7 +113,7 @@ mod tests {
             let mut out = [0u8; SIGNATURE_B64_MAX];
             let len = sign(&key, body, &mut out).unwrap();
             let mut der = [0u8; 72];
-            let n = otalite::base64::decode(&out[..len], &mut der).unwrap();
+            let n = Base64::decode(&out[..len], &mut der).unwrap().len();
             let signature = Signature::from_der(&der[..n]).unwrap();
             key.verifying_key().verify(body, &signature).unwrap();
         }

@@ -12,7 +12,7 @@ use core::ffi::{c_char, c_void};
 /// Bytes of `otalite_agent` (the agent lives in caller memory).
 pub const OTALITE_AGENT_SIZE: usize = 98304;
 /// Bytes of `otalite_response`.
-pub const OTALITE_RESPONSE_SIZE: usize = 10240;
+pub const OTALITE_RESPONSE_SIZE: usize = 16384;
 /// Minimum size of `otalite_buffers.record`: the largest encoded state
 /// record.
 pub const OTALITE_RECORD_BUFFER_MIN: usize = 16384;
@@ -48,7 +48,7 @@ pub const OTALITE_P256_SECRET_SIZE: usize = 32;
 /// 8-byte words of `otalite_agent`.
 pub const OTALITE_AGENT_WORDS: usize = 12288;
 /// 8-byte words of `otalite_response`.
-pub const OTALITE_RESPONSE_WORDS: usize = 1280;
+pub const OTALITE_RESPONSE_WORDS: usize = 2048;
 
 const _: () = assert!(OTALITE_AGENT_WORDS * 8 == OTALITE_AGENT_SIZE);
 const _: () = assert!(OTALITE_RESPONSE_WORDS * 8 == OTALITE_RESPONSE_SIZE);

@@ -362,30 +362,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Standard base64 with padding (RFC 4648 §4), as `X-MEN-Signature` wants.
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let symbol = |index: u32| {
-        let index = (index & 63) as u8;
-        char::from(match index {
-            0..=25 => b'A' + index,
-            26..=51 => b'a' + index - 26,
-            52..=61 => b'0' + index - 52,
-            62 => b'+',
-            _ => b'/',
-        })
-    };
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let triple = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(symbol(triple >> 18));
-        out.push(symbol(triple >> 12));
-        out.push(if chunk.len() > 1 {
-            symbol(triple >> 6)
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 { symbol(triple) } else { '=' });
-    }
-    out
+    use base64ct::{Base64, Encoding as _};
+    Base64::encode_string(bytes)
 }
 
 #[cfg(test)]

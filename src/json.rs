@@ -1,5 +1,7 @@
-//! A small JSON pull tokenizer over a complete, fixed-size buffer, for the
-//! metadata files (`version`, `header-info`, `type-info`, `meta-data`).
+//! A small JSON pull tokenizer over a complete, fixed-size buffer, shared by
+//! the artifact metadata files (`version`, `header-info`, `type-info`,
+//! `meta-data`) and the server's deployment answers
+//! ([`crate::protocol::deployments`]).
 //!
 //! Hand-written rather than `serde-json-core` because the artifact needs
 //! objects with arbitrary keys (provides), values that are a string *or* an
