@@ -18,6 +18,8 @@ pub const FUZZ_TARGETS: &[&str] = &[
     "http_response",
     "deployment_next",
     "script_output",
+    "http_reader",
+    "agent_managed",
 ];
 const FUZZ_SECONDS: u32 = 15;
 
@@ -315,7 +317,8 @@ fn fuzz_seeds(target: &str) -> &'static [&'static str] {
         "config" | "device_files" | "uboot_env" | "grub_env" | "script_output" => {
             &["fuzz/seeds/text"]
         }
-        "http_response" | "deployment_next" => &["fuzz/seeds/http"],
+        "http_response" | "deployment_next" | "http_reader" => &["fuzz/seeds/http"],
+        "agent_managed" => &["fuzz/seeds/agent"],
         _ => &[],
     }
 }
