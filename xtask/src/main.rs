@@ -1,16 +1,18 @@
-//! Project automation: `cargo xtask ci | demo | bench | record-sequences`.
+//! Project automation: `cargo xtask ci | demo | bench | record-sequences | size`.
 
 mod bench;
 mod ci;
 mod demo;
+mod elf;
 mod sequences;
+mod size;
 mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences\n";
+    "usage: cargo xtask ci [--quick] | demo | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         ["demo", rest @ ..] => demo::demo(rest),
         ["bench", rest @ ..] => bench::bench(rest),
         ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
+        ["size", rest @ ..] => size::size(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
