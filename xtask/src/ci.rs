@@ -196,6 +196,29 @@ pub fn ci(args: &[&str]) -> Result<()> {
         || crate::capi::header(&["--check"]),
     );
 
+    let mut clippy_mcu = cargo();
+    clippy_mcu.args([
+        "clippy",
+        "-p",
+        crate::size::PACKAGE,
+        "--target",
+        crate::size::TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_step(&mut steps, "clippy (Cortex-M firmware)", clippy_mcu);
+
+    // Links the agent into Cortex-M firmware (opt-level z, LTO) and prints
+    // its flash and RAM; fails if the agent was optimized out.
+    let mut size = cargo();
+    size.args(["xtask", "size", "--top", "5"]);
+    run_step(
+        &mut steps,
+        "Cortex-M firmware links the agent (cargo xtask size)",
+        size,
+    );
+
     let mut tests = cargo();
     tests.args(["test", "--workspace"]);
     run_step(

@@ -1,17 +1,19 @@
-//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size`.
 
 mod bench;
 mod capi;
 mod ci;
 mod demo;
+mod elf;
 mod sequences;
+mod size;
 mod util;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         ["capi-header", rest @ ..] => capi::header(rest),
         ["bench", rest @ ..] => bench::bench(rest),
         ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
+        ["size", rest @ ..] => size::size(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
