@@ -15,7 +15,6 @@ use otalite_host::driver::{Ended, LinuxHost, CHUNK_LEN};
 use otalite_host::fs::read_limited;
 use otalite_host::paths::Paths;
 use otalite_host::state;
-use static_cell::StaticCell;
 use std::io::Write;
 
 /// Exit code: success.
@@ -34,40 +33,27 @@ const REQUEST_LEN: usize = 64 * 1024;
 /// The authentication request body.
 const AUTH_LEN: usize = 8 * 1024;
 
-/// The agent's static buffers (`.bss`, no heap, no stack copies).
-pub struct Buffers {
-    record: [u8; MAX_RECORD_LEN],
-    request: [u8; REQUEST_LEN],
-    auth: [u8; AUTH_LEN],
-    output: [u8; CHUNK_LEN],
-    window: [u8; WINDOW_LEN],
-    block: [u8; BLOCK_LEN],
-    compare: [u8; CHUNK_LEN],
-}
-
-static BUFFERS: StaticCell<Buffers> = StaticCell::new();
-
-/// The agent's buffers, taken once per process.
+/// The agent's buffers, taken once per process and kept for its life.
+///
+/// They are zero pages from the kernel (one `calloc` each, which is an
+/// anonymous mapping at these sizes), so an idle daemon's RSS holds only
+/// the pages it touched: the 1 MiB block and the 64 KiB chunks cost memory
+/// only while an artifact streams. A `StaticCell` of arrays would be
+/// zero-filled on initialisation and count fully against RSS.
 pub fn buffers() -> Result<AgentBuffers<'static>, Failure> {
-    let buffers = BUFFERS
-        .try_init_with(|| Buffers {
-            record: [0; MAX_RECORD_LEN],
-            request: [0; REQUEST_LEN],
-            auth: [0; AUTH_LEN],
-            output: [0; CHUNK_LEN],
-            window: [0; WINDOW_LEN],
-            block: [0; BLOCK_LEN],
-            compare: [0; CHUNK_LEN],
-        })
-        .ok_or_else(|| Failure::error("the agent buffers are already in use"))?;
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(Failure::error("the agent buffers are already in use"));
+    }
+    let buffer = |len: usize| -> &'static mut [u8] { Vec::leak(vec![0u8; len]) };
     Ok(AgentBuffers {
-        record: &mut buffers.record,
-        request: &mut buffers.request,
-        auth: &mut buffers.auth,
-        output: &mut buffers.output,
-        window: &mut buffers.window,
-        block: &mut buffers.block,
-        compare: &mut buffers.compare,
+        record: buffer(MAX_RECORD_LEN),
+        request: buffer(REQUEST_LEN),
+        auth: buffer(AUTH_LEN),
+        output: buffer(CHUNK_LEN),
+        window: buffer(WINDOW_LEN),
+        block: buffer(BLOCK_LEN),
+        compare: buffer(CHUNK_LEN),
     })
 }
 
