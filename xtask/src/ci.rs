@@ -227,6 +227,24 @@ pub fn ci(args: &[&str]) -> Result<()> {
         tests,
     );
 
+    // The agent's simulation (tests/sim) needs the private `_test` mocks,
+    // which `--workspace` does not enable.
+    let mut sim = cargo();
+    sim.args([
+        "test",
+        "-p",
+        "otalite",
+        "--features",
+        "_test",
+        "--test",
+        "sim",
+    ]);
+    run_step(
+        &mut steps,
+        "agent simulation: scenarios, power cuts at every step, property tests",
+        sim,
+    );
+
     run_check(
         &mut steps,
         "example: examples/supervisor.rs deploys from otalite-testserver to success",
