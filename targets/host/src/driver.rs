@@ -9,12 +9,11 @@ use crate::http::{Download, HttpClient};
 use crate::keys::DeviceKey;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scripts::{Action as When, Group, ScriptRunner};
+use crate::scripts::ScriptRunner;
 use crate::slot::{Evidence, SlotLayout};
 use crate::time::rfc3339_now;
 use otalite::agent::{
-    Action, ActionId, Agent, Command, Completion, Feed, Instant, Outcome, Request, ScriptGroup,
-    ScriptPhase, Slots,
+    Action, ActionId, Agent, Command, Completion, Feed, Instant, Outcome, Request, Slots,
 };
 use otalite::artifact::ArtifactHeader;
 use otalite::board::{BootControl, Reboot};
@@ -125,28 +124,6 @@ enum Done {
     Response(ActionId, u16, Vec<u8>),
     Read(ActionId),
     Ended(Ended),
-}
-
-fn script_group(group: ScriptGroup) -> Group {
-    match group {
-        ScriptGroup::Idle => Group::Idle,
-        ScriptGroup::Sync => Group::Sync,
-        ScriptGroup::Download => Group::Download,
-        ScriptGroup::ArtifactInstall => Group::ArtifactInstall,
-        ScriptGroup::ArtifactReboot => Group::ArtifactReboot,
-        ScriptGroup::ArtifactCommit => Group::ArtifactCommit,
-        ScriptGroup::ArtifactRollback => Group::ArtifactRollback,
-        ScriptGroup::ArtifactRollbackReboot => Group::ArtifactRollbackReboot,
-        ScriptGroup::ArtifactFailure => Group::ArtifactFailure,
-    }
-}
-
-fn script_phase(phase: ScriptPhase) -> When {
-    match phase {
-        ScriptPhase::Enter => When::Enter,
-        ScriptPhase::Leave => When::Leave,
-        ScriptPhase::Error => When::Error,
-    }
 }
 
 fn step_name(step: &UpdateStep) -> &'static str {
@@ -334,7 +311,6 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 ignore_errors,
             } => {
                 let scripts = self.scripts();
-                let (group, phase) = (script_group(group), script_phase(phase));
                 let result = if ignore_errors {
                     scripts.run_ignoring_errors(group, phase);
                     Ok(())

@@ -17,60 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Script groups (the state a script belongs to).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Group {
-    Idle,
-    Sync,
-    Download,
-    ArtifactInstall,
-    ArtifactReboot,
-    ArtifactCommit,
-    ArtifactRollback,
-    ArtifactRollbackReboot,
-    ArtifactFailure,
-}
-
-impl Group {
-    /// The name used in script file names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Idle => "Idle",
-            Self::Sync => "Sync",
-            Self::Download => "Download",
-            Self::ArtifactInstall => "ArtifactInstall",
-            Self::ArtifactReboot => "ArtifactReboot",
-            Self::ArtifactCommit => "ArtifactCommit",
-            Self::ArtifactRollback => "ArtifactRollback",
-            Self::ArtifactRollbackReboot => "ArtifactRollbackReboot",
-            Self::ArtifactFailure => "ArtifactFailure",
-        }
-    }
-
-    fn in_rootfs_dir(self) -> bool {
-        matches!(self, Self::Idle | Self::Sync | Self::Download)
-    }
-}
-
-/// Enter, Leave or Error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Action {
-    Enter,
-    Leave,
-    Error,
-}
-
-impl Action {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Enter => "Enter",
-            Self::Leave => "Leave",
-            Self::Error => "Error",
-        }
-    }
-}
+/// Script groups and phases are the agent's: one vocabulary for the state
+/// machine and the runner.
+pub use otalite::agent::{ScriptGroup as Group, ScriptPhase as Action};
 
 /// Why a script step failed.
 #[derive(Debug)]
