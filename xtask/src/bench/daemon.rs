@@ -450,7 +450,13 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
+        let mut out = BufReader::new(child.stdout.take().context("server stdout")?);
+        out.read_line(&mut line)?;
+        // Keep draining: the server narrates status reports on stdout and
+        // dies of EPIPE if the pipe is closed, which hung the deployment.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
         let url = line.trim().to_string();
         if !url.starts_with("http") {
             let _ = child.kill();
