@@ -1229,6 +1229,33 @@ impl<'b> Agent<'b> {
         self.step = Step::RollbackReboot;
     }
 
+    /// The update the verified artifact makes: its provides after commit,
+    /// the inactive slot as trial, the running one to return to.
+    fn pending_from_artifact(&self) -> PendingUpdate {
+        let slots = self.slots.unwrap_or(Slots {
+            active: 0,
+            inactive: 0,
+            proven_by_root_device: false,
+        });
+        PendingUpdate {
+            provides: self.record.installed.after_commit(self.installer.header()),
+            trial_part: slots.inactive,
+            previous_part: slots.active,
+            deployment_id: self.deployment_id.clone(),
+        }
+    }
+
+    /// The install failed before the boot env was switched: the install
+    /// error and failure scripts, then the failure (nothing to undo).
+    fn install_failed_before_switch(&mut self, message: Message) {
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+        ]);
+        self.fail(message);
+    }
+
     fn download_failed(&mut self, message: Message) {
         self.push_op(Op::Script(ScriptGroup::Download, ScriptPhase::Error));
         self.fail(message);
@@ -1320,29 +1347,12 @@ impl<'b> Agent<'b> {
                 }
             }
             (Step::InstInstallEnter, None) => {
-                let header = self.installer.header();
-                let provides = self.record.installed.after_commit(header);
-                let slots = self.slots.unwrap_or(Slots {
-                    active: 0,
-                    inactive: 0,
-                    proven_by_root_device: false,
-                });
-                self.pending = PendingUpdate {
-                    provides,
-                    trial_part: slots.inactive,
-                    previous_part: slots.active,
-                    deployment_id: None,
-                };
+                self.pending = self.pending_from_artifact();
                 self.push_op(Op::Mark(Mark::Installed));
                 self.step = Step::InstSetTrial;
             }
             (Step::InstInstallEnter, Some(why)) => {
-                self.push_ops(&[
-                    Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                ]);
-                self.fail(text!("{why}"));
+                self.install_failed_before_switch(text!("{why}"));
             }
             (Step::InstSetTrial, None) => {
                 self.trial_set();
@@ -1421,12 +1431,7 @@ impl<'b> Agent<'b> {
             (Step::DepDownloadLeave, None) => self.start_call(Purpose::Downloaded),
             (Step::DepInstallEnter, None) => self.start_call(Purpose::Installing),
             (Step::DepInstallEnter, Some(why)) => {
-                self.push_ops(&[
-                    Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                ]);
-                self.fail(text!("{why}"));
+                self.install_failed_before_switch(text!("{why}"));
             }
             (Step::DepSetTrial, None) => {
                 self.trial_set();
@@ -2347,32 +2352,14 @@ impl Agent<'_> {
             Purpose::Downloaded => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
                 _ => {
-                    let header = self.installer.header();
-                    let provides = self.record.installed.after_commit(header);
-                    let slots = self.slots.unwrap_or(Slots {
-                        active: 0,
-                        inactive: 0,
-                        proven_by_root_device: false,
-                    });
-                    self.pending = PendingUpdate {
-                        provides,
-                        trial_part: slots.inactive,
-                        previous_part: slots.active,
-                        deployment_id: self.deployment_id.clone(),
-                    };
+                    self.pending = self.pending_from_artifact();
                     self.step = Step::DepInstallEnter;
                 }
             },
             Purpose::Installing => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
-                _ if self.stopping => {
-                    self.push_ops(&[
-                        Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
-                        Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                        Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                    ]);
-                    self.fail(text!("stopped by a signal before the install"));
-                }
+                _ if self.stopping => self
+                    .install_failed_before_switch(text!("stopped by a signal before the install")),
                 _ => {
                     self.push_op(Op::Mark(Mark::Installed));
                     self.step = Step::DepSetTrial;
