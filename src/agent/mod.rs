@@ -1092,7 +1092,6 @@ impl<'b> Agent<'b> {
                     self.pending.provides.artifact_name
                 );
                 self.push_op(Op::Mark(Mark::Idle));
-                self.record_idle_now();
                 Repaired::Discarded
             }
             UpdateStep::Committing(pending) => {
@@ -1107,7 +1106,6 @@ impl<'b> Agent<'b> {
                     }
                     self.push_op(Op::Mark(Mark::Committed));
                     self.set_reason(text!("committed {}", self.pending.provides.artifact_name));
-                    self.record_idle_now();
                     Repaired::FinishedCommit
                 } else {
                     error!(
@@ -1117,7 +1115,6 @@ impl<'b> Agent<'b> {
                         self.record.installed.artifact_name
                     );
                     self.push_op(Op::Mark(Mark::Idle));
-                    self.record_idle_now();
                     Repaired::CommitLost
                 }
             }
@@ -1131,16 +1128,9 @@ impl<'b> Agent<'b> {
                     self.push_op(Op::EnvRollBack);
                 }
                 self.push_op(Op::Mark(Mark::Idle));
-                self.record_idle_now();
                 Repaired::FinishedRollback
             }
         }
-    }
-
-    /// The repair's queued `Idle` decides what the command sees next (the
-    /// record itself changes when the op is persisted).
-    fn record_idle_now(&mut self) {
-        // Nothing to do: commands look at `Repaired`, not at the step.
     }
 
     // ---------------------------------------------------------------
