@@ -518,13 +518,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
     }
 
     fn open(&mut self, uri: &str, from: u64) -> Result<Source, (bool, String)> {
-        let is_http = uri.starts_with("http://") || uri.starts_with("https://");
-        if !is_http {
+        if !crate::source::is_url(uri) {
             if from > 0 {
                 return Err((false, format!("cannot resume reading {uri}")));
             }
-            let remote = crate::source::RemoteOptions::from_mender(&self.config);
-            let source = crate::source::open(uri, &remote).map_err(|e| (false, e.to_string()))?;
+            let source = crate::source::open(uri).map_err(|e| (false, e.to_string()))?;
             log::info!(
                 "installing artifact {uri}{}",
                 source
