@@ -33,8 +33,10 @@ use heapless::{String, Vec};
 
 /// Longest path or URL kept from the configuration.
 pub const MAX_PATH_LEN: usize = 256;
-/// Most entries in `ArtifactVerifyKeys` and `Servers`.
-pub const MAX_LIST_LEN: usize = 4;
+/// Most entries in `ArtifactVerifyKeys` and `Servers` (real configurations
+/// use one to three; a longer list is refused with an error naming this
+/// limit).
+pub const MAX_LIST_LEN: usize = 16;
 /// Largest configuration file accepted.
 pub const MAX_CONFIG_LEN: usize = 16 * 1024;
 
@@ -126,15 +128,51 @@ pub struct MenderConfig {
     pub grub_env_dir: Option<ConfigPath>,
 }
 
-/// Why a configuration file was refused.
+/// Why a configuration file was refused. Positions are 1-based; columns
+/// count bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file is larger than [`MAX_CONFIG_LEN`].
     TooLarge,
-    /// Not valid JSON for the expected types (or a value over capacity),
-    /// near this byte offset.
-    Syntax(usize),
+    /// Not valid JSON (or not a JSON object).
+    Syntax {
+        /// Line of the offending byte.
+        line: u32,
+        /// Column of the offending byte.
+        column: u32,
+        /// What the parser expected there.
+        reason: &'static str,
+        /// The offending byte, `None` at the end of the text.
+        found: Option<u8>,
+    },
+    /// A member's value has the wrong type or does not fit its buffer.
+    Value {
+        /// The member's name, as documented (`UpdatePollIntervalSeconds`).
+        field: &'static str,
+        /// Line of the value.
+        line: u32,
+        /// Column of the value.
+        column: u32,
+        /// What the value must be.
+        expected: &'static str,
+    },
+    /// A list member has more entries than otalite keeps.
+    TooMany {
+        /// The member's name (`ArtifactVerifyKeys`, `Servers`).
+        field: &'static str,
+        /// Line of the list.
+        line: u32,
+        /// Column of the list.
+        column: u32,
+        /// Entries in the file.
+        count: usize,
+        /// The limit ([`MAX_LIST_LEN`]).
+        limit: usize,
+    },
+    /// The text is valid JSON and every member is valid on its own, yet the
+    /// whole does not parse (a key given twice, for instance).
+    Invalid,
     /// Both `ArtifactVerifyKey` and `ArtifactVerifyKeys` are set.
     BothVerifyKeyForms,
     /// Both `ServerURL` and `Servers` are set.
@@ -147,7 +185,43 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::TooLarge => write!(f, "the configuration is larger than {MAX_CONFIG_LEN} bytes"),
-            Self::Syntax(at) => write!(f, "invalid JSON or value out of range near byte {at}"),
+            Self::Syntax {
+                line,
+                column,
+                reason,
+                found,
+            } => {
+                write!(f, "syntax error at line {line}, column {column}: {reason}")?;
+                match found {
+                    None => f.write_str(" (found the end of the file)"),
+                    Some(byte) if byte.is_ascii_graphic() => {
+                        write!(f, " (found '{}')", char::from(*byte))
+                    }
+                    Some(byte) => write!(f, " (found byte 0x{byte:02x})"),
+                }
+            }
+            Self::Value {
+                field,
+                line,
+                column,
+                expected,
+            } => write!(
+                f,
+                "{field} (line {line}, column {column}) must be {expected}"
+            ),
+            Self::TooMany {
+                field,
+                line,
+                column,
+                count,
+                limit,
+            } => write!(
+                f,
+                "{field} (line {line}, column {column}) has {count} entries; otalite supports at most {limit}"
+            ),
+            Self::Invalid => f.write_str(
+                "the configuration does not match the expected types (is a key given twice?)",
+            ),
             Self::BothVerifyKeyForms => {
                 f.write_str("both ArtifactVerifyKey and ArtifactVerifyKeys are set; use one")
             }
@@ -158,6 +232,373 @@ impl core::fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+const PATH: &str = "a string of at most 256 bytes (a path or URL)";
+const NUMBER: &str = "a whole number from 0 to 4294967295";
+const SHORT: &str = "a string of at most 16 bytes";
+
+/// Every member the parse knows: its documented name, what its value must
+/// be, and whether it is a list limited to [`MAX_LIST_LEN`].
+const FIELDS: [(&str, &str, bool); 23] = [
+    ("RootfsPartA", PATH, false),
+    ("RootfsPartB", PATH, false),
+    ("ArtifactVerifyKey", PATH, false),
+    (
+        "ArtifactVerifyKeys",
+        "a list of at most 16 strings of at most 256 bytes (paths)",
+        true,
+    ),
+    ("DeviceTypeFile", PATH, false),
+    ("ServerURL", PATH, false),
+    (
+        "Servers",
+        "a list of at most 16 objects like {\"ServerURL\": \"https://...\"} (URLs of at most 256 bytes)",
+        true,
+    ),
+    ("ServerCertificate", PATH, false),
+    ("SkipVerify", "true or false", false),
+    ("TenantToken", "a string of at most 1024 bytes", false),
+    ("UpdatePollIntervalSeconds", NUMBER, false),
+    ("InventoryPollIntervalSeconds", NUMBER, false),
+    ("RetryPollIntervalSeconds", NUMBER, false),
+    ("RetryPollCount", NUMBER, false),
+    ("StateScriptTimeoutSeconds", NUMBER, false),
+    ("StateScriptRetryTimeoutSeconds", NUMBER, false),
+    ("StateScriptRetryIntervalSeconds", NUMBER, false),
+    ("DaemonLogLevel", SHORT, false),
+    (
+        "Security",
+        "an object like {\"AuthPrivateKey\": \"/path\"} (paths of at most 256 bytes)",
+        false,
+    ),
+    (
+        "HttpsClient",
+        "an object like {\"Certificate\": \"/path\", \"Key\": \"/path\"} (paths of at most 256 bytes)",
+        false,
+    ),
+    ("DeviceKeyType", SHORT, false),
+    ("FwEnvConfig", PATH, false),
+    ("GrubEnvDir", PATH, false),
+];
+
+/// Line and column (1-based, bytes) of `offset` in `text`.
+fn position(text: &[u8], offset: usize) -> (u32, u32) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.iter().filter(|&&b| b == b'\n').count();
+    let column = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(before.len(), |newline| {
+            before.len().saturating_sub(newline).saturating_sub(1)
+        });
+    let clamp = |n: usize| u32::try_from(n.saturating_add(1)).unwrap_or(u32::MAX);
+    (clamp(line), clamp(column))
+}
+
+/// Deepest nesting the syntax check follows (real configs use 3).
+const MAX_DEPTH: usize = 32;
+
+/// A JSON syntax check that knows where it failed (serde-json-core does
+/// not report positions). Also yields the top-level members' spans.
+struct Scanner<'t> {
+    text: &'t [u8],
+    pos: usize,
+}
+
+type ScanResult<T> = Result<T, (usize, &'static str)>;
+
+impl<'t> Scanner<'t> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.pos).copied()
+    }
+
+    fn fail<T>(&self, reason: &'static str) -> ScanResult<T> {
+        Err((self.pos, reason))
+    }
+
+    fn bump(&mut self) {
+        self.pos = self.pos.saturating_add(1);
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.bump();
+        }
+    }
+
+    fn expect(&mut self, byte: u8, reason: &'static str) -> ScanResult<()> {
+        if self.peek() == Some(byte) {
+            self.bump();
+            Ok(())
+        } else {
+            self.fail(reason)
+        }
+    }
+
+    fn string(&mut self) -> ScanResult<()> {
+        self.expect(b'"', "expected a string")?;
+        loop {
+            match self.peek() {
+                None => return self.fail("unterminated string"),
+                Some(b'"') => {
+                    self.bump();
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.bump();
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.bump();
+                        }
+                        Some(b'u') => {
+                            self.bump();
+                            for _ in 0..4 {
+                                if !self.peek().is_some_and(|b| b.is_ascii_hexdigit()) {
+                                    return self.fail("expected 4 hex digits after \\u");
+                                }
+                                self.bump();
+                            }
+                        }
+                        _ => return self.fail("invalid escape in a string"),
+                    }
+                }
+                Some(byte) if byte < 0x20 => {
+                    return self.fail("control character in a string (escape it)")
+                }
+                Some(_) => self.bump(),
+            }
+        }
+    }
+
+    fn digits(&mut self) -> ScanResult<()> {
+        if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return self.fail("expected a digit");
+        }
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.bump();
+        }
+        Ok(())
+    }
+
+    fn number(&mut self) -> ScanResult<()> {
+        if self.peek() == Some(b'-') {
+            self.bump();
+        }
+        if self.peek() == Some(b'0') {
+            self.bump();
+        } else {
+            self.digits()?;
+        }
+        if self.peek() == Some(b'.') {
+            self.bump();
+            self.digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.bump();
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.bump();
+            }
+            self.digits()?;
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> ScanResult<()> {
+        let end = self.pos.saturating_add(word.len());
+        if self.text.get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(())
+        } else {
+            self.fail("expected a value (a string, number, object, list, true, false or null)")
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> ScanResult<()> {
+        if depth > MAX_DEPTH {
+            return self.fail("nested too deeply");
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth, |_, _, _| {}),
+            Some(b'[') => {
+                self.bump();
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.bump();
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth.saturating_add(1))?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.bump(),
+                        Some(b']') => {
+                            self.bump();
+                            return Ok(());
+                        }
+                        _ => return self.fail("expected ',' or ']' in a list"),
+                    }
+                }
+            }
+            Some(b'"') => self.string(),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => {
+                self.fail("expected a value (a string, number, object, list, true, false or null)")
+            }
+        }
+    }
+
+    /// An object; `member(key span, value start, value end)` for each
+    /// member (the key span includes its quotes).
+    fn object(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut((usize, usize), usize, usize),
+    ) -> ScanResult<()> {
+        self.expect(b'{', "expected '{'")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.bump();
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key_start = self.pos;
+            if self.peek() != Some(b'"') {
+                return self.fail("expected a string key");
+            }
+            self.string()?;
+            let key = (key_start, self.pos);
+            self.ws();
+            self.expect(b':', "expected ':' after the key")?;
+            self.ws();
+            let value_start = self.pos;
+            self.value(depth.saturating_add(1))?;
+            member(key, value_start, self.pos);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.bump(),
+                Some(b'}') => {
+                    self.bump();
+                    return Ok(());
+                }
+                _ => return self.fail("expected ',' or '}' after a member"),
+            }
+        }
+    }
+
+    /// The whole text: one object, nothing after it.
+    fn config(&mut self, member: impl FnMut((usize, usize), usize, usize)) -> ScanResult<()> {
+        self.ws();
+        if self.peek() != Some(b'{') {
+            return self.fail("the configuration must be a JSON object ('{ ... }')");
+        }
+        self.object(0, member)?;
+        self.ws();
+        if self.pos < self.text.len() {
+            return self.fail("unexpected text after the configuration object");
+        }
+        Ok(())
+    }
+}
+
+/// Entries of the JSON list `value` (already syntax-checked).
+fn list_len(value: &[u8]) -> usize {
+    let mut scanner = Scanner {
+        text: value,
+        pos: 0,
+    };
+    if scanner.peek() != Some(b'[') {
+        return 0;
+    }
+    scanner.bump();
+    let mut count = 0usize;
+    loop {
+        scanner.ws();
+        if matches!(scanner.peek(), Some(b']') | None) {
+            return count;
+        }
+        if scanner.value(1).is_err() {
+            return count;
+        }
+        count = count.saturating_add(1);
+        scanner.ws();
+        if scanner.peek() == Some(b',') {
+            scanner.bump();
+        }
+    }
+}
+
+/// Explains why the typed parse refused `text`: the syntax error's
+/// position, or the first member whose value alone does not parse.
+fn diagnose(text: &[u8], scratch: &mut [u8]) -> ConfigError {
+    let mut members: heapless::Vec<((usize, usize), usize, usize), 64> = heapless::Vec::new();
+    let mut scanner = Scanner { text, pos: 0 };
+    // Past 64 members (no real configuration has that many), the rest are
+    // syntax-checked but not diagnosed one by one.
+    if let Err((offset, reason)) = scanner.config(|key, start, end| {
+        let _ = members.push((key, start, end));
+    }) {
+        let (line, column) = position(text, offset);
+        return ConfigError::Syntax {
+            line,
+            column,
+            reason,
+            found: text.get(offset).copied(),
+        };
+    }
+    for ((key_start, key_end), start, end) in members {
+        let key = text
+            .get(key_start.saturating_add(1)..key_end.saturating_sub(1))
+            .unwrap_or_default();
+        let Some(&(field, expected, is_list)) = FIELDS
+            .iter()
+            .find(|(name, _, _)| name.as_bytes().eq_ignore_ascii_case(key))
+        else {
+            continue;
+        };
+        let value = text.get(start..end).unwrap_or_default();
+        let (line, column) = position(text, start);
+        if is_list {
+            let count = list_len(value);
+            if count > MAX_LIST_LEN {
+                return ConfigError::TooMany {
+                    field,
+                    line,
+                    column,
+                    count,
+                    limit: MAX_LIST_LEN,
+                };
+            }
+        }
+        // `{"<lower-case key>":<value>}` alone through the typed parse.
+        let len = key.len().saturating_add(value.len()).saturating_add(5);
+        let Some(single) = scratch.get_mut(..len) else {
+            continue;
+        };
+        let mut at = 0usize;
+        for part in [b"{\"".as_slice(), key, b"\":", value, b"}"] {
+            let next = at.saturating_add(part.len());
+            if let Some(slot) = single.get_mut(at..next) {
+                slot.copy_from_slice(part);
+            }
+            at = next;
+        }
+        lowercase_keys(single);
+        if serde_json_core::from_slice::<MenderConfig>(single).is_err() {
+            return ConfigError::Value {
+                field,
+                line,
+                column,
+                expected,
+            };
+        }
+    }
+    ConfigError::Invalid
+}
 
 /// Lower-cases every object key of the JSON text in place (values are left
 /// alone), so that the typed parse can match keys case-insensitively.
@@ -236,8 +677,13 @@ impl MenderConfig {
             .rposition(|b| !b.is_ascii_whitespace())
             .map_or(0, |p| p + 1);
         let json = copy.get(..trimmed_len).unwrap_or_default();
-        let (mut config, _) = serde_json_core::from_slice::<Self>(json)
-            .map_err(|_| ConfigError::Syntax(first_difference_hint(json)))?;
+        // Strict JSON first, as the reference's decoder (serde-json-core
+        // skips unknown members leniently and reports no position).
+        let syntax = Scanner { text: json, pos: 0 }.config(|_, _, _| {});
+        let parsed = serde_json_core::from_slice::<Self>(json);
+        let (Ok(()), Ok((mut config, _))) = (syntax, parsed) else {
+            return Err(diagnose(text, scratch));
+        };
         config.unescape_all();
         config.validate()?;
         Ok(config)
@@ -383,17 +829,10 @@ impl MenderConfig {
     }
 }
 
-/// A rough position for syntax errors: serde-json-core does not report one,
-/// so point at the first byte that is not part of a plausible JSON text.
-fn first_difference_hint(json: &[u8]) -> usize {
-    json.iter()
-        .position(|&b| !(b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::format;
 
     fn parse(text: &str) -> Result<MenderConfig, ConfigError> {
         let mut scratch = [0u8; MAX_CONFIG_LEN];
@@ -428,13 +867,89 @@ mod tests {
         );
     }
 
+    fn message(text: &str) -> std::string::String {
+        std::string::ToString::to_string(&parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        assert_eq!(
+            message("{\n  \"RootfsPartA\": \"/dev/x\", bad\n}"),
+            "syntax error at line 2, column 28: expected a string key (found 'b')"
+        );
+        assert_eq!(
+            message("{"),
+            "syntax error at line 1, column 2: expected a string key (found the end of the file)"
+        );
+        assert_eq!(
+            message("{\"a\": 1,\n\"b\": [1 2]}"),
+            "syntax error at line 2, column 9: expected ',' or ']' in a list (found '2')"
+        );
+        assert_eq!(
+            message("[]"),
+            "syntax error at line 1, column 1: the configuration must be a JSON object ('{ ... }') (found '[')"
+        );
+        assert_eq!(
+            message("{} x"),
+            "syntax error at line 1, column 4: unexpected text after the configuration object (found 'x')"
+        );
+        assert_eq!(
+            message("{\"a\": \"x\ty\"}"),
+            "syntax error at line 1, column 9: control character in a string (escape it) (found byte 0x09)"
+        );
+        assert!(message("{\"a\": tru}").contains("column 7: expected a value"));
+    }
+
+    #[test]
+    fn value_errors_name_the_field() {
+        assert_eq!(
+            message("{\"Unknown\": [1],\n \"updatePollIntervalSeconds\": \"x\"}"),
+            "UpdatePollIntervalSeconds (line 2, column 31) must be a whole number from 0 to 4294967295"
+        );
+        let negative = message(r#"{"RetryPollCount": -1}"#);
+        assert!(
+            negative.starts_with("RetryPollCount (line 1, column 20) must be"),
+            "{negative}"
+        );
+        let long = "x".repeat(300);
+        assert!(message(&format!(r#"{{"RootfsPartA": "{long}"}}"#))
+            .starts_with("RootfsPartA (line 1, column 17) must be a string of at most 256 bytes"));
+        assert!(message(r#"{"Security": {"AuthPrivateKey": 1}}"#)
+            .starts_with("Security (line 1, column 14)"));
+        assert!(message(r#"{"SkipVerify": "yes"}"#).contains("true or false"));
+    }
+
+    #[test]
+    fn list_capacities() {
+        let keys = |n: usize| {
+            let list: std::vec::Vec<std::string::String> = (0..n)
+                .map(|i| format!("\"/etc/mender/key{i}.pem\""))
+                .collect();
+            format!("{{\"ArtifactVerifyKeys\": [{}]}}", list.join(","))
+        };
+        assert_eq!(parse(&keys(5)).unwrap().verify_key_paths().count(), 5);
+        assert_eq!(
+            parse(&keys(MAX_LIST_LEN))
+                .unwrap()
+                .verify_key_paths()
+                .count(),
+            MAX_LIST_LEN
+        );
+        assert_eq!(
+            message(&keys(MAX_LIST_LEN + 1)),
+            "ArtifactVerifyKeys (line 1, column 24) has 17 entries; otalite supports at most 16"
+        );
+        let servers: std::vec::Vec<std::string::String> = (0..17)
+            .map(|i| format!("{{\"ServerURL\": \"https://s{i}\"}}"))
+            .collect();
+        assert!(
+            message(&format!("{{\"Servers\": [{}]}}", servers.join(",")))
+                .contains("has 17 entries; otalite supports at most 16")
+        );
+    }
+
     #[test]
     fn errors() {
-        assert!(matches!(parse("{"), Err(ConfigError::Syntax(_))));
-        assert!(matches!(
-            parse(r#"{"RootfsPartA": 5}"#),
-            Err(ConfigError::Syntax(_))
-        ));
         assert_eq!(
             parse(r#"{"ArtifactVerifyKey":"a","ArtifactVerifyKeys":["b"]}"#),
             Err(ConfigError::BothVerifyKeyForms)

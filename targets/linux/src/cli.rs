@@ -1,14 +1,26 @@
-//! Command-line parsing, compatible with the reference `mender` 3.x:
-//! global options may come before or after the verb.
+//! Command-line parsing, compatible with the reference `mender` 3.4: the
+//! same global options and verbs, the same exit codes for usage errors (1,
+//! and 3 for an unknown verb). Global options may come before or after the
+//! verb. Arguments are `OsString`s: a path that is not valid UTF-8 is kept
+//! as it is, any other non-UTF-8 argument is a usage error (never a panic).
 
+use lexopt::prelude::*;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+
+/// Exit code of a usage error (the reference's).
+pub const EXIT_USAGE: i32 = 1;
+/// Exit code of an unknown verb (the reference's "No help topic").
+pub const EXIT_UNKNOWN_VERB: i32 = 3;
 
 /// The verbs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// `install <file|URL>`.
     Install {
-        location: String,
+        /// The artifact: a file path, `-` (stdin) or an http(s) URL.
+        location: OsString,
+        /// `--reboot-exit-code`: exit 4 when a reboot is needed.
         reboot_exit_code: bool,
     },
     /// `commit`.
@@ -25,40 +37,93 @@ pub enum Command {
     CheckUpdate,
     /// `send-inventory`: SIGUSR2 to the daemon.
     SendInventory,
+    /// `status [--json]` (otalite): the persisted step, slots and boot env.
+    Status {
+        /// `--json`: one JSON object instead of text.
+        json: bool,
+    },
+    /// A reference verb otalite does not implement (`bootstrap`, `setup`,
+    /// `snapshot`): refused with a clear message.
+    Unsupported(&'static str),
     /// `--version`.
     Version,
-    /// `--help` or `help`.
-    Help,
+    /// `--help`, `help`, `help <verb>` or `<verb> --help`: the text to print.
+    Help(&'static str),
 }
 
 /// Parsed arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
+    /// `-c/--config`.
     pub config: Option<PathBuf>,
+    /// `-b/--fallback-config`.
     pub fallback_config: Option<PathBuf>,
+    /// `-d/--data`.
     pub data: Option<PathBuf>,
+    /// `-l/--log-level`.
     pub log_level: Option<String>,
+    /// `-L/--log-file`.
     pub log_file: Option<PathBuf>,
+    /// `-E/--trusted-certs`.
+    pub trusted_certs: Option<PathBuf>,
+    /// `--passphrase-file`.
+    pub passphrase_file: Option<PathBuf>,
+    /// `--skipverify` (or `--skip-verify`).
     pub skip_verify: bool,
+    /// `--no-syslog`.
+    pub no_syslog: bool,
+    /// `-F/--forcebootstrap`.
+    pub force_bootstrap: bool,
+    /// The verb.
     pub command: Command,
 }
 
+/// A usage error: the message and the exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError {
+    /// What is wrong, for the user.
+    pub message: String,
+    /// [`EXIT_USAGE`] or [`EXIT_UNKNOWN_VERB`].
+    pub code: i32,
+}
+
+impl UsageError {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: format!("{}; see 'otalite --help'", message.into()),
+            code: EXIT_USAGE,
+        }
+    }
+}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(error: lexopt::Error) -> Self {
+        Self::usage(error.to_string())
+    }
+}
+
+/// `otalite --help`.
 pub const USAGE: &str = "\
-otalite - over-the-air A/B updates for Mender Artifacts
+NAME:
+   otalite - over-the-air A/B updates for Mender Artifacts (a drop-in for the mender client)
 
 USAGE:
    otalite [global options] command [command options] [arguments...]
 
 COMMANDS:
-   install <file|URL>  Install a Mender Artifact into the inactive partition
-                       (--reboot-exit-code: exit 4 when a reboot is needed)
-   commit              Commit the running update. Returns (2) if no update in progress.
-   rollback            Roll back the update. Returns (2) if no update in progress.
-   show-artifact       Print the current artifact name.
-   show-provides       Print the current provides.
-   daemon              Run as a service managed by a Mender server.
-   check-update        Make the running daemon check for an update now.
-   send-inventory      Make the running daemon send its inventory now.
+   bootstrap       Not supported: the daemon authenticates by itself.
+   check-update    Force update check.
+   commit          Commit current Artifact. Returns (2) if no update in progress.
+   daemon          Start the client as a background service.
+   install         Mender Artifact to install - local file or a `URL`.
+   rollback        Rollback current Artifact. Returns (2) if no update in progress.
+   send-inventory  Force inventory update.
+   setup           Not supported: write mender.conf yourself.
+   snapshot        Not supported.
+   show-artifact   Print the current artifact name to the command line and exit.
+   show-provides   Print the current provides to the command line and exit.
+   status          Print the update step, pending deployment, slots and boot env (--json).
+   help, h         Shows a list of commands or help for one command
 
 GLOBAL OPTIONS:
    --config FILE, -c FILE           Configuration FILE path. (default: \"/etc/mender/mender.conf\")
@@ -66,121 +131,268 @@ GLOBAL OPTIONS:
    --data DIR, -d DIR               State data DIRECTORY path. (default: \"/var/lib/mender\")
    --log-file FILE, -L FILE         FILE to log to (default: standard error).
    --log-level level, -l level      debug, info, warning, error. (default: \"info\")
-   --skipverify                     Skip TLS certificate verification.
-   --no-syslog                      Accepted for compatibility (otalite logs to stderr).
-   --help, -h                       Show this help.
-   --version, -v                    Print the version.
+   --trusted-certs FILE, -E FILE    Trusted server certificates FILE path (overrides ServerCertificate).
+   --forcebootstrap, -F             Accepted for compatibility (the daemon always authenticates at start).
+   --no-syslog                      Disable logging to syslog. (default: false)
+   --skipverify                     Skip certificate verification. (default: false)
+   --passphrase-file FILE           Not supported (encrypted device keys): refused.
+   --help, -h                       show help (default: false)
+   --version, -v                    print the version (default: false)
+
+EXIT CODES:
+   0 success, 1 error or usage error, 2 nothing to commit or roll back,
+   3 unknown command, 4 installed and a reboot is needed (--reboot-exit-code).
 ";
+
+const HELP_INSTALL: &str = "\
+NAME:
+   otalite install - Mender Artifact to install - local file or a `URL`.
+
+USAGE:
+   otalite install [command options] <IMAGEURL>
+
+OPTIONS:
+   --reboot-exit-code       Return exit code 4 if a manual reboot is required after the Artifact installation. (default: false)
+   --help, -h               show help (default: false)
+";
+
+const HELP_STATUS: &str = "\
+NAME:
+   otalite status - Print the persisted update step, the pending deployment,
+   the A/B slots and the boot environment values that matter.
+
+USAGE:
+   otalite status [--json]
+
+OPTIONS:
+   --json       One JSON object on standard output. (default: false)
+   --help, -h   show help (default: false)
+";
+
+/// `(verb, one-line description)` for the verbs with no options.
+const SIMPLE_VERBS: [(&str, &str); 9] = [
+    ("commit", "otalite commit - Commit current Artifact. Returns (2) if no update in progress."),
+    ("rollback", "otalite rollback - Rollback current Artifact. Returns (2) if no update in progress."),
+    ("show-artifact", "otalite show-artifact - Print the current artifact name to the command line and exit."),
+    ("show-provides", "otalite show-provides - Print the current provides to the command line and exit."),
+    ("daemon", "otalite daemon - Start the client as a background service."),
+    ("check-update", "otalite check-update - Force update check (signals the running daemon; exit 1 when none runs)."),
+    ("send-inventory", "otalite send-inventory - Force inventory update (signals the running daemon; exit 1 when none runs)."),
+    ("bootstrap", "otalite bootstrap - Not supported by otalite: the daemon authenticates at start."),
+    ("setup", "otalite setup - Not supported by otalite: write mender.conf yourself."),
+];
+
+const HELP_SNAPSHOT: &str = "\
+NAME:
+   otalite snapshot - Not supported by otalite.
+";
+
+/// Every verb name (and its aliases).
+const VERBS: [&str; 15] = [
+    "install",
+    "commit",
+    "rollback",
+    "show-artifact",
+    "show-provides",
+    "daemon",
+    "check-update",
+    "send-inventory",
+    "status",
+    "bootstrap",
+    "setup",
+    "snapshot",
+    "help",
+    "h",
+    "version",
+];
+
+/// The help text of `verb`, `None` when there is no such verb.
+fn verb_help(verb: &str) -> Option<&'static str> {
+    match verb {
+        "install" => Some(HELP_INSTALL),
+        "status" => Some(HELP_STATUS),
+        "snapshot" => Some(HELP_SNAPSHOT),
+        "help" | "h" => Some(USAGE),
+        _ => SIMPLE_VERBS
+            .iter()
+            .find(|(name, _)| *name == verb)
+            .map(|(_, text)| *text),
+    }
+}
+
+/// The text `otalite <verb> --help` prints.
+fn help_for(verb: &str) -> Command {
+    match verb_help(verb) {
+        Some(text) if SIMPLE_VERBS.iter().any(|(name, _)| *name == verb) => {
+            // Leaked once per process (help is printed and the process exits).
+            let text = format!(
+                "NAME:\n   {text}\n\nUSAGE:\n   otalite {verb}\n\nOPTIONS:\n   --help, -h  show help (default: false)\n"
+            );
+            Command::Help(String::leak(text))
+        }
+        Some(text) => Command::Help(text),
+        None => Command::Help(USAGE),
+    }
+}
+
+fn unknown_verb(verb: &OsStr) -> UsageError {
+    UsageError {
+        message: format!(
+            "unknown command '{}'; see 'otalite --help'",
+            verb.to_string_lossy().escape_debug()
+        ),
+        code: EXIT_UNKNOWN_VERB,
+    }
+}
+
+fn path(value: OsString) -> PathBuf {
+    PathBuf::from(value)
+}
+
+fn text(option: &str, value: OsString) -> Result<String, UsageError> {
+    value.into_string().map_err(|value| {
+        UsageError::usage(format!(
+            "the value of {option} is not valid UTF-8: {}",
+            value.to_string_lossy().escape_debug()
+        ))
+    })
+}
 
 /// Parses `args` (without the program name).
 ///
 /// # Errors
-/// A message for the user.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+/// A usage error: the message and the exit code (1, or 3 for an unknown
+/// verb).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // `-install` and friends: a common slip, worth a precise message.
+    for arg in &args {
+        if let Some(name) = arg.to_str().and_then(|a| a.strip_prefix('-')) {
+            if !name.starts_with('-') && VERBS.contains(&name) && name.len() > 1 {
+                return Err(UsageError::usage(format!(
+                    "'-{name}' is not supported: use the verb without a dash (e.g. 'otalite {name}')"
+                )));
+            }
+        }
+    }
     let mut parsed = Args {
         config: None,
         fallback_config: None,
         data: None,
         log_level: None,
         log_file: None,
+        trusted_certs: None,
+        passphrase_file: None,
         skip_verify: false,
-        command: Command::Help,
+        no_syslog: false,
+        force_bootstrap: false,
+        command: Command::Help(USAGE),
     };
-    let mut verb: Option<String> = None;
-    let mut operands: Vec<String> = Vec::new();
+    let mut verb: Option<OsString> = None;
+    let mut operands: Vec<OsString> = Vec::new();
     let mut reboot_exit_code = false;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => {
-                (name.to_string(), Some(value.to_string()))
+    let mut json = false;
+    let mut help = false;
+    let mut version = false;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('c') | Long("config") => parsed.config = Some(path(parser.value()?)),
+            Short('b') | Long("fallback-config") => {
+                parsed.fallback_config = Some(path(parser.value()?));
             }
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("option {what} needs a value"))
-        };
-        match name.as_str() {
-            "-c" | "--config" => parsed.config = Some(value(&name)?.into()),
-            "-b" | "--fallback-config" => parsed.fallback_config = Some(value(&name)?.into()),
-            "-d" | "--data" => parsed.data = Some(value(&name)?.into()),
-            "-l" | "--log-level" => parsed.log_level = Some(value(&name)?),
-            "-L" | "--log-file" => parsed.log_file = Some(value(&name)?.into()),
-            "-E" | "--trusted-certs" | "--passphrase-file" => {
-                let _ = value(&name)?;
+            Short('d') | Long("data") => parsed.data = Some(path(parser.value()?)),
+            Short('l') | Long("log-level") => {
+                parsed.log_level = Some(text("--log-level", parser.value()?)?);
             }
-            "--skipverify" => parsed.skip_verify = true,
-            "--no-syslog" | "-F" | "--forcebootstrap" => {}
-            "--reboot-exit-code" => reboot_exit_code = true,
-            "-h" | "--help" => {
-                return Ok(Args {
-                    command: Command::Help,
-                    ..parsed
-                })
+            Short('L') | Long("log-file") => parsed.log_file = Some(path(parser.value()?)),
+            Short('E') | Long("trusted-certs") => {
+                parsed.trusted_certs = Some(path(parser.value()?));
             }
-            "-v" | "--version" => {
-                return Ok(Args {
-                    command: Command::Version,
-                    ..parsed
-                })
-            }
-            flag if flag.starts_with('-') && flag != "-" => {
-                if verb.is_none() && !flag.starts_with("--") && flag.len() > 2 {
-                    return Err(format!(
-                        "'{flag}' is not supported: use the verb without a dash (e.g. 'otalite {}')",
-                        flag.trim_start_matches('-')
-                    ));
-                }
-                return Err(format!("unknown option {flag}"));
-            }
-            _ if verb.is_none() => verb = Some(arg),
-            _ => operands.push(arg),
+            Long("passphrase-file") => parsed.passphrase_file = Some(path(parser.value()?)),
+            Long("skipverify" | "skip-verify") => parsed.skip_verify = true,
+            Long("no-syslog") => parsed.no_syslog = true,
+            Short('F') | Long("forcebootstrap") => parsed.force_bootstrap = true,
+            Long("reboot-exit-code") => reboot_exit_code = true,
+            Long("json") => json = true,
+            Short('h') | Long("help") => help = true,
+            Short('v') | Long("version") => version = true,
+            Value(value) if verb.is_none() => verb = Some(value),
+            Value(value) => operands.push(value),
+            other => return Err(other.unexpected().into()),
         }
     }
-    let no_operands = |verb: &str, operands: &[String]| {
-        if operands.is_empty() {
-            Ok(())
+    let verb_name = match &verb {
+        None => None,
+        Some(raw) => Some(raw.to_str().ok_or_else(|| unknown_verb(raw))?),
+    };
+    if version && verb_name.is_none() {
+        parsed.command = Command::Version;
+        return Ok(parsed);
+    }
+    if help {
+        parsed.command = match verb_name {
+            None => Command::Help(USAGE),
+            Some(name) if verb_help(name).is_some() => help_for(name),
+            Some(_) => return Err(unknown_verb(verb.as_deref().unwrap_or_default())),
+        };
+        return Ok(parsed);
+    }
+    let no_operands = |command: Command| {
+        if let Some(extra) = operands.first() {
+            Err(UsageError::usage(format!(
+                "'{}' takes no arguments (got '{}')",
+                verb_name.unwrap_or_default(),
+                extra.to_string_lossy().escape_debug()
+            )))
         } else {
-            Err(format!("'{verb}' takes no arguments"))
+            Ok(command)
         }
     };
-    parsed.command = match verb.as_deref() {
-        None | Some("help" | "h") => Command::Help,
+    parsed.command = match verb_name {
+        None => Command::Help(USAGE),
+        Some("help" | "h") => match operands.as_slice() {
+            [] => Command::Help(USAGE),
+            [topic] => match topic.to_str().filter(|t| verb_help(t).is_some()) {
+                Some(topic) => help_for(topic),
+                None => return Err(unknown_verb(topic)),
+            },
+            _ => return Err(UsageError::usage("help takes at most one command")),
+        },
+        Some("version") => no_operands(Command::Version)?,
         Some("install") => match operands.as_slice() {
             [location] => Command::Install {
                 location: location.clone(),
                 reboot_exit_code,
             },
-            [] => return Err("install needs the artifact: a file path or an http(s) URL".into()),
-            _ => return Err("install takes exactly one artifact".into()),
+            [] => {
+                return Err(UsageError::usage(
+                    "install needs the artifact: a file path or an http(s) URL",
+                ))
+            }
+            _ => return Err(UsageError::usage("install takes exactly one artifact")),
         },
-        Some("commit") => no_operands("commit", &operands).map(|()| Command::Commit)?,
-        Some("rollback") => no_operands("rollback", &operands).map(|()| Command::Rollback)?,
-        Some("show-artifact") => {
-            no_operands("show-artifact", &operands).map(|()| Command::ShowArtifact)?
-        }
-        Some("show-provides") => {
-            no_operands("show-provides", &operands).map(|()| Command::ShowProvides)?
-        }
-        Some("daemon") => no_operands("daemon", &operands).map(|()| Command::Daemon)?,
-        Some("check-update") => {
-            no_operands("check-update", &operands).map(|()| Command::CheckUpdate)?
-        }
-        Some("send-inventory") => {
-            no_operands("send-inventory", &operands).map(|()| Command::SendInventory)?
-        }
-        Some(other @ ("bootstrap" | "setup" | "snapshot")) => {
-            return Err(format!(
-                "'{other}' is not available in this version of otalite"
-            ))
-        }
-        Some(other) => return Err(format!("unknown command '{other}'; see 'otalite --help'")),
+        Some("commit") => no_operands(Command::Commit)?,
+        Some("rollback") => no_operands(Command::Rollback)?,
+        Some("show-artifact") => no_operands(Command::ShowArtifact)?,
+        Some("show-provides") => no_operands(Command::ShowProvides)?,
+        Some("daemon") => no_operands(Command::Daemon)?,
+        Some("check-update") => no_operands(Command::CheckUpdate)?,
+        Some("send-inventory") => no_operands(Command::SendInventory)?,
+        Some("status") => no_operands(Command::Status { json })?,
+        Some("bootstrap") => Command::Unsupported("bootstrap"),
+        Some("setup") => Command::Unsupported("setup"),
+        Some("snapshot") => Command::Unsupported("snapshot"),
+        Some(_) => return Err(unknown_verb(verb.as_deref().unwrap_or_default())),
     };
     if reboot_exit_code && !matches!(parsed.command, Command::Install { .. }) {
-        return Err("--reboot-exit-code goes with install".into());
+        return Err(UsageError::usage("--reboot-exit-code goes with install"));
+    }
+    if json && !matches!(parsed.command, Command::Status { .. }) {
+        return Err(UsageError::usage("--json goes with status"));
+    }
+    if version {
+        parsed.command = Command::Version;
     }
     Ok(parsed)
 }
@@ -189,8 +401,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Args, String> {
-        parse(args.iter().map(|s| s.to_string()))
+    fn p(args: &[&str]) -> Result<Args, UsageError> {
+        parse(args.iter().map(OsString::from))
     }
 
     #[test]
@@ -218,16 +430,54 @@ mod tests {
             p(&["--config=/y", "commit"]).unwrap().command,
             Command::Commit
         );
+        assert_eq!(
+            p(&["status", "--json", "--no-syslog"]).unwrap().command,
+            Command::Status { json: true }
+        );
     }
 
     #[test]
     fn errors_are_clear() {
-        assert!(p(&["-install", "x"])
-            .unwrap_err()
-            .contains("without a dash"));
-        assert!(p(&["install"]).unwrap_err().contains("needs the artifact"));
-        assert!(p(&["frobnicate"]).unwrap_err().contains("unknown command"));
-        assert!(p(&["commit", "extra"]).is_err());
-        assert!(p(&["-c"]).unwrap_err().contains("needs a value"));
+        let err = |args: &[&str]| p(args).unwrap_err();
+        assert!(err(&["-install", "x"]).message.contains("without a dash"));
+        assert!(err(&["install"]).message.contains("needs the artifact"));
+        assert_eq!(err(&["frobnicate"]).code, EXIT_UNKNOWN_VERB);
+        assert_eq!(err(&["help", "frobnicate"]).code, EXIT_UNKNOWN_VERB);
+        assert_eq!(err(&["commit", "extra"]).code, EXIT_USAGE);
+        assert!(err(&["-c"]).message.contains("missing argument"));
+        assert!(err(&["--bogus"]).message.contains("--bogus"));
+        assert!(err(&["commit", "--json"]).message.contains("status"));
+    }
+
+    #[test]
+    fn per_verb_help() {
+        for args in [
+            &["install", "--help"][..],
+            &["help", "install"],
+            &["-h", "install"],
+        ] {
+            assert_eq!(p(args).unwrap().command, Command::Help(HELP_INSTALL));
+        }
+        match p(&["commit", "-h"]).unwrap().command {
+            Command::Help(text) => assert!(text.contains("otalite commit"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p(&[]).unwrap().command, Command::Help(USAGE));
+        assert_eq!(p(&["-v"]).unwrap().command, Command::Version);
+    }
+
+    #[test]
+    fn non_utf8_arguments() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'/', 0xff, b'x']);
+        let a = parse([OsString::from("-c"), bad.clone(), OsString::from("commit")]).unwrap();
+        assert_eq!(a.config.unwrap().into_os_string(), bad);
+        let a = parse([OsString::from("install"), bad.clone()]).unwrap();
+        assert!(matches!(a.command, Command::Install { location, .. } if location == bad));
+        assert_eq!(parse([bad.clone()]).unwrap_err().code, EXIT_UNKNOWN_VERB);
+        assert_eq!(
+            parse([OsString::from("-l"), bad]).unwrap_err().code,
+            EXIT_USAGE
+        );
     }
 }

@@ -138,15 +138,14 @@ pub fn run_daemon<B: BootControl>(
     };
     let mut agent =
         Agent::new(agent_config, record, boot_state, buffers()?).map_err(Failure::error)?;
-    let pid_file = crate::signals::pid_file(&paths.data_dir);
-    otalite_host::fs::atomic_write(&pid_file, format!("{}\n", std::process::id()).as_bytes())
-        .map_err(|e| Failure::error(format!("cannot write {}: {e}", pid_file.display())))?;
+    // Held (written and flock-ed) until the daemon returns; removed on drop.
+    let pid_lock = crate::signals::PidLock::acquire(&paths.data_dir).map_err(Failure::error)?;
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
     let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
     host.server = Some(ServerIo { client, key });
     host.wake = Some(wake);
     let ended = host.run(&mut agent, None);
-    let _ = std::fs::remove_file(&pid_file);
+    drop(pid_lock);
     log::info!("otalite daemon stopped");
     match ended {
         Ended::Exited {

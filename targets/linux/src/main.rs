@@ -12,93 +12,202 @@ mod daemon;
 mod logger;
 mod signals;
 mod standalone;
+mod status;
 
 use otalite::board::MenderBootControl;
+use otalite::config::MenderConfig;
 use otalite_host::paths::Paths;
-use standalone::{Failure, Verb, EXIT_ERROR, EXIT_OK};
+use standalone::{Failure, Verb, EXIT_OK};
 use std::process::ExitCode;
 
-fn run() -> Result<i32, Failure> {
-    let args = cli::parse(std::env::args().skip(1)).map_err(|message| Failure {
-        message,
-        code: EXIT_ERROR,
-    })?;
-    let level =
-        logger::parse_level(args.log_level.as_deref().unwrap_or("info")).map_err(|message| {
-            Failure {
-                message,
-                code: EXIT_ERROR,
-            }
+/// `otalite --version`: the version and what this build is.
+fn version() -> String {
+    format!(
+        "otalite {} (commit {}, target {}, {} build)\n\
+         features: payloads none/gzip/xz/zstd, signatures RSA/ECDSA P-256, \
+         boot env u-boot/grub, syslog/journald logging\n\
+         compatible with: mender client 3.4 command line, Mender Artifact format 3 (and 2)\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("OTALITE_GIT_COMMIT"),
+        env!("OTALITE_TARGET"),
+        env!("OTALITE_PROFILE"),
+    )
+}
+
+/// The configuration for a debug log: secrets replaced.
+fn redacted(config: &MenderConfig) -> MenderConfig {
+    let mut shown = config.clone();
+    if shown.tenant_token.is_some() {
+        shown.tenant_token = heapless::String::try_from("<redacted>").ok();
+    }
+    shown
+}
+
+fn load_config(args: &cli::Args, paths: &Paths) -> Result<MenderConfig, Failure> {
+    for (what, path, given) in [
+        (
+            "fallback configuration",
+            &paths.fallback_config,
+            args.fallback_config.is_some(),
+        ),
+        ("configuration", &paths.config, args.config.is_some()),
+    ] {
+        if path.exists() {
+            log::debug!("reading the {what} {}", path.display());
+        } else if given {
+            // The reference silently uses defaults; a path given on the
+            // command line that does not exist is almost always a typo.
+            return Err(Failure::error(format!(
+                "the {what} file {} given on the command line does not exist",
+                path.display()
+            )));
+        } else {
+            log::debug!("{what} file {} does not exist (defaults)", path.display());
+        }
+    }
+    let mut config = paths
+        .load_config()
+        .map_err(|e| Failure::error(e.to_string()))?;
+    // `--skipverify` overrides `SkipVerify`, as in the reference.
+    if args.skip_verify {
+        log::debug!("--skipverify: TLS certificates are not verified");
+        config.skip_verify = Some(true);
+    }
+    if let Some(certs) = &args.trusted_certs {
+        std::fs::File::open(certs).map_err(|e| {
+            Failure::error(format!(
+                "cannot read the trusted certificates {} (-E): {e}",
+                certs.display()
+            ))
         })?;
-    let out: Box<dyn std::io::Write + Send> = match &args.log_file {
-        Some(path) => Box::new(
+        let text = certs.to_str().ok_or_else(|| {
+            Failure::error(format!(
+                "the trusted certificates path {} (-E) is not valid UTF-8",
+                certs.display()
+            ))
+        })?;
+        config.server_certificate = Some(heapless::String::try_from(text).map_err(|_| {
+            Failure::error(format!(
+                "the trusted certificates path (-E) is longer than {} bytes",
+                otalite::config::MAX_PATH_LEN
+            ))
+        })?);
+        log::debug!("-E {text}: used as ServerCertificate");
+    }
+    log::debug!("configuration: {:?}", redacted(&config));
+    Ok(config)
+}
+
+fn run() -> Result<i32, Failure> {
+    let args = cli::parse(std::env::args_os().skip(1)).map_err(|e| Failure {
+        message: e.message,
+        code: e.code,
+    })?;
+    match &args.command {
+        cli::Command::Help(text) => {
+            print!("{text}");
+            return Ok(EXIT_OK);
+        }
+        cli::Command::Version => {
+            print!("{}", version());
+            return Ok(EXIT_OK);
+        }
+        _ => {}
+    }
+    let level =
+        logger::parse_level(args.log_level.as_deref().unwrap_or("info")).map_err(Failure::error)?;
+    let file = match &args.log_file {
+        Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| Failure {
-                    message: format!("cannot open log file {}: {e}", path.display()),
-                    code: EXIT_ERROR,
+                .map_err(|e| {
+                    Failure::error(format!("cannot open log file {}: {e}", path.display()))
                 })?,
         ),
-        None => Box::new(std::io::stderr()),
+        None => None,
     };
-    logger::init(level, out);
+    logger::init(level, file, args.no_syslog);
+    log::debug!("otalite {} started: {:?}", env!("CARGO_PKG_VERSION"), args);
+    if args.passphrase_file.is_some() {
+        return Err(Failure::error(
+            "--passphrase-file: encrypted device keys are not supported by otalite",
+        ));
+    }
+    if args.force_bootstrap {
+        log::debug!("-F/--forcebootstrap: the daemon authenticates at every start anyway");
+    }
     let paths = Paths::resolve(
         args.config.clone(),
         args.fallback_config.clone(),
         args.data.clone(),
     );
-    match args.command {
-        cli::Command::Help => {
-            print!("{}", cli::USAGE);
-            Ok(EXIT_OK)
-        }
-        cli::Command::Version => {
-            println!("otalite {}", env!("CARGO_PKG_VERSION"));
-            Ok(EXIT_OK)
-        }
+    log::debug!(
+        "paths: config {}, fallback config {}, data {}, conf dir {}, share dir {}",
+        paths.config.display(),
+        paths.fallback_config.display(),
+        paths.data_dir.display(),
+        paths.conf_dir.display(),
+        paths.share_dir.display()
+    );
+    match args.command.clone() {
+        cli::Command::Help(_) | cli::Command::Version => Ok(EXIT_OK),
+        cli::Command::Unsupported(verb) => Err(Failure::error(format!(
+            "'{verb}' is not supported by otalite (see 'otalite {verb} --help')"
+        ))),
         cli::Command::ShowArtifact => standalone::show(&paths, false),
         cli::Command::ShowProvides => standalone::show(&paths, true),
-        cli::Command::CheckUpdate => signals::signal_daemon(&paths.data_dir, "USR1")
-            .map(|()| EXIT_OK)
-            .map_err(|message| Failure {
-                message,
-                code: EXIT_ERROR,
-            }),
-        cli::Command::SendInventory => signals::signal_daemon(&paths.data_dir, "USR2")
-            .map(|()| EXIT_OK)
-            .map_err(|message| Failure {
-                message,
-                code: EXIT_ERROR,
-            }),
+        cli::Command::CheckUpdate => {
+            signals::signal_daemon(&paths.data_dir, signals::Request::CheckUpdate)
+                .map(|()| EXIT_OK)
+                .map_err(Failure::error)
+        }
+        cli::Command::SendInventory => {
+            signals::signal_daemon(&paths.data_dir, signals::Request::SendInventory)
+                .map(|()| EXIT_OK)
+                .map_err(Failure::error)
+        }
+        cli::Command::Status { json } => {
+            let config = load_config(&args, &paths)?;
+            Ok(status::run(&paths, &config, json))
+        }
         command => {
-            let mut config = paths.load_config().map_err(|e| Failure {
-                message: e.to_string(),
-                code: EXIT_ERROR,
-            })?;
-            // `--skipverify` overrides `SkipVerify`, as in the reference.
-            if args.skip_verify {
-                config.skip_verify = Some(true);
+            let config = load_config(&args, &paths)?;
+            if matches!(command, cli::Command::Daemon) && args.log_level.is_none() {
+                if let Some(name) = config.daemon_log_level.as_deref() {
+                    match logger::parse_level(name) {
+                        Ok(level) => {
+                            log::set_max_level(level);
+                            log::debug!("DaemonLogLevel {name} applies");
+                        }
+                        Err(e) => log::warn!("DaemonLogLevel in mender.conf: {e}; using info"),
+                    }
+                }
             }
-            let env = board::open_env(&config).map_err(|message| Failure {
-                message,
-                code: EXIT_ERROR,
-            })?;
+            let env = board::open_env(&config).map_err(Failure::error)?;
             let boot = MenderBootControl::new(env);
             match command {
                 cli::Command::Install {
                     location,
                     reboot_exit_code,
-                } => standalone::run(
-                    paths,
-                    config,
-                    boot,
-                    Verb::Install {
-                        location,
-                        reboot_exit_code,
-                    },
-                ),
+                } => {
+                    let location = location.into_string().map_err(|location| {
+                        Failure::error(format!(
+                            "the artifact path {} is not valid UTF-8: rename the file",
+                            std::path::Path::new(&location).display()
+                        ))
+                    })?;
+                    standalone::run(
+                        paths,
+                        config,
+                        boot,
+                        Verb::Install {
+                            location,
+                            reboot_exit_code,
+                        },
+                    )
+                }
                 cli::Command::Commit => standalone::run(paths, config, boot, Verb::Commit),
                 cli::Command::Rollback => standalone::run(paths, config, boot, Verb::Rollback),
                 cli::Command::Daemon => daemon::run_daemon(paths, config, boot),
