@@ -682,3 +682,376 @@ fn a_hanging_state_script_is_killed_with_its_children() {
         child.trim()
     );
 }
+
+/// `otalite` and the reference `mender` on the same command line: same
+/// exit code (usage errors 1, unknown verbs 3, help 0).
+#[test]
+fn usage_exit_codes_match_the_reference() {
+    require("mender");
+    let device = Device::new();
+    for args in [
+        &["frob"][..],
+        &["help", "frob"],
+        &["--bogus"],
+        &["install"],
+        &["commit", "extra"],
+        &["-l"],
+        &["-l", "bogus", "show-artifact"],
+        &["--help"],
+        &["install", "--help"],
+        &["help", "install"],
+        &["commit", "-h"],
+    ] {
+        let reference = run(Command::new("mender")
+            .arg("--no-syslog")
+            .arg("-d")
+            .arg(device.root().join("data"))
+            .args(args));
+        let ours = run(device.command().arg("--no-syslog").args(args));
+        assert_eq!(
+            ours.status.code(),
+            reference.status.code(),
+            "{args:?}: {}",
+            stderr(&ours)
+        );
+    }
+    // The per-verb help documents the verb's options, as the reference's.
+    let help = device.otalite_ok(&["install", "--help"]);
+    assert!(help.contains("--reboot-exit-code"), "{help}");
+    let reference = run_ok(Command::new("mender").args(["install", "--help"]));
+    assert!(String::from_utf8_lossy(&reference.stdout).contains("--reboot-exit-code"));
+    let out = device.otalite(&["snapshot"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+}
+
+#[test]
+fn non_utf8_arguments_never_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let device = Device::new();
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    // As a verb: unknown (3), not a panic (134).
+    let out = run(device.command().arg(bad));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown command"), "{}", stderr(&out));
+    // As a log level: a usage error.
+    let out = run(device.command().arg("-l").arg(bad).arg("commit"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
+    // As a path: kept as bytes; the missing file is named.
+    let mut config = device.root().into_os_string();
+    config.push("/\u{1}");
+    config.push(bad);
+    let out = run(device.command().arg("-c").arg(&config).arg("commit"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // A non-UTF-8 artifact path: a clear refusal.
+    let mut artifact = device.root().into_os_string();
+    artifact.push("/");
+    artifact.push(bad);
+    std::fs::write(&artifact, b"x").unwrap();
+    let out = run(device.command().arg("install").arg(&artifact));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
+}
+
+#[test]
+fn configuration_errors_say_where_and_what() {
+    let device = Device::new();
+    let conf = device.root().join("etc/mender.conf");
+    std::fs::write(&conf, "{\n  \"RootfsPartA\": \"/dev/x\", bad\n}\n").unwrap();
+    let out = device.otalite(&["commit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 2, column 28: expected a string key (found 'b')"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&conf, "{\"UpdatePollIntervalSeconds\": \"x\"}").unwrap();
+    let out = device.otalite(&["commit"]);
+    assert!(
+        stderr(&out)
+            .contains("UpdatePollIntervalSeconds (line 1, column 31) must be a whole number"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Five verification keys (the old capacity was four) install fine.
+    // Four keys that do not match, then the one that does (fifth).
+    let (_, other, private, public) = keys(&device);
+    let mut list: Vec<String> = (0..4)
+        .map(|i| {
+            let copy = device.root().join(format!("other{i}.pem"));
+            std::fs::copy(&other, &copy).unwrap();
+            format!("\"{}\"", copy.display())
+        })
+        .collect();
+    list.push(format!("\"{}\"", public.display()));
+    device.write_config(&format!(r#", "ArtifactVerifyKeys": [{}]"#, list.join(",")));
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(64 << 10, 1),
+        &["-k", private.to_str().unwrap()],
+    );
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    // Seventeen: refused, naming the limit.
+    let list: Vec<String> = (0..17)
+        .map(|_| format!("\"{}\"", public.display()))
+        .collect();
+    device.write_config(&format!(r#", "ArtifactVerifyKeys": [{}]"#, list.join(",")));
+    let out = device.otalite(&["rollback"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ArtifactVerifyKeys (line 1, column")
+            && stderr(&out).contains("has 17 entries; otalite supports at most 16"),
+        "{}",
+        stderr(&out)
+    );
+
+    // -E and -c naming missing files are errors, not silently ignored.
+    let device = Device::new();
+    let out = run(device
+        .command()
+        .args(["-E", "/nonexistent/ca.pem", "commit"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/ca.pem"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(device
+        .command()
+        .args(["-c", "/nonexistent/mender.conf", "commit"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/mender.conf given on the command line does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `time="..." level=... msg=...`: the shape of every record, checked on
+/// the reference's own output too.
+fn is_logrus_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("time=\"") else {
+        return false;
+    };
+    let Some((time, rest)) = rest.split_once("\" level=") else {
+        return false;
+    };
+    let Some((level, msg)) = rest.split_once(" msg=") else {
+        return false;
+    };
+    time.len() == 20
+        && time.ends_with('Z')
+        && ["debug", "info", "warning", "error"].contains(&level)
+        && (msg.is_empty()
+            || (msg.len() >= 2 && msg.starts_with('"') && msg.ends_with('"'))
+            || !msg.contains([' ', '"']))
+}
+
+#[test]
+fn log_format_matches_the_reference_and_one_record_is_one_line() {
+    require("mender");
+    let device = Device::new();
+    std::fs::remove_file(device.root().join("etc/artifact_info")).unwrap();
+    let reference = run(Command::new("mender")
+        .args(["--no-syslog", "-c"])
+        .arg(device.root().join("etc/mender.conf"))
+        .arg("-d")
+        .arg(device.root().join("data"))
+        .arg("show-artifact"));
+    let ours = device.otalite(&["--no-syslog", "show-artifact"]);
+    assert_eq!(ours.status.code(), reference.status.code());
+    for out in [&reference, &ours] {
+        let text = stderr(out);
+        assert!(text.contains("level=error msg=\""), "{text}");
+        for line in text.lines() {
+            assert!(is_logrus_line(line), "{line:?} in {text}");
+        }
+    }
+
+    // A state script's multi-line output trying to forge a record.
+    let device = Device::new();
+    let script = device.root().join("ArtifactInstall_Enter_01");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'first\\ntime=\"2000-01-01T00:00:00Z\" level=error msg=forged\\n\\033[31mred\\n' >&2\n",
+    )
+    .unwrap();
+    let artifact = device.artifact(
+        "release-2",
+        &image_bytes(64 << 10, 1),
+        &["--script", script.to_str().unwrap()],
+    );
+    let out = device.otalite(&[
+        "--no-syslog",
+        "-l",
+        "debug",
+        "install",
+        artifact.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(
+            r#"first\ntime=\"2000-01-01T00:00:00Z\" level=error msg=forged\n\x1b[31mred"#
+        ),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(is_logrus_line(line), "{line:?} in {text}");
+        assert!(!line.starts_with("time=\"2000"), "forged: {line}");
+    }
+    let debug = text.lines().filter(|l| l.contains("level=debug")).count();
+    assert!(debug >= 5, "{debug} debug lines in {text}");
+}
+
+#[test]
+fn syslog_and_journald() {
+    let device = Device::new();
+    std::fs::remove_file(device.root().join("etc/artifact_info")).unwrap();
+    let socket_path = device.root().join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let out = run(device
+        .command()
+        .env("OTALITE_TEST_SYSLOG_SOCKET", &socket_path)
+        .arg("show-artifact"));
+    assert_eq!(out.status.code(), Some(1));
+    let mut buffer = [0u8; 4096];
+    let len = socket.recv(&mut buffer).unwrap();
+    let datagram = String::from_utf8_lossy(&buffer[..len]).into_owned();
+    // user.err, RFC 3164 stamp, tag with pid, then the logrus record.
+    assert!(datagram.starts_with("<11>"), "{datagram}");
+    assert!(datagram.contains(" otalite["), "{datagram}");
+    assert!(datagram.contains("]: time=\""), "{datagram}");
+    assert!(datagram.contains("level=error msg=\""), "{datagram}");
+    // --no-syslog: nothing sent.
+    socket.set_nonblocking(true).unwrap();
+    while socket.recv(&mut buffer).is_ok() {}
+    let out = run(device
+        .command()
+        .env("OTALITE_TEST_SYSLOG_SOCKET", &socket_path)
+        .args(["--no-syslog", "show-artifact"]));
+    assert_eq!(out.status.code(), Some(1));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        socket.recv(&mut buffer).is_err(),
+        "sent despite --no-syslog"
+    );
+
+    // Under systemd: stderr is the journal stream, lines get <N> priorities.
+    use std::os::unix::fs::MetadataExt;
+    let journal = device.root().join("journal.txt");
+    let file = std::fs::File::create(&journal).unwrap();
+    let meta = file.metadata().unwrap();
+    let out = run(device
+        .command()
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("OTALITE_TEST_SYSLOG_SOCKET", &socket_path)
+        .arg("show-artifact")
+        .stderr(file));
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.starts_with("<3>time=\""), "{text}");
+    assert!(socket.recv(&mut buffer).is_err(), "journald already has it");
+}
+
+#[test]
+fn daemon_log_level_from_the_config() {
+    let device = Device::with_config(r#", "DaemonLogLevel": "debug""#);
+    // No server configured: the daemon stops early, after its debug lines.
+    let out = device.otalite(&["--no-syslog", "daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("level=debug"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no server configured"),
+        "{}",
+        stderr(&out)
+    );
+    let out = device.otalite(&["--no-syslog", "-l", "info", "daemon"]);
+    assert!(!stderr(&out).contains("level=debug"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_update_never_signals_a_stale_pid() {
+    let device = Device::new();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(
+        device.root().join("data/otalite.pid"),
+        format!("{}\n", sleeper.id()),
+    )
+    .unwrap();
+    for verb in ["check-update", "send-inventory"] {
+        let out = device.otalite(&["--no-syslog", verb]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        assert!(
+            stderr(&out).contains("no otalite daemon is running") && stderr(&out).contains("stale"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A lock held by a process that is not otalite (flock(1) holding the
+    // file while running sleep): the pid is checked too.
+    let holder = Command::new("flock")
+        .arg(device.root().join("data/otalite.pid"))
+        .args(["sleep", "60"])
+        .spawn();
+    if let Ok(mut holder) = holder {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = device.otalite(&["--no-syslog", "check-update"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("is not an otalite daemon"),
+            "{}",
+            stderr(&out)
+        );
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "the process named by the stale pid file was signalled"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let out = device.otalite(&["--no-syslog", "check-update"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn status_shows_step_slots_and_boot_env() {
+    let device = Device::new();
+    let text = device.otalite_ok(&["--no-syslog", "status"]);
+    assert!(text.contains("Artifact:        release-1"), "{text}");
+    assert!(text.contains("Update step:     idle"), "{text}");
+    assert!(text.contains("mmcblk0p2  <- boots next"), "{text}");
+    assert!(text.contains("  upgrade_available=0"), "{text}");
+    let artifact = device.artifact("release-2", &image_bytes(64 << 10, 1), &[]);
+    device.otalite_ok(&["install", artifact.to_str().unwrap()]);
+    let text = device.otalite_ok(&["--no-syslog", "status"]);
+    assert!(text.contains("Update step:     installed"), "{text}");
+    assert!(text.contains("Pending update:  release-2"), "{text}");
+    assert!(text.contains("Trial partition: 3 (previous 2)"), "{text}");
+    assert!(text.contains("mmcblk0p3  <- boots next"), "{text}");
+    assert!(text.contains("  upgrade_available=1"), "{text}");
+    let json = device.otalite_ok(&["--no-syslog", "status", "--json"]);
+    assert!(json.starts_with("{\"artifact_name\":\"release-1\",\"step\":\"installed\",\"pending\":{\"artifact_name\":\"release-2\",\"deployment_id\":null,\"trial_part\":3,\"previous_part\":2}"), "{json}");
+    assert!(json.contains("\"boots_next\":true"), "{json}");
+    assert!(json.contains("\"bootloader\":\"u-boot\""), "{json}");
+    assert!(json.contains("\"upgrade_available\":\"1\""), "{json}");
+    assert!(json.contains("\"mender_boot_part\":\"3\""), "{json}");
+}
+
+#[test]
+fn version_describes_the_build() {
+    let device = Device::new();
+    let text = device.otalite_ok(&["--version"]);
+    assert!(text.starts_with("otalite "), "{text}");
+    assert!(text.contains("commit "), "{text}");
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(text.contains("target "), "{text}");
+}
