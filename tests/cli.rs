@@ -904,7 +904,8 @@ fn log_format_matches_the_reference_and_one_record_is_one_line() {
         assert!(!line.starts_with("time=\"2000"), "forged: {line}");
     }
     let debug = text.lines().filter(|l| l.contains("level=debug")).count();
-    assert!(debug >= 5, "{debug} debug lines in {text}");
+    eprintln!("{debug} debug lines during the install:\n{text}");
+    assert!(debug >= 15, "{debug} debug lines in {text}");
 }
 
 #[test]

@@ -190,6 +190,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
     pub fn run(&mut self, agent: &mut Agent<'_>, command: Option<Command<'_>>) -> Ended {
         if let Some(command) = command {
             let now = self.now();
+            log::debug!("agent command: {command:?}");
             if let Err(error) = agent.handle_command(now, command) {
                 return Ended::Completed(Completion::Failed, error.to_string());
             }
@@ -208,15 +209,18 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             match done {
                 Done::Nothing => {}
                 Done::Outcome(id, Ok(())) => agent.handle_done(now, id, Outcome::Done),
-                Done::Outcome(id, Err((transient, why))) => agent.handle_done(
-                    now,
-                    id,
-                    if transient {
-                        Outcome::Transient(&why)
-                    } else {
-                        Outcome::Failed(&why)
-                    },
-                ),
+                Done::Outcome(id, Err((transient, why))) => {
+                    log::debug!("action {} failed (transient: {transient}): {why}", id.0);
+                    agent.handle_done(
+                        now,
+                        id,
+                        if transient {
+                            Outcome::Transient(&why)
+                        } else {
+                            Outcome::Failed(&why)
+                        },
+                    );
+                }
                 Done::Slots(id, slots) => {
                     agent.handle_slots(now, id, slots.as_ref().map_err(String::as_str).copied())
                 }
@@ -265,6 +269,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         };
         let now = self.now();
         if let Some(wake) = received {
+            log::debug!("woken by a signal: {wake:?}");
             let command = match wake {
                 Wake::Stop => Command::Stop,
                 Wake::CheckUpdate => Command::CheckUpdate,
@@ -292,6 +297,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 let name = StateRecord::decode(record)
                     .map(|r| step_name(&r.step))
                     .unwrap_or("unknown");
+                log::debug!(
+                    "persisting the state (step {name}, {} bytes) to {}",
+                    record.len(),
+                    self.state_path().display()
+                );
                 crashpoint(&format!("persist-{name}"));
                 let result = fs::create_dir_all(&self.paths.data_dir)
                     .and_then(|()| atomic_write(&self.state_path(), record))
@@ -310,6 +320,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 phase,
                 ignore_errors,
             } => {
+                log::debug!("state scripts {group:?}_{phase:?} (errors ignored: {ignore_errors})");
                 let scripts = self.scripts();
                 let result = if ignore_errors {
                     scripts.run_ignoring_errors(group, phase);
@@ -323,6 +334,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             }
             Action::PrepareSlots { id, install } => Done::Slots(id, self.prepare_slots(install)),
             Action::OpenArtifact { id, uri, from } => {
+                log::debug!("opening the artifact {uri} at byte {from}");
                 if from == 0 {
                     crashpoint("download");
                 }
@@ -336,6 +348,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             }
             Action::ReadArtifact { id } => Done::Read(id),
             Action::SetTrial { id, part } => {
+                log::debug!("boot env: trial boot of partition {part} (upgrade_available=1)");
                 crashpoint("set-trial");
                 let result = self
                     .boot
@@ -345,12 +358,14 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Outcome(id, result)
             }
             Action::CommitBoot { id } => {
+                log::debug!("boot env: committing the running partition (upgrade_available=0)");
                 crashpoint("commit-boot");
                 let result = self.boot.commit().map_err(|e| (false, e.to_string()));
                 crashpoint("after-commit-boot");
                 Done::Outcome(id, result)
             }
             Action::RollBack { id, part } => {
+                log::debug!("boot env: rolling back to partition {part}");
                 crashpoint("roll-back");
                 let result = self
                     .boot
@@ -360,6 +375,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Outcome(id, result)
             }
             Action::Reboot { id } => {
+                log::debug!("rebooting");
                 crashpoint("reboot");
                 Done::Outcome(id, self.reboot.reboot().map_err(|e| (false, e.to_string())))
             }
@@ -373,7 +389,16 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 let outputs = crate::identity::run_inventory(&self.paths.share_dir, SCRIPT_TIMEOUT);
                 Done::Data(id, joined(outputs.outputs()))
             }
-            Action::Request { id, request } => self.request(id, &request),
+            Action::Request { id, request } => {
+                log::debug!(
+                    "request {:?} {}{} ({} body bytes)",
+                    request.method,
+                    request.server,
+                    request.path,
+                    request.body.len()
+                );
+                self.request(id, &request)
+            }
             Action::DeploymentLog { level, message } => {
                 let line = format!(
                     "{} {} {}\n",
@@ -402,6 +427,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 completion,
                 message,
             } => {
+                log::debug!("completed: {completion:?}");
                 if completion == Completion::Failed {
                     if let Some(hooks) = &mut self.hooks {
                         hooks.progress.abandon();
@@ -427,6 +453,13 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             .boot_state()
             .map_err(|e| format!("cannot read the bootloader environment: {e}"))?;
         let active = layout.detect(boot.boot_part).map_err(|e| e.to_string())?;
+        log::debug!(
+            "slots: {boot:?}; active partition {}, inactive {} (partition {}), evidence {:?}",
+            active.active_part,
+            active.inactive.display(),
+            active.inactive_part,
+            active.evidence
+        );
         let slots = Slots {
             active: active.active_part,
             inactive: active.inactive_part,

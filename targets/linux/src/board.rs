@@ -40,6 +40,7 @@ impl BootEnv for AnyEnv {
 }
 
 fn uboot(path: &Path) -> Result<AnyEnv, String> {
+    log::debug!("boot env: U-Boot, {}", path.display());
     otalite_uboot::UbootEnv::open(path)
         .map(AnyEnv::Uboot)
         .map_err(|e| {
@@ -51,6 +52,7 @@ fn uboot(path: &Path) -> Result<AnyEnv, String> {
 }
 
 fn grub(dir: &Path) -> Result<AnyEnv, String> {
+    log::debug!("boot env: GRUB, {}", dir.display());
     otalite_grub::GrubEnv::open(dir)
         .map(AnyEnv::Grub)
         .map_err(|e| format!("cannot open the GRUB environment ({}): {e}", dir.display()))

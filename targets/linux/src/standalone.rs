@@ -96,7 +96,10 @@ pub fn device_type(paths: &Paths, config: &MenderConfig) -> Result<String, Failu
         .map_err(|e| e.to_string())
         .and_then(|text| {
             parse_device_type(&text)
-                .map(|t| t.to_string())
+                .map(|t| {
+                    log::debug!("device type {t:?} from {}", path.display());
+                    t.to_string()
+                })
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| {
@@ -110,8 +113,19 @@ pub fn device_type(paths: &Paths, config: &MenderConfig) -> Result<String, Failu
 /// The stored record, or a fresh one named from `artifact_info`.
 pub fn load_record(paths: &Paths) -> Result<StateRecord, Failure> {
     if let Some(record) = state::load(&paths.data_dir).map_err(Failure::error)? {
+        log::debug!(
+            "state in {}: artifact {:?}, step {:?}",
+            paths.data_dir.display(),
+            record.installed.artifact_name.as_str(),
+            record.step
+        );
         return Ok(record);
     }
+    log::debug!(
+        "no state in {}: the artifact name comes from {}",
+        paths.data_dir.display(),
+        paths.artifact_info().display()
+    );
     let name = match read_limited(&paths.artifact_info(), 4096) {
         Ok(text) => parse_artifact_info(&text)
             .map(|name| name.to_string())
@@ -134,7 +148,10 @@ pub fn load_keys(config: &MenderConfig) -> Result<(Vec<VerifyKey>, bool), Failur
             .map_err(|e| e.to_string())
             .and_then(|pem| VerifyKey::from_pem(&pem).map_err(|e| format!("{e:?}")));
         match loaded {
-            Ok(key) => keys.push(key),
+            Ok(key) => {
+                log::debug!("artifact verification key {path} loaded");
+                keys.push(key);
+            }
             Err(error) => log::error!("skipping artifact verification key {path}: {error}"),
         }
     }
@@ -147,6 +164,7 @@ pub fn run<B: BootControl>(paths: Paths, config: MenderConfig, mut boot: B, verb
     let boot_state = boot
         .boot_state()
         .map_err(|e| Failure::error(format!("cannot read the bootloader environment: {e}")))?;
+    log::debug!("boot env: {boot_state:?}");
     let installing = matches!(verb, Verb::Install { .. });
     let device_type = if installing {
         device_type(&paths, &config)?
