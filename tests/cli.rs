@@ -1056,3 +1056,28 @@ fn version_describes_the_build() {
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
     assert!(text.contains("target "), "{text}");
 }
+
+#[test]
+fn terminal_log_format_is_the_references() {
+    require("script");
+    require("mender");
+    let device = Device::new();
+    std::fs::remove_file(device.root().join("etc/artifact_info")).unwrap();
+    let root = device.root();
+    // `script` gives both programs a terminal as stderr.
+    let on_tty = |program: &str| {
+        let command = format!(
+            "{program} --no-syslog -c {0}/etc/mender.conf -d {0}/data show-artifact",
+            root.display()
+        );
+        let out = run(Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("MENDER_CONF_DIR", root.join("etc")));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ours = on_tty(env!("CARGO_BIN_EXE_otalite"));
+    let reference = on_tty("mender");
+    for text in [&ours, &reference] {
+        assert!(text.contains("\x1b[31mERRO\x1b[0m[0000] "), "{text:?}");
+    }
+}
