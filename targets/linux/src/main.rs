@@ -44,12 +44,10 @@ fn redacted(config: &MenderConfig) -> MenderConfig {
 }
 
 fn load_config(args: &cli::Args, paths: &Paths) -> Result<MenderConfig, Failure> {
+    // A missing fallback file is normal (the reference's default too, and
+    // what `-b /nonexistent` is used for: no fallback at all).
     for (what, path, given) in [
-        (
-            "fallback configuration",
-            &paths.fallback_config,
-            args.fallback_config.is_some(),
-        ),
+        ("fallback configuration", &paths.fallback_config, false),
         ("configuration", &paths.config, args.config.is_some()),
     ] {
         if path.exists() {
