@@ -995,24 +995,27 @@ fn check_update_never_signals_a_stale_pid() {
             stderr(&out)
         );
     }
-    // A lock held by a process that is not otalite (flock(1) holding the
-    // file while running sleep): the pid is checked too.
-    let holder = Command::new("flock")
-        .arg(device.root().join("data/otalite.pid"))
-        .args(["sleep", "60"])
-        .spawn();
-    if let Ok(mut holder) = holder {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let out = device.otalite(&["--no-syslog", "check-update"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains("is not an otalite daemon"),
-            "{}",
-            stderr(&out)
-        );
-        let _ = holder.kill();
-        let _ = holder.wait();
-    }
+    // The file locked (here by the test itself, not an otalite daemon):
+    // the pid's program is checked too.
+    let held = std::fs::File::open(device.root().join("data/otalite.pid")).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let out = device.otalite(&["--no-syslog", "check-update"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not an otalite daemon"),
+        "{}",
+        stderr(&out)
+    );
+    // A daemon does not start on a pid file someone holds.
+    device.write_config(r#", "ServerURL": "http://127.0.0.1:9""#);
+    let out = device.otalite(&["--no-syslog", "daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another otalite daemon"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
     assert!(
         sleeper.try_wait().unwrap().is_none(),
         "the process named by the stale pid file was signalled"
