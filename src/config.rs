@@ -29,6 +29,13 @@
 //! | `FwEnvConfig` (otalite) | path | `/etc/fw_env.config` |
 //! | `GrubEnvDir` (otalite) | path | searched as grub-mender-grubenv does |
 
+//!
+//! The file must be strict JSON (one object). Errors say where: a syntax
+//! error gives the line, column and expected token; a value of the wrong
+//! type or over its capacity names the member, its position and what it
+//! must be ([`ConfigError`]). Capacities: paths and URLs 256 bytes,
+//! `TenantToken` 1024, lists ([`MAX_LIST_LEN`]) 16 entries.
+
 use heapless::{String, Vec};
 
 /// Longest path or URL kept from the configuration.

@@ -173,8 +173,12 @@ impl Log for Logger {
         } else {
             text
         };
+        // One write per record: lines from several threads or processes
+        // sharing the file never interleave.
+        let mut line = line;
+        line.push('\n');
         if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "{line}");
+            let _ = out.write_all(line.as_bytes());
         }
     }
 
