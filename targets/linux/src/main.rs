@@ -141,6 +141,12 @@ fn run() -> Result<i32, Failure> {
         args.fallback_config.clone(),
         args.data.clone(),
     );
+    for name in ["MENDER_CONF_DIR", "MENDER_DATASTORE_DIR", "MENDER_DATA_DIR"] {
+        match std::env::var_os(name) {
+            Some(value) => log::debug!("environment {name}={}", value.to_string_lossy()),
+            None => log::debug!("environment {name} not set (default)"),
+        }
+    }
     log::debug!(
         "paths: config {}, fallback config {}, data {}, conf dir {}, share dir {}",
         paths.config.display(),
