@@ -686,9 +686,15 @@ impl MenderConfig {
         let json = copy.get(..trimmed_len).unwrap_or_default();
         // Strict JSON first, as the reference's decoder (serde-json-core
         // skips unknown members leniently and reports no position).
-        let syntax = Scanner { text: json, pos: 0 }.config(|_, _, _| {});
-        let parsed = serde_json_core::from_slice::<Self>(json);
-        let (Ok(()), Ok((mut config, _))) = (syntax, parsed) else {
+        // The typed parse runs only on text that passed (so is nested at
+        // most MAX_DEPTH deep).
+        if (Scanner { text: json, pos: 0 })
+            .config(|_, _, _| {})
+            .is_err()
+        {
+            return Err(diagnose(text, scratch));
+        }
+        let Ok((mut config, _)) = serde_json_core::from_slice::<Self>(json) else {
             return Err(diagnose(text, scratch));
         };
         config.unescape_all();
@@ -905,6 +911,12 @@ mod tests {
             "syntax error at line 1, column 9: control character in a string (escape it) (found byte 0x09)"
         );
         assert!(message("{\"a\": tru}").contains("column 7: expected a value"));
+        let deep = format!("{{\"a\": {}}}", "[".repeat(10_000));
+        assert!(
+            message(&deep).contains("nested too deeply"),
+            "{}",
+            message(&deep)
+        );
     }
 
     #[test]
@@ -993,5 +1005,29 @@ mod tests {
             merged.verify_key_paths().collect::<std::vec::Vec<_>>(),
             ["/k2"]
         );
+    }
+
+    proptest::proptest! {
+        /// Any bytes: an answer, never a panic; a syntax error's position
+        /// lies within the text (or just past its end).
+        #[test]
+        fn any_input_is_answered(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Err(ConfigError::Syntax { line, column, .. }) = parse_bytes(&text) {
+                let lines = text.iter().filter(|&&b| b == b'\n').count() + 1;
+                proptest::prop_assert!(line as usize <= lines);
+                proptest::prop_assert!(column as usize <= text.len() + 1);
+            }
+        }
+
+        /// JSON-shaped text (the bytes a real config is made of).
+        #[test]
+        fn json_like_input_is_answered(text in "[{}\\[\\]\",: a-zA-Z0-9\\\\\n-]{0,200}") {
+            let _ = parse_bytes(text.as_bytes());
+        }
+    }
+
+    fn parse_bytes(text: &[u8]) -> Result<MenderConfig, ConfigError> {
+        let mut scratch = [0u8; MAX_CONFIG_LEN];
+        MenderConfig::parse(text, &mut scratch)
     }
 }
