@@ -701,6 +701,10 @@ fn usage_exit_codes_match_the_reference() {
         &["install", "--help"],
         &["help", "install"],
         &["commit", "-h"],
+        &["version"],
+        &[],
+        &["h", "install"],
+        &["-v", "install", "x"],
     ] {
         let reference = run(Command::new("mender")
             .arg("--no-syslog")

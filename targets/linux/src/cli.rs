@@ -188,7 +188,7 @@ NAME:
 ";
 
 /// Every verb name (and its aliases).
-const VERBS: [&str; 15] = [
+const VERBS: [&str; 14] = [
     "install",
     "commit",
     "rollback",
@@ -203,7 +203,6 @@ const VERBS: [&str; 15] = [
     "snapshot",
     "help",
     "h",
-    "version",
 ];
 
 /// The help text of `verb`, `None` when there is no such verb.
@@ -359,7 +358,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
             },
             _ => return Err(UsageError::usage("help takes at most one command")),
         },
-        Some("version") => no_operands(Command::Version)?,
         Some("install") => match operands.as_slice() {
             [location] => Command::Install {
                 location: location.clone(),
