@@ -1047,7 +1047,11 @@ fn status_shows_step_slots_and_boot_env() {
     assert!(text.contains("mmcblk0p3  <- boots next"), "{text}");
     assert!(text.contains("  upgrade_available=1"), "{text}");
     let json = device.otalite_ok(&["--no-syslog", "status", "--json"]);
-    assert!(json.starts_with("{\"artifact_name\":\"release-1\",\"step\":\"installed\",\"pending\":{\"artifact_name\":\"release-2\",\"deployment_id\":null,\"trial_part\":3,\"previous_part\":2}"), "{json}");
+    assert!(
+        text.contains("Daemon:          no otalite daemon is running"),
+        "{text}"
+    );
+    assert!(json.starts_with("{\"artifact_name\":\"release-1\",\"daemon_pid\":null,\"step\":\"installed\",\"pending\":{\"artifact_name\":\"release-2\",\"deployment_id\":null,\"trial_part\":3,\"previous_part\":2}"), "{json}");
     assert!(json.contains("\"boots_next\":true"), "{json}");
     assert!(json.contains("\"bootloader\":\"u-boot\""), "{json}");
     assert!(json.contains("\"upgrade_available\":\"1\""), "{json}");
@@ -1087,4 +1091,39 @@ fn terminal_log_format_is_the_references() {
     for text in [&ours, &reference] {
         assert!(text.contains("\x1b[31mERRO\x1b[0m[0000] "), "{text:?}");
     }
+}
+
+#[test]
+fn daemon_pid_file_live_then_stale_after_a_crash() {
+    // A daemon whose server is unreachable keeps running (and retrying).
+    let device = Device::with_config(r#", "ServerURL": "http://127.0.0.1:9""#);
+    let mut daemon = device
+        .command()
+        .args(["--no-syslog", "daemon"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let running = format!("Daemon:          running (pid {})", daemon.id());
+    loop {
+        let text = device.otalite_ok(&["--no-syslog", "status"]);
+        if text.contains(&running) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    device.otalite_ok(&["--no-syslog", "check-update"]);
+    device.otalite_ok(&["--no-syslog", "send-inventory"]);
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon died");
+    // SIGKILL: the pid file stays behind, its lock goes with the process.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(device.root().join("data/otalite.pid").exists());
+    let out = device.otalite(&["--no-syslog", "check-update"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stale"), "{}", stderr(&out));
 }

@@ -116,13 +116,12 @@ fn exe_of(pid: &str) -> Option<PathBuf> {
     })
 }
 
-/// Sends `request` to the running daemon: only when `<data>/otalite.pid`
-/// is locked (a daemon holds it) and the pid it names runs this same
-/// program. A stale file is reported, never acted on.
+/// The running daemon's pid: `<data>/otalite.pid` is locked (a daemon
+/// holds it) and the pid it names runs this same program.
 ///
 /// # Errors
-/// No daemon runs (or the file is stale), or the signal cannot be sent.
-pub fn signal_daemon(data_dir: &Path, request: Request) -> Result<(), String> {
+/// Why no daemon is known to run (a stale file is reported as such).
+pub fn find_daemon(data_dir: &Path) -> Result<Pid, String> {
     let path = pid_file(data_dir);
     let no_daemon = |why: String| format!("no otalite daemon is running: {why}");
     let file = File::open(&path).map_err(|e| no_daemon(format!("{}: {e}", path.display())))?;
@@ -158,6 +157,17 @@ pub fn signal_daemon(data_dir: &Path, request: Request) -> Result<(), String> {
             path.display()
         )));
     }
+    Ok(pid)
+}
+
+/// Sends `request` to the running daemon ([`find_daemon`]): a stale pid
+/// file is reported, never acted on.
+///
+/// # Errors
+/// No daemon runs (or the file is stale), or the signal cannot be sent.
+pub fn signal_daemon(data_dir: &Path, request: Request) -> Result<(), String> {
+    let pid = find_daemon(data_dir)?;
+    let text = pid.as_raw_pid();
     let signal = match request {
         Request::CheckUpdate => Signal::USR1,
         Request::SendInventory => Signal::USR2,

@@ -148,10 +148,16 @@ pub fn run(paths: &Paths, config: &MenderConfig, json: bool) -> i32 {
             .and_then(|(_, v)| v.as_deref())
             .and_then(|v| v.trim().parse().ok())
     });
+    let daemon = crate::signals::find_daemon(&paths.data_dir).map(|pid| pid.as_raw_pid());
     let mut out = String::new();
     if json {
         out.push('{');
         let _ = write!(out, "\"artifact_name\":{}", json_opt(artifact.as_deref()));
+        let _ = write!(
+            out,
+            ",\"daemon_pid\":{}",
+            daemon.as_ref().map_or("null".into(), ToString::to_string)
+        );
         match &step {
             Ok(step) => {
                 let _ = write!(
@@ -219,6 +225,10 @@ pub fn run(paths: &Paths, config: &MenderConfig, json: bool) -> i32 {
             "Artifact:        {}",
             artifact.as_deref().unwrap_or("(unknown)")
         );
+        let _ = match &daemon {
+            Ok(pid) => writeln!(out, "Daemon:          running (pid {pid})"),
+            Err(why) => writeln!(out, "Daemon:          {why}"),
+        };
         match &step {
             Ok(step) => {
                 let _ = writeln!(out, "Update step:     {}", step.name);
