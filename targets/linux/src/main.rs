@@ -49,6 +49,10 @@ fn run() -> Result<i32, Failure> {
         args.fallback_config.clone(),
         args.data.clone(),
     );
+    // First start after the reference client: carry its store over.
+    if !matches!(args.command, cli::Command::Help | cli::Command::Version) {
+        otalite_host::takeover::take_over(&paths, board::boot_state);
+    }
     match args.command {
         cli::Command::Help => {
             print!("{}", cli::USAGE);

@@ -1,0 +1,428 @@
+//! Taking a device over from the reference client (`mender` 3.x): on
+//! otalite's first start, what the reference kept in its store
+//! (`<DATA>/mender-store`, LMDB, read with [`crate::lmdb`]) becomes
+//! otalite's own state record (`<DATA>/otalite.state`, written atomically).
+//! The reference's files are opened read-only and never changed, so the
+//! old binary still works if a device maker swaps back.
+//!
+//! It runs only when otalite has no state record yet and the store exists.
+//! An unreadable or damaged store is a warning: otalite then starts as on
+//! a fresh device (the name from `artifact_info`).
+//!
+//! Keys read (values as the reference 3.4 writes them):
+//!
+//! | key | value | becomes |
+//! |---|---|---|
+//! | `artifact-name` | the committed artifact name (plain text) | `installed.artifact_name` (absent: `/etc/mender/artifact_info`, as the reference) |
+//! | `artifact-group` | the committed group (plain text) | `installed.artifact_group` |
+//! | `artifact-provides` | JSON object of the committed type-info provides | `installed.provides` |
+//! | `standalone-state` | JSON: `Version`, `ArtifactName`, `ArtifactGroup`, `ArtifactTypeInfoProvides`, `ArtifactClearsProvides`, `PayloadTypes` (an install not yet committed) | step `Installed`: `otalite commit` / `rollback` finish it |
+//! | `state` (or `state-uncommitted` for the same deployment when `state` is an older schema) | JSON: `Version`, `Name` (the daemon's state), `UpdateInfo` (`ID` = deployment id, `Artifact` with `artifact_name`, `artifact_group`, `artifact_provides`, `clears_artifact_provides`, `SupportsRollback`, `StateDataStoreCount`) | a managed step, see below |
+//!
+//! The daemon's state, mapped as the reference's own restart handles it
+//! (`initState.getNextState` in 3.4):
+//!
+//! | reference state | reference after restart | otalite step |
+//! |---|---|---|
+//! | `update-fetch`, `status-report-error` | idle | `Idle` |
+//! | `reboot` | verify the reboot: commit and `success`, or roll back and `failure` | `Rebooting` |
+//! | `rollback-reboot`, `verify-rollback-reboot`, `after-rollback-reboot` | verify the rollback, `failure` | `RollingBack` |
+//! | `update-after-first-commit`, `update-after-commit` | finish the commit, `success` | `Reporting(success)` |
+//! | `update-store`, `update-after-store`, `update-error`, `cleanup`, `update-status-report`, `update-retry-report` | report `failure` | `Reporting(failure)` |
+//! | any other | roll back if the update supports it, `failure` | `RollingBack` (rollback supported) or `Reporting(failure)` |
+//!
+//! Not carried: the auth token (otalite authenticates again with the same
+//! device key, `<DATA>/mender-agent.pem`, which both clients use unchanged),
+//! update control maps (otalite does not implement them) and the
+//! reference's deployment log files.
+
+use crate::lmdb::{Lmdb, LmdbError};
+use crate::paths::Paths;
+use crate::slot::SlotLayout;
+use crate::state::{self, STATE_FILE};
+use otalite::artifact::{ArtifactHeader, ProvideValue};
+use otalite::board::{BootState, PartNumber};
+use otalite::config::MenderConfig;
+use otalite::device::{parse_artifact_info, provide, Name, Provides};
+use otalite::store::{DeploymentId, FinalReport, PendingUpdate, StateRecord, UpdateStep};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The reference's store file name in the data directory.
+pub const REFERENCE_STORE: &str = "mender-store";
+
+/// What [`take_over`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// otalite already has its record, or there is no reference store.
+    NotNeeded,
+    /// The store holds nothing to carry (the reference never installed).
+    NothingStored,
+    /// The record was written from the store.
+    TookOver(Box<StateRecord>),
+    /// The store could not be used (logged as a warning).
+    Failed(String),
+}
+
+/// `standalone-state`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StandaloneState {
+    #[serde(default)]
+    artifact_name: String,
+    #[serde(default)]
+    artifact_group: String,
+    #[serde(default)]
+    artifact_type_info_provides: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    artifact_clears_provides: Option<Vec<String>>,
+}
+
+/// `state` / `state-uncommitted`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StateData {
+    #[serde(default)]
+    version: i64,
+    name: String,
+    update_info: UpdateInfo,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateInfo {
+    #[serde(default)]
+    artifact: Artifact,
+    #[serde(default, rename = "ID")]
+    id: String,
+    #[serde(default)]
+    supports_rollback: String,
+    #[serde(default)]
+    state_data_store_count: u32,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct Artifact {
+    #[serde(default)]
+    artifact_name: String,
+    #[serde(default)]
+    artifact_group: String,
+    #[serde(default)]
+    artifact_provides: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    clears_artifact_provides: Option<Vec<String>>,
+}
+
+/// The artifact an update was installing, as [`Provides::after_commit`]
+/// takes it.
+fn header(
+    name: &str,
+    group: &str,
+    provides: Option<&BTreeMap<String, String>>,
+    clears: Option<&Vec<String>>,
+) -> Result<ArtifactHeader, String> {
+    let mut header = ArtifactHeader {
+        artifact_name: Name::try_from(name)
+            .map_err(|_| format!("artifact name {name:?} is too long"))?,
+        ..ArtifactHeader::default()
+    };
+    if !group.is_empty() {
+        header.artifact_group = Some(
+            Name::try_from(group).map_err(|_| format!("artifact group {group:?} is too long"))?,
+        );
+    }
+    for (key, value) in provides.into_iter().flatten() {
+        let entry = provide(key, value).ok_or_else(|| format!("provide {key} is too long"))?;
+        header
+            .provides
+            .push(entry)
+            .map_err(|_| "too many provides".to_string())?;
+    }
+    if let Some(clears) = clears {
+        let list = header.clears_provides.get_or_insert_with(Default::default);
+        for pattern in clears {
+            let value = ProvideValue::try_from(pattern.as_str())
+                .map_err(|_| format!("clears pattern {pattern:?} is too long"))?;
+            list.push(value)
+                .map_err(|_| "too many clears_artifact_provides patterns".to_string())?;
+        }
+    }
+    Ok(header)
+}
+
+/// Reads the reference's store and, when otalite has no record yet, writes
+/// otalite's record from it. `boot_state` reads the bootloader environment
+/// (called only when an update is pending: it tells which slot is on trial).
+///
+/// Never fails the caller: problems are logged and returned.
+pub fn take_over(
+    paths: &Paths,
+    boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
+) -> Outcome {
+    let record_path = paths.data_dir.join(STATE_FILE);
+    let store_path = paths.data_dir.join(REFERENCE_STORE);
+    if std::fs::symlink_metadata(&record_path).is_ok() || !store_path.is_file() {
+        return Outcome::NotNeeded;
+    }
+    match carry(paths, &store_path, boot_state) {
+        Ok(None) => {
+            log::info!(
+                "the reference's store {} holds no installed artifact: nothing to take over",
+                store_path.display()
+            );
+            Outcome::NothingStored
+        }
+        Ok(Some(record)) => {
+            if let Err(error) = state::save(&paths.data_dir, &record) {
+                log::warn!("taking over from mender: {error}");
+                return Outcome::Failed(error.to_string());
+            }
+            log_carried(&store_path, &record);
+            Outcome::TookOver(Box::new(record))
+        }
+        Err(message) => {
+            log::warn!(
+                "cannot take over from the reference's store {} (left unchanged; starting as a fresh device): {message}",
+                store_path.display()
+            );
+            Outcome::Failed(message)
+        }
+    }
+}
+
+fn log_carried(store: &std::path::Path, record: &StateRecord) {
+    let mut provides = Vec::new();
+    record
+        .installed
+        .for_each_sorted(|k, v| provides.push(format!("{k}={v}")));
+    log::info!(
+        "took over from mender ({}): installed {} ({})",
+        store.display(),
+        record.installed.artifact_name,
+        provides.join(", ")
+    );
+    let pending = |what: &str, p: &PendingUpdate| {
+        log::info!(
+            "took over from mender: {what} {} on partition {} (previous {}){}",
+            p.provides.artifact_name,
+            p.trial_part,
+            p.previous_part,
+            p.deployment_id
+                .as_ref()
+                .map(|id| format!(", deployment {id}"))
+                .unwrap_or_default()
+        );
+    };
+    match &record.step {
+        UpdateStep::Installed(p) => pending("update installed, not committed:", p),
+        UpdateStep::Rebooting(p) => pending("deployment rebooted into", p),
+        UpdateStep::RollingBack(p) => pending("deployment rolling back:", p),
+        UpdateStep::Reporting(r) => log::info!(
+            "took over from mender: deployment {} ends with status {}",
+            r.deployment_id,
+            if r.success { "success" } else { "failure" }
+        ),
+        _ => {}
+    }
+}
+
+fn text(value: &[u8], key: &str) -> Result<String, String> {
+    String::from_utf8(value.to_vec()).map_err(|_| format!("{key} is not UTF-8"))
+}
+
+/// The record the store describes; `None` when it holds nothing to carry.
+fn carry(
+    paths: &Paths,
+    store_path: &std::path::Path,
+    boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
+) -> Result<Option<StateRecord>, String> {
+    let store = Lmdb::open(store_path).map_err(|e: LmdbError| e.to_string())?;
+    let entries: BTreeMap<Vec<u8>, Vec<u8>> = store
+        .entries()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let get = |key: &str| entries.get(key.as_bytes());
+
+    let stored_name = get("artifact-name")
+        .map(|v| text(v, "artifact-name"))
+        .transpose()?;
+    let standalone = get("standalone-state")
+        .map(|v| {
+            serde_json::from_slice::<StandaloneState>(v)
+                .map_err(|e| format!("standalone-state: {e}"))
+        })
+        .transpose()?;
+    let daemon = daemon_state(get("state"), get("state-uncommitted"))?;
+    if stored_name.is_none() && standalone.is_none() && daemon.is_none() {
+        return Ok(None);
+    }
+
+    let name = match stored_name {
+        Some(name) => name,
+        None => std::fs::read(paths.artifact_info())
+            .ok()
+            .and_then(|t| parse_artifact_info(&t).ok().map(|n| n.to_string()))
+            .unwrap_or_else(|| "unknown".to_string()),
+    };
+    let mut installed = Provides::named(&name);
+    if let Some(group) = get("artifact-group") {
+        let group = text(group, "artifact-group")?;
+        if !group.is_empty() {
+            installed.artifact_group =
+                Some(Name::try_from(group.as_str()).map_err(|_| "artifact-group is too long")?);
+        }
+    }
+    if let Some(json) = get("artifact-provides") {
+        let map: BTreeMap<String, String> =
+            serde_json::from_slice(json).map_err(|e| format!("artifact-provides: {e}"))?;
+        for (key, value) in &map {
+            if key == "artifact_name" || key == "artifact_group" {
+                continue;
+            }
+            let entry = provide(key, value).ok_or_else(|| format!("provide {key} is too long"))?;
+            installed
+                .provides
+                .push(entry)
+                .map_err(|_| "too many provides".to_string())?;
+        }
+    }
+
+    let mut record = StateRecord {
+        installed,
+        ..StateRecord::default()
+    };
+    if let Some(standalone) = standalone {
+        let header = header(
+            &standalone.artifact_name,
+            &standalone.artifact_group,
+            standalone.artifact_type_info_provides.as_ref(),
+            standalone.artifact_clears_provides.as_ref(),
+        )?;
+        let (trial_part, previous_part) = parts(paths, boot_state)?;
+        record.step = UpdateStep::Installed(PendingUpdate {
+            provides: record.installed.after_commit(&header),
+            trial_part,
+            previous_part,
+            deployment_id: None,
+        });
+        record.store_count = 1;
+    } else if let Some(daemon) = daemon {
+        record.step = daemon_step(paths, &record.installed, &daemon, boot_state)?;
+        record.store_count = daemon.update_info.state_data_store_count.max(1);
+    }
+    Ok(Some(record))
+}
+
+/// `state`, or `state-uncommitted` for the same deployment when `state` is
+/// an older schema (as the reference's `LoadStateData`).
+fn daemon_state(
+    state: Option<&Vec<u8>>,
+    uncommitted: Option<&Vec<u8>>,
+) -> Result<Option<StateData>, String> {
+    let Some(state) = state else {
+        return Ok(None);
+    };
+    let data: StateData = serde_json::from_slice(state).map_err(|e| format!("state: {e}"))?;
+    if data.version < 2 {
+        if let Some(newer) = uncommitted
+            .and_then(|bytes| serde_json::from_slice::<StateData>(bytes).ok())
+            .filter(|newer| newer.update_info.id == data.update_info.id)
+        {
+            return Ok(Some(newer));
+        }
+    }
+    Ok(Some(data))
+}
+
+fn daemon_step(
+    paths: &Paths,
+    installed: &Provides,
+    data: &StateData,
+    boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
+) -> Result<UpdateStep, String> {
+    let info = &data.update_info;
+    let id = DeploymentId::try_from(info.id.as_str())
+        .map_err(|_| format!("deployment id {:?} is too long", info.id))?;
+    let report = |success| {
+        UpdateStep::Reporting(FinalReport {
+            deployment_id: id.clone(),
+            success,
+            attempts: 0,
+        })
+    };
+    Ok(match data.name.as_str() {
+        "update-fetch" | "status-report-error" => UpdateStep::Idle,
+        "reboot" => UpdateStep::Rebooting(pending(paths, installed, info, &id, boot_state)?),
+        "rollback-reboot" | "verify-rollback-reboot" | "after-rollback-reboot" => {
+            UpdateStep::RollingBack(pending(paths, installed, info, &id, boot_state)?)
+        }
+        "update-after-first-commit" | "update-after-commit" => report(true),
+        "update-store"
+        | "update-after-store"
+        | "update-error"
+        | "cleanup"
+        | "update-status-report"
+        | "update-retry-report" => report(false),
+        _ if info.supports_rollback == "rollback-supported" => {
+            UpdateStep::RollingBack(pending(paths, installed, info, &id, boot_state)?)
+        }
+        _ => report(false),
+    })
+}
+
+/// The update a deployment was installing.
+fn pending(
+    paths: &Paths,
+    installed: &Provides,
+    info: &UpdateInfo,
+    id: &DeploymentId,
+    boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
+) -> Result<PendingUpdate, String> {
+    let artifact = &info.artifact;
+    let header = header(
+        &artifact.artifact_name,
+        &artifact.artifact_group,
+        artifact.artifact_provides.as_ref(),
+        artifact.clears_artifact_provides.as_ref(),
+    )?;
+    let (trial_part, previous_part) = parts(paths, boot_state)?;
+    Ok(PendingUpdate {
+        provides: installed.after_commit(&header),
+        trial_part,
+        previous_part,
+        deployment_id: Some(id.clone()),
+    })
+}
+
+/// `(trial, previous)`: the slot the reference switched to and the one it
+/// came from. With `upgrade_available=1` the trial is `mender_boot_part`;
+/// without it the bootloader already went back (or the switch never
+/// happened), so `mender_boot_part` is the previous slot.
+fn parts(
+    paths: &Paths,
+    boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
+) -> Result<(PartNumber, PartNumber), String> {
+    let config = paths.load_config().map_err(|e| e.to_string())?;
+    let layout = SlotLayout::new(
+        config.rootfs_part_a.as_deref(),
+        config.rootfs_part_b.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    let boot = boot_state(&config)?;
+    let boot_part = boot
+        .boot_part
+        .filter(|part| layout.path_of(*part).is_some())
+        .ok_or_else(|| "mender_boot_part does not name a rootfs slot".to_string())?;
+    Ok(if boot.upgrade_available {
+        (boot_part, layout.other(boot_part))
+    } else {
+        (layout.other(boot_part), boot_part)
+    })
+}
+
+/// The store's path for `paths` (for messages and tests).
+pub fn store_path(paths: &Paths) -> PathBuf {
+    paths.data_dir.join(REFERENCE_STORE)
+}
