@@ -140,10 +140,17 @@ impl Lmdb {
             .ok_or(LmdbError::NotLmdb)?;
         let meta0 = Meta::parse(&bytes, 0, word).ok_or(LmdbError::NotLmdb)?;
         let page_size = meta0.page_size;
-        let meta1 = Meta::parse(&bytes, page_size, word);
-        let meta = match meta1 {
-            Some(meta1) if meta1.txn_id > meta0.txn_id && meta1.page_size == page_size => meta1,
-            _ => meta0,
+        // Both meta pages must be valid, as liblmdb itself requires.
+        let meta1 = Meta::parse(&bytes, page_size, word)
+            .filter(|meta1| meta1.page_size == page_size)
+            .ok_or(LmdbError::Damaged(
+                1,
+                "the second meta page is missing or invalid",
+            ))?;
+        let meta = if meta1.txn_id > meta0.txn_id {
+            meta1
+        } else {
+            meta0
         };
         if meta.main_flags & 0x04 != 0 {
             return Err(LmdbError::Unsupported("duplicate keys (MDB_DUPSORT)"));
@@ -193,7 +200,11 @@ impl Lmdb {
         let header = self.header_len();
         let lower = u16_at(page, self.word + 4).map_or(0, usize::from);
         let upper = u16_at(page, self.word + 6).map_or(0, usize::from);
-        if lower < header || lower > upper || upper > page.len() || !(lower - header).is_multiple_of(2) {
+        if lower < header
+            || lower > upper
+            || upper > page.len()
+            || !(lower - header).is_multiple_of(2)
+        {
             return Err(LmdbError::Damaged(number, "bad free-space bounds"));
         }
         let count = (lower - header) / 2;
@@ -269,12 +280,7 @@ impl Lmdb {
         Ok(out)
     }
 
-    fn leaf_node(
-        &self,
-        number: u64,
-        page: &[u8],
-        offset: usize,
-    ) -> Result<Entry, LmdbError> {
+    fn leaf_node(&self, number: u64, page: &[u8], offset: usize) -> Result<Entry, LmdbError> {
         let bad = |what| LmdbError::Damaged(number, what);
         let size = uint(page, offset, 4).ok_or(bad("node past the page"))?;
         let flags = u16_at(page, offset + 4).ok_or(bad("node past the page"))?;
@@ -381,5 +387,246 @@ impl Meta {
             main_root: (root != invalid).then_some(root),
             txn_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/lmdb")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn keys(db: &Lmdb) -> Vec<String> {
+        db.entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
+    }
+
+    const FIXTURES: [&str; 5] = [
+        "standalone-installed.mdb",
+        "committed.mdb",
+        "daemon-reboot.mdb",
+        "daemon-rollback-reboot.mdb",
+        "big.mdb",
+    ];
+
+    #[test]
+    fn reads_the_stores_mender_wrote() {
+        let db = Lmdb::from_bytes(fixture("standalone-installed.mdb")).unwrap();
+        assert!(!db.is_32_bit());
+        assert_eq!(keys(&db), ["standalone-state"]);
+        let value = db.get(b"standalone-state").unwrap().unwrap();
+        assert!(value.starts_with(br#"{"Version":1,"ArtifactName":"release-2""#));
+
+        let db = Lmdb::from_bytes(fixture("committed.mdb")).unwrap();
+        assert_eq!(keys(&db), ["artifact-name", "artifact-provides"]);
+        assert_eq!(db.get(b"artifact-name").unwrap().unwrap(), b"release-2");
+        assert_eq!(db.get(b"missing").unwrap(), None);
+
+        let db = Lmdb::from_bytes(fixture("daemon-reboot.mdb")).unwrap();
+        assert_eq!(keys(&db), ["state"]);
+        let state = db.get(b"state").unwrap().unwrap();
+        assert!(state.starts_with(br#"{"Version":2,"Name":"reboot","#));
+    }
+
+    /// `big.mdb` was made by `mdb_load` (liblmdb 0.9) from this content:
+    /// a two-level tree (branch and leaves) and a value on overflow pages.
+    #[test]
+    fn reads_branches_and_overflow_pages() {
+        let db = Lmdb::from_bytes(fixture("big.mdb")).unwrap();
+        let mut expected: Vec<Entry> = (0..300)
+            .map(|i| {
+                (
+                    format!("key-{i:03}").into_bytes(),
+                    format!("value-{i}-").repeat(i % 7 + 1).into_bytes(),
+                )
+            })
+            .collect();
+        expected.push((
+            b"big".to_vec(),
+            (0..10_000u32).map(|i| ((i * 7) % 256) as u8).collect(),
+        ));
+        expected.sort();
+        assert_eq!(db.entries().unwrap(), expected);
+    }
+
+    /// Truncated and bit-flipped files never panic or loop; a file cut
+    /// before its tree is an error, never an empty store.
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        for name in FIXTURES {
+            let bytes = fixture(name);
+            for cut in (0..bytes.len())
+                .step_by(97)
+                .chain([4096, 8192, bytes.len() - 1])
+            {
+                if let Ok(db) = Lmdb::from_bytes(bytes[..cut].to_vec()) {
+                    let _ = db.entries();
+                }
+            }
+            let step = if bytes.len() > 20_000 { 7 } else { 1 };
+            for at in (0..bytes.len()).step_by(step) {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 0x5A;
+                if let Ok(db) = Lmdb::from_bytes(damaged) {
+                    let _ = db.entries();
+                }
+            }
+        }
+        let standalone = fixture("standalone-installed.mdb");
+        for cut in [
+            100,
+            4096,
+            4096 + 100,
+            8192,
+            8192 + 100,
+            standalone.len() - 1,
+        ] {
+            assert!(
+                Lmdb::from_bytes(standalone[..cut].to_vec())
+                    .and_then(|db| db.entries())
+                    .is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(
+            Lmdb::from_bytes(Vec::new()),
+            Err(LmdbError::NotLmdb)
+        ));
+        assert!(matches!(
+            Lmdb::from_bytes(b"not a database".repeat(1000)),
+            Err(LmdbError::NotLmdb)
+        ));
+    }
+
+    /// A page header for the builder.
+    fn header(word: usize, page: &mut [u8], number: u64, flags: u16, lower: u16, upper: u16) {
+        page[..word].copy_from_slice(&number.to_le_bytes()[..word]);
+        page[word + 2..word + 4].copy_from_slice(&flags.to_le_bytes());
+        page[word + 4..word + 6].copy_from_slice(&lower.to_le_bytes());
+        page[word + 6..word + 8].copy_from_slice(&upper.to_le_bytes());
+    }
+
+    /// A file in liblmdb's layout for a `word`-byte build: two metas (the
+    /// second current) and `pages` from page 2 on, root at `root`.
+    fn build(word: usize, pages: Vec<Vec<u8>>, root: u64) -> Vec<u8> {
+        const PSIZE: usize = 4096;
+        let mut file = Vec::new();
+        for meta in 0..2u64 {
+            let mut page = vec![0u8; PSIZE];
+            header(word, &mut page, meta, P_META, 0, 0);
+            let mut at = word + 8;
+            let mut put = |page: &mut Vec<u8>, value: u64, len: usize| {
+                page[at..at + len].copy_from_slice(&value.to_le_bytes()[..len]);
+                at += len;
+            };
+            let invalid = if word == 8 {
+                u64::MAX
+            } else {
+                u64::from(u32::MAX)
+            };
+            put(&mut page, u64::from(MAGIC), 4);
+            put(&mut page, u64::from(VERSION), 4);
+            put(&mut page, 0, word); // address
+            put(&mut page, 1 << 20, word); // map size
+            for db in 0..2 {
+                put(&mut page, if db == 0 { PSIZE as u64 } else { 0 }, 4);
+                put(&mut page, 0, 2); // flags
+                put(&mut page, u64::from(db == 1), 2); // depth
+                for _ in 0..4 {
+                    put(&mut page, 0, word);
+                }
+                let db_root = if db == 1 && meta == 1 { root } else { invalid };
+                put(&mut page, db_root, word);
+            }
+            put(&mut page, 1 + pages.len() as u64, word); // last page
+            put(&mut page, meta, word); // txn id
+            file.extend(page);
+        }
+        for page in pages {
+            assert_eq!(page.len(), PSIZE);
+            file.extend(page);
+        }
+        file
+    }
+
+    /// A leaf (or, with `branch`, a branch page whose values are child
+    /// page numbers) holding `entries`.
+    fn node_page(
+        word: usize,
+        number: u64,
+        entries: &[(&[u8], &[u8])],
+        branch: Option<&[u64]>,
+    ) -> Vec<u8> {
+        let mut page = vec![0u8; 4096];
+        let mut upper = page.len();
+        let mut offsets = Vec::new();
+        for (index, (key, value)) in entries.iter().enumerate() {
+            let data: &[u8] = if branch.is_some() { &[] } else { value };
+            let len = (NODE_HEADER + key.len() + data.len() + 1) & !1;
+            upper -= len;
+            let node = &mut page[upper..upper + len];
+            let (lo, flags) = match branch {
+                Some(children) => (children[index], (children[index] >> 32) as u16),
+                None => (value.len() as u64, 0),
+            };
+            node[..4].copy_from_slice(&(lo as u32).to_le_bytes());
+            node[4..6].copy_from_slice(&flags.to_le_bytes());
+            node[6..8].copy_from_slice(&(key.len() as u16).to_le_bytes());
+            node[8..8 + key.len()].copy_from_slice(key);
+            node[8 + key.len()..8 + key.len() + data.len()].copy_from_slice(data);
+            offsets.push(upper as u16);
+        }
+        let lower = word + 8 + 2 * offsets.len();
+        for (i, offset) in offsets.iter().enumerate() {
+            page[word + 8 + 2 * i..word + 10 + 2 * i].copy_from_slice(&offset.to_le_bytes());
+        }
+        let flags = if branch.is_some() { P_BRANCH } else { P_LEAF };
+        header(word, &mut page, number, flags, lower as u16, upper as u16);
+        page
+    }
+
+    /// The same store in the 64-bit and the 32-bit layout (ARM boards run
+    /// 32-bit builds of liblmdb) reads the same.
+    #[test]
+    fn reads_32_and_64_bit_layouts() {
+        let entries: [(&[u8], &[u8]); 3] = [
+            (b"artifact-name", b"release-7"),
+            (
+                b"artifact-provides",
+                br#"{"rootfs-image.version":"release-7"}"#,
+            ),
+            (b"standalone-state", b"{}"),
+        ];
+        for word in [8, 4] {
+            let file = build(word, vec![node_page(word, 2, &entries, None)], 2);
+            let db = Lmdb::from_bytes(file).unwrap();
+            assert_eq!(db.is_32_bit(), word == 4);
+            assert_eq!(db.txn_id(), 1);
+            let read = db.entries().unwrap();
+            let expected: Vec<Entry> = entries
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            assert_eq!(read, expected);
+        }
+    }
+
+    /// A branch that points at itself is an error, not an endless walk.
+    #[test]
+    fn a_looping_tree_is_an_error() {
+        for word in [8, 4] {
+            let branch = node_page(word, 2, &[(b"", b""), (b"m", b"")], Some(&[2, 2]));
+            let file = build(word, vec![branch], 2);
+            let db = Lmdb::from_bytes(file).unwrap();
+            assert!(matches!(db.entries(), Err(LmdbError::Damaged(..))));
+        }
     }
 }
