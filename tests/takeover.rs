@@ -642,6 +642,7 @@ fn daemon_case(boot: Boot, finisher: &str, swap_late: bool) -> Ending {
             "{auths:?}"
         );
     }
+    let ending_reboots = managed.reboots() - reboots_before;
     let name = RefDevice::ok(
         if finisher == "mender" {
             managed.device.mender(&["show-artifact"])
@@ -650,10 +651,28 @@ fn daemon_case(boot: Boot, finisher: &str, swap_late: bool) -> Ending {
         },
         "show-artifact",
     );
+    let env = managed.device.boot();
+    if finisher != "mender" && matches!(boot, Boot::Trial) {
+        // The reverse: the reference swapped back still holds its
+        // `reboot` state, finds no trial in the env and "rolls back": a
+        // no-op on the env (the new slot stays), then its rollback reboot.
+        let statuses = managed.statuses(&id);
+        let reboots = managed.reboots();
+        let back = managed.start(mender.0, mender.1, "reverse.log");
+        managed.wait("the reference's rollback reboot", "reverse.log", || {
+            managed.reboots() > reboots
+        });
+        drop(back);
+        assert_eq!(managed.device.boot(), env, "{}", managed.log("reverse.log"));
+        assert_eq!(managed.statuses(&id), statuses);
+        assert!(managed
+            .log("reverse.log")
+            .contains("Handling loaded state: reboot"));
+    }
     Ending {
         statuses: managed.statuses(&id)[before..].to_vec(),
-        reboots: managed.reboots() - reboots_before,
-        env: managed.device.boot(),
+        reboots: ending_reboots,
+        env,
         name: name.trim().to_string(),
     }
 }

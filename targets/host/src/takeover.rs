@@ -426,3 +426,192 @@ fn parts(
 pub fn store_path(paths: &Paths) -> PathBuf {
     paths.data_dir.join(REFERENCE_STORE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A data dir holding the fixture store `store` (written by the real
+    /// mender 3.4), slots p2/p3, `artifact_info` naming `release-1`.
+    struct Setup {
+        dir: PathBuf,
+        paths: Paths,
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn setup(store: &str) -> Setup {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "otalite-takeover-{}-{n}-{store}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (data, etc) = (dir.join("data"), dir.join("etc"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/lmdb")
+                .join(store),
+            data.join(REFERENCE_STORE),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("mender.conf"),
+            r#"{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3"}"#,
+        )
+        .unwrap();
+        std::fs::write(etc.join("artifact_info"), "artifact_name=release-1\n").unwrap();
+        let paths = Paths {
+            config: etc.join("mender.conf"),
+            fallback_config: data.join("mender.conf"),
+            data_dir: data,
+            conf_dir: etc.clone(),
+            share_dir: etc,
+        };
+        Setup { dir, paths }
+    }
+
+    fn boot(
+        part: PartNumber,
+        upgrade_available: bool,
+    ) -> impl FnOnce(&MenderConfig) -> Result<BootState, String> {
+        move |_| {
+            Ok(BootState {
+                boot_part: Some(part),
+                upgrade_available,
+                bootcount: Some(1),
+            })
+        }
+    }
+
+    fn took_over(outcome: Outcome) -> StateRecord {
+        match outcome {
+            Outcome::TookOver(record) => *record,
+            other => panic!("expected a take-over, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rebooted_deployment_becomes_rebooting_once() {
+        let setup = setup("daemon-reboot.mdb");
+        let record = took_over(take_over(&setup.paths, boot(3, true)));
+        assert_eq!(record.installed, Provides::named("release-1"));
+        let UpdateStep::Rebooting(pending) = &record.step else {
+            panic!("{:?}", record.step);
+        };
+        assert_eq!((pending.trial_part, pending.previous_part), (3, 2));
+        assert_eq!(
+            pending.deployment_id.as_deref(),
+            Some("2f6f1aaa-8de3-4f46-aff2-3496d8696892")
+        );
+        assert_eq!(pending.provides.artifact_name, "release-2");
+        assert_eq!(
+            pending.provides.get("rootfs-image.version"),
+            Some("release-2")
+        );
+        assert_eq!(record.store_count, 5);
+        assert_eq!(state::load(&setup.paths.data_dir).unwrap(), Some(record));
+        // Once: otalite's own record is there now.
+        assert!(matches!(
+            take_over(&setup.paths, |_| panic!("not read")),
+            Outcome::NotNeeded
+        ));
+    }
+
+    #[test]
+    fn after_a_fallback_the_trial_is_the_other_slot() {
+        let setup = setup("daemon-reboot.mdb");
+        let record = took_over(take_over(&setup.paths, boot(2, false)));
+        let UpdateStep::Rebooting(pending) = &record.step else {
+            panic!("{:?}", record.step);
+        };
+        assert_eq!((pending.trial_part, pending.previous_part), (3, 2));
+    }
+
+    #[test]
+    fn a_rollback_reboot_becomes_rolling_back() {
+        let setup = setup("daemon-rollback-reboot.mdb");
+        let record = took_over(take_over(&setup.paths, boot(2, false)));
+        assert!(
+            matches!(&record.step, UpdateStep::RollingBack(p) if p.deployment_id.is_some()),
+            "{:?}",
+            record.step
+        );
+    }
+
+    #[test]
+    fn a_standalone_install_becomes_installed() {
+        let setup = setup("standalone-installed.mdb");
+        let record = took_over(take_over(&setup.paths, boot(3, true)));
+        let UpdateStep::Installed(pending) = &record.step else {
+            panic!("{:?}", record.step);
+        };
+        assert_eq!(pending.deployment_id, None);
+        assert_eq!((pending.trial_part, pending.previous_part), (3, 2));
+        assert_eq!(pending.provides.get("rootfs-image.custom"), Some("foo"));
+    }
+
+    #[test]
+    fn a_committed_store_needs_no_boot_env() {
+        let setup = setup("committed.mdb");
+        let record = took_over(take_over(&setup.paths, |_| panic!("not read")));
+        assert_eq!(record.step, UpdateStep::Idle);
+        assert_eq!(record.installed.artifact_name, "release-2");
+        assert_eq!(record.installed.get("rootfs-image.custom"), Some("foo"));
+    }
+
+    #[test]
+    fn a_foreign_file_is_a_warning_and_writes_nothing() {
+        let setup = setup("committed.mdb");
+        std::fs::write(setup.paths.data_dir.join(REFERENCE_STORE), b"junk").unwrap();
+        assert!(matches!(
+            take_over(&setup.paths, |_| panic!("not read")),
+            Outcome::Failed(_)
+        ));
+        assert_eq!(state::load(&setup.paths.data_dir).unwrap(), None);
+    }
+
+    /// The reference's restart handling, state by state.
+    #[test]
+    fn daemon_states_map_as_the_reference_restarts_them() {
+        let setup = setup("committed.mdb");
+        let installed = Provides::named("release-1");
+        let step = |name: &str, rollback: &str| {
+            let json = format!(
+                r#"{{"Version":2,"Name":"{name}","UpdateInfo":{{"ID":"d1","SupportsRollback":"{rollback}","Artifact":{{"artifact_name":"release-2"}}}}}}"#
+            );
+            let data: StateData = serde_json::from_str(&json).unwrap();
+            daemon_step(&setup.paths, &installed, &data, boot(3, true)).unwrap()
+        };
+        let report = |success| {
+            UpdateStep::Reporting(FinalReport {
+                deployment_id: DeploymentId::try_from("d1").unwrap(),
+                success,
+                attempts: 0,
+            })
+        };
+        assert_eq!(step("update-fetch", ""), UpdateStep::Idle);
+        assert_eq!(step("update-after-commit", ""), report(true));
+        assert_eq!(step("update-after-first-commit", ""), report(true));
+        assert_eq!(step("update-store", "rollback-supported"), report(false));
+        assert_eq!(step("cleanup", ""), report(false));
+        assert_eq!(step("update-install", ""), report(false));
+        assert!(matches!(step("reboot", ""), UpdateStep::Rebooting(_)));
+        assert!(matches!(
+            step("update-install", "rollback-supported"),
+            UpdateStep::RollingBack(_)
+        ));
+        assert!(matches!(
+            step("verify-rollback-reboot", ""),
+            UpdateStep::RollingBack(_)
+        ));
+    }
+}
