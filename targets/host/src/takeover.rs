@@ -45,7 +45,6 @@ use otalite::board::{BootState, PartNumber};
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, provide, Name, Provides};
 use otalite::store::{DeploymentId, FinalReport, PendingUpdate, StateRecord, UpdateStep};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The reference's store file name in the data directory.
@@ -65,6 +64,62 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// A JSON object of strings (provides), in the order written. Own
+/// `Deserialize`: serde-json-core reads object keys only through
+/// `deserialize_str` (its `deserialize_string` on a key is unreachable), and
+/// a `Vec` keeps the binary free of a `BTreeMap` instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct StringMap(Vec<(String, String)>);
+
+impl StringMap {
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// An object key, read with `deserialize_str`.
+struct Key(String);
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Key, E> {
+                Ok(Key(value.to_string()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StringMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StringMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StringMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((Key(key), value)) = map.next_entry::<Key, String>()? {
+                    out.retain(|(k, _): &(String, String)| *k != key);
+                    out.push((key, value));
+                }
+                Ok(StringMap(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// `standalone-state`.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -74,7 +129,7 @@ struct StandaloneState {
     #[serde(default)]
     artifact_group: String,
     #[serde(default)]
-    artifact_type_info_provides: Option<BTreeMap<String, String>>,
+    artifact_type_info_provides: Option<StringMap>,
     #[serde(default)]
     artifact_clears_provides: Option<Vec<String>>,
 }
@@ -109,7 +164,7 @@ struct Artifact {
     #[serde(default)]
     artifact_group: String,
     #[serde(default)]
-    artifact_provides: Option<BTreeMap<String, String>>,
+    artifact_provides: Option<StringMap>,
     #[serde(default)]
     clears_artifact_provides: Option<Vec<String>>,
 }
@@ -119,7 +174,7 @@ struct Artifact {
 fn header(
     name: &str,
     group: &str,
-    provides: Option<&BTreeMap<String, String>>,
+    provides: Option<&StringMap>,
     clears: Option<&Vec<String>>,
 ) -> Result<ArtifactHeader, String> {
     let mut header = ArtifactHeader {
@@ -132,7 +187,7 @@ fn header(
             Name::try_from(group).map_err(|_| format!("artifact group {group:?} is too long"))?,
         );
     }
-    for (key, value) in provides.into_iter().flatten() {
+    for (key, value) in provides.into_iter().flat_map(StringMap::iter) {
         let entry = provide(key, value).ok_or_else(|| format!("provide {key} is too long"))?;
         header
             .provides
@@ -227,6 +282,16 @@ fn log_carried(store: &std::path::Path, record: &StateRecord) {
     }
 }
 
+/// Decodes a JSON value of the store (Go's `encoding/json` output: `\u`
+/// escapes unescaped) with the core's serde-json-core, already in the
+/// binary for the configuration.
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, String> {
+    let mut scratch = vec![0u8; bytes.len()];
+    serde_json_core::from_slice_escaped(bytes, &mut scratch)
+        .map(|(value, _)| value)
+        .map_err(|e| format!("{key}: {e}"))
+}
+
 fn text(value: &[u8], key: &str) -> Result<String, String> {
     String::from_utf8(value.to_vec()).map_err(|_| format!("{key} is not UTF-8"))
 }
@@ -238,21 +303,19 @@ fn carry(
     boot_state: impl FnOnce(&MenderConfig) -> Result<BootState, String>,
 ) -> Result<Option<StateRecord>, String> {
     let store = Lmdb::open(store_path).map_err(|e: LmdbError| e.to_string())?;
-    let entries: BTreeMap<Vec<u8>, Vec<u8>> = store
-        .entries()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
-    let get = |key: &str| entries.get(key.as_bytes());
+    let entries = store.entries().map_err(|e| e.to_string())?;
+    let get = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v)
+    };
 
     let stored_name = get("artifact-name")
         .map(|v| text(v, "artifact-name"))
         .transpose()?;
     let standalone = get("standalone-state")
-        .map(|v| {
-            serde_json::from_slice::<StandaloneState>(v)
-                .map_err(|e| format!("standalone-state: {e}"))
-        })
+        .map(|v| json::<StandaloneState>(v, "standalone-state"))
         .transpose()?;
     let daemon = daemon_state(get("state"), get("state-uncommitted"))?;
     if stored_name.is_none() && standalone.is_none() && daemon.is_none() {
@@ -274,10 +337,9 @@ fn carry(
                 Some(Name::try_from(group.as_str()).map_err(|_| "artifact-group is too long")?);
         }
     }
-    if let Some(json) = get("artifact-provides") {
-        let map: BTreeMap<String, String> =
-            serde_json::from_slice(json).map_err(|e| format!("artifact-provides: {e}"))?;
-        for (key, value) in &map {
+    if let Some(json_text) = get("artifact-provides") {
+        let map: StringMap = json(json_text, "artifact-provides")?;
+        for (key, value) in map.iter() {
             if key == "artifact_name" || key == "artifact_group" {
                 continue;
             }
@@ -324,10 +386,10 @@ fn daemon_state(
     let Some(state) = state else {
         return Ok(None);
     };
-    let data: StateData = serde_json::from_slice(state).map_err(|e| format!("state: {e}"))?;
+    let data: StateData = json(state, "state")?;
     if data.version < 2 {
         if let Some(newer) = uncommitted
-            .and_then(|bytes| serde_json::from_slice::<StateData>(bytes).ok())
+            .and_then(|bytes| json::<StateData>(bytes, "state-uncommitted").ok())
             .filter(|newer| newer.update_info.id == data.update_info.id)
         {
             return Ok(Some(newer));
@@ -585,10 +647,10 @@ mod tests {
         let setup = setup("committed.mdb");
         let installed = Provides::named("release-1");
         let step = |name: &str, rollback: &str| {
-            let json = format!(
+            let json_text = format!(
                 r#"{{"Version":2,"Name":"{name}","UpdateInfo":{{"ID":"d1","SupportsRollback":"{rollback}","Artifact":{{"artifact_name":"release-2"}}}}}}"#
             );
-            let data: StateData = serde_json::from_str(&json).unwrap();
+            let data: StateData = json(json_text.as_bytes(), "test").unwrap();
             daemon_step(&setup.paths, &installed, &data, boot(3, true)).unwrap()
         };
         let report = |success| {
@@ -613,5 +675,47 @@ mod tests {
             step("verify-rollback-reboot", ""),
             UpdateStep::RollingBack(_)
         ));
+    }
+
+    /// The store's JSON as Go writes it (`\u0026` in URLs, nulls, unknown
+    /// members) decodes; any cut or damaged value is an error, never a
+    /// panic (serde-json-core has `unreachable!` paths for some key types).
+    #[test]
+    fn store_json_decodes_and_damage_never_panics() {
+        let state = br#"{"Version":2,"Name":"reboot","UpdateInfo":{"Artifact":{"Source":{"URI":"https://s3/x?a=1\u0026b=\"2\"","Expire":"2026"},"device_types_compatible":["t"],"PayloadTypes":null,"artifact_name":"r\u00e9lease-2","artifact_group":"","artifact_provides":{"rootfs-image.version":"2","k\u0026":"v"},"clears_artifact_provides":null},"ID":"d1","RebootRequested":null,"SupportsRollback":"rollback-supported","StateDataStoreCount":5,"HasDBSchemaUpdate":false}}"#;
+        let data: StateData = json(state, "state").unwrap();
+        assert_eq!(data.name, "reboot");
+        assert_eq!(data.update_info.artifact.artifact_name, "r\u{e9}lease-2");
+        let provides = data.update_info.artifact.artifact_provides.unwrap();
+        assert!(provides.iter().any(|kv| kv == ("k&", "v")), "{provides:?}");
+        let standalone = br#"{"Version":1,"ArtifactName":"a","ArtifactGroup":"","ArtifactTypeInfoProvides":{"x":"y"},"ArtifactClearsProvides":["x*"],"PayloadTypes":["rootfs-image"]}"#;
+        assert!(json::<StandaloneState>(standalone, "s").is_ok());
+        let odd: [&[u8]; 8] = [
+            b"{1:2}",
+            b"{\"a\":{\"b\":[1,{\"c\":null}]}}",
+            b"[]",
+            b"null",
+            b"{\"Name\":5}",
+            b"{\"\\ud83d\\ude00\":\"x\"}",
+            b"{\"UpdateInfo\":{\"Artifact\":{\"artifact_provides\":{\"a\":1}}}}",
+            b"\"\\u12\"",
+        ];
+        for value in odd.iter().copied().chain([&state[..], &standalone[..]]) {
+            for cut in 0..=value.len() {
+                let part = &value[..cut];
+                let _ = json::<StateData>(part, "t");
+                let _ = json::<StandaloneState>(part, "t");
+                let _ = json::<StringMap>(part, "t");
+            }
+            for at in 0..value.len() {
+                for byte in [b'"', b'{', b'}', b'[', b':', b',', b'1', b'\\', 0xFF] {
+                    let mut damaged = value.to_vec();
+                    damaged[at] = byte;
+                    let _ = json::<StateData>(&damaged, "t");
+                    let _ = json::<StandaloneState>(&damaged, "t");
+                    let _ = json::<StringMap>(&damaged, "t");
+                }
+            }
+        }
     }
 }
