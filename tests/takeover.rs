@@ -251,11 +251,21 @@ impl Drop for RefDevice {
 }
 
 /// A device where the reference committed `release-2` (provides
-/// `rootfs-image.custom=foo`) and then installed `release-3` (which keeps
-/// `rootfs-image.custom` through its own clears list and adds
-/// `extra.key=bar`), not yet committed: the new slot (3) is on trial.
+/// `rootfs-image.custom=foo`, group `g1`) and then installed `release-3`
+/// (which keeps `rootfs-image.custom` and the group through its own clears
+/// list and adds `extra.key=bar`), not yet committed: the new slot (2) is
+/// on trial.
 fn pending_reference_update(device: &RefDevice) {
-    let r2 = device.artifact("release-2", 2, &["--provides", "rootfs-image.custom:foo"]);
+    let r2 = device.artifact(
+        "release-2",
+        2,
+        &[
+            "--provides",
+            "rootfs-image.custom:foo",
+            "--provides-group",
+            "g1",
+        ],
+    );
     let r3 = device.artifact(
         "release-3",
         3,
@@ -312,6 +322,11 @@ fn otalite_commits_an_update_the_reference_installed() {
     );
     assert!(
         reference_show.1.contains("extra.key=bar\n"),
+        "{}",
+        reference_show.1
+    );
+    assert!(
+        reference_show.1.contains("artifact_group=g1\n"),
         "{}",
         reference_show.1
     );
