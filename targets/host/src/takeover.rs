@@ -222,7 +222,7 @@ pub fn take_over(
     }
     match carry(paths, &store_path, boot_state) {
         Ok(None) => {
-            log::info!(
+            log::debug!(
                 "the reference's store {} holds no installed artifact: nothing to take over",
                 store_path.display()
             );
