@@ -20,6 +20,7 @@ pub const FUZZ_TARGETS: &[&str] = &[
     "script_output",
     "http_reader",
     "agent_managed",
+    "lmdb_store",
 ];
 const FUZZ_SECONDS: u32 = 15;
 
@@ -360,6 +361,7 @@ fn fuzz_seeds(target: &str) -> &'static [&'static str] {
         }
         "http_response" | "deployment_next" | "http_reader" => &["fuzz/seeds/http"],
         "agent_managed" => &["fuzz/seeds/agent"],
+        "lmdb_store" => &["tests/fixtures/lmdb"],
         _ => &[],
     }
 }

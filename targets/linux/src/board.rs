@@ -84,3 +84,12 @@ pub fn open_env(config: &MenderConfig) -> Result<AnyEnv, String> {
 }
 
 pub use otalite_host::reboot::CommandReboot;
+
+/// The boot state from the configured environment (for taking a device
+/// over from the reference, see `otalite_host::takeover`).
+pub fn boot_state(config: &MenderConfig) -> Result<otalite::board::BootState, String> {
+    use otalite::board::BootControl;
+    otalite::board::MenderBootControl::new(open_env(config)?)
+        .boot_state()
+        .map_err(|e| format!("cannot read the bootloader environment: {e}"))
+}

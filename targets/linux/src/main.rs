@@ -155,6 +155,10 @@ fn run() -> Result<i32, Failure> {
         paths.conf_dir.display(),
         paths.share_dir.display()
     );
+    // First start after the reference client: carry its store over.
+    if !matches!(args.command, cli::Command::Help(_) | cli::Command::Version) {
+        otalite_host::takeover::take_over(&paths, board::boot_state);
+    }
     match args.command.clone() {
         cli::Command::Help(_) | cli::Command::Version => Ok(EXIT_OK),
         cli::Command::Unsupported(verb) => Err(Failure::error(format!(
