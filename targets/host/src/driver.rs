@@ -435,6 +435,10 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         if install {
             self.partition = None;
             self.hooks = None;
+            // Aliases of the running slot are refused before a byte is written.
+            layout
+                .check_install_target(&active)
+                .map_err(|e| e.to_string())?;
             self.partition =
                 Some(FilePartition::open(&active.inactive).map_err(|e| e.to_string())?);
             let dir = self.paths.artifact_scripts();
