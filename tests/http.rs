@@ -960,3 +960,277 @@ fn no_proxy_bypasses_the_proxy_and_refusals_are_reported() {
         .unwrap_err();
     assert!(matches!(error, HttpError::Proxy(_)), "{error}");
 }
+
+// ---------------------------------------------------------------------------
+// Hostile servers: every network read is bounded in size and time.
+
+/// A server that reads the request, then runs `send` on the connection
+/// until it fails (the client hung up). Returns its address.
+fn hostile(send: fn(&mut TcpStream) -> std::io::Result<()>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = send(&mut stream);
+            });
+        }
+    });
+    address
+}
+
+fn endless(stream: &mut TcpStream, head: &[u8], unit: &[u8]) -> std::io::Result<()> {
+    stream.write_all(head)?;
+    let block = unit.repeat(64 * 1024 / unit.len());
+    loop {
+        stream.write_all(&block)?;
+    }
+}
+
+fn hostile_config() -> HttpConfig {
+    HttpConfig {
+        max_body_len: 64 * 1024,
+        io_timeout: Duration::from_secs(5),
+        ..test_config()
+    }
+}
+
+/// Requests `/` from `address` with [`hostile_config`], expecting an error
+/// within 3 s.
+fn refused(address: SocketAddr) -> HttpError {
+    let started = Instant::now();
+    let error = client(hostile_config())
+        .request("GET", &format!("http://{address}/"), &[], None)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{error}");
+    error
+}
+
+#[test]
+fn endless_header_line_is_refused_at_the_line_limit() {
+    let address = hostile(|s| endless(s, b"HTTP/1.1 200 OK\r\nX-Endless: ", b"a"));
+    let error = refused(address);
+    // The line or the whole head reaches its limit first, depending on how
+    // the bytes arrive; either way the error names the limit.
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "{} bytes (the limit)",
+            otalite::protocol::http::MAX_LINE_LEN
+        )) || text.contains(&format!(
+            "{} bytes (the limit)",
+            otalite::protocol::http::MAX_HEAD_LEN
+        )),
+        "{text}"
+    );
+    // Also for a download (the path of `install http://...`).
+    let error = Download::start(
+        &client(hostile_config()),
+        &format!("http://{address}/a.mender"),
+        fast_backoff(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, HttpError::Head(_)), "{error}");
+}
+
+#[test]
+fn endless_header_list_is_refused_at_the_header_limit() {
+    let address = hostile(|s| endless(s, b"HTTP/1.1 200 OK\r\n", b"X-A: b\r\n"));
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&format!(
+            "more than {} response headers",
+            otalite::protocol::http::MAX_HEADERS
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn long_head_of_short_lines_is_refused_at_the_head_limit() {
+    // 90 headers of 100 bytes: under the line and count limits, over 8 KiB.
+    let address = hostile(|s| {
+        let line = format!("X-Long: {}\r\n", "v".repeat(90));
+        endless(
+            s,
+            format!("HTTP/1.1 200 OK\r\n{}", line.repeat(90)).as_bytes(),
+            b"\r\n",
+        )
+    });
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&otalite::protocol::http::MAX_HEAD_LEN.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn huge_chunk_size_is_bounded_by_the_body_cap() {
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffff\r\n",
+            b"{",
+        )
+    });
+    let error = refused(address);
+    assert!(
+        matches!(error, HttpError::BodyTooLarge { limit: 65536 }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("65536"), "{error}");
+    // A chunk size beyond 64 bits is malformed.
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
+            b"x",
+        )
+    });
+    let error = refused(address);
+    assert!(matches!(error, HttpError::Chunked(_)), "{error}");
+}
+
+#[test]
+fn endless_chunk_size_line_is_refused() {
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=",
+            b"e",
+        )
+    });
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&otalite::protocol::http::MAX_CHUNK_LINE_LEN.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn endless_json_bodies_are_bounded_by_the_body_cap() {
+    // Until close, many small chunks, and a lying Content-Length.
+    for send in [
+        (|s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[",
+                b"1,",
+            )
+        }) as fn(&mut TcpStream) -> std::io::Result<()>,
+        |s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"2\r\n1,\r\n",
+            )
+        },
+        |s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n",
+                b" ",
+            )
+        },
+    ] {
+        let error = refused(hostile(send));
+        assert!(
+            matches!(error, HttpError::BodyTooLarge { limit: 65536 }),
+            "{error}"
+        );
+    }
+}
+
+/// One byte every 100 ms: never a stall, but never done.
+fn trickle(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")?;
+    loop {
+        stream.write_all(b" ")?;
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn trickled_api_answer_ends_at_the_exchange_limit() {
+    let address = hostile(trickle);
+    let config = HttpConfig {
+        exchange_timeout: Duration::from_millis(1200),
+        io_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let started = Instant::now();
+    let error = client(config)
+        .request("GET", &format!("http://{address}/"), &[], None)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error, HttpError::Deadline { limit } if limit == Duration::from_millis(1200)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("1.2 s"), "{error}");
+    assert!(
+        took >= Duration::from_millis(1200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn trickled_download_has_no_total_cap_only_a_stall_timeout() {
+    // The exchange limit does not apply to downloads: 3 s of a steady
+    // trickle with a 1 s exchange limit and a 500 ms stall timeout.
+    let address = hostile(|stream| {
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n")?;
+        for _ in 0..30 {
+            stream.write_all(b"d")?;
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    let config = HttpConfig {
+        exchange_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let mut download = Download::open_at(
+        &client(config),
+        &format!("http://{address}/a.mender"),
+        0,
+        None,
+    )
+    .unwrap();
+    assert_eq!(read_all(&mut download).unwrap(), vec![b'd'; 30]);
+}
+
+#[test]
+fn stop_flag_ends_a_blocked_or_trickled_exchange_promptly() {
+    for send in [trickle as fn(&mut TcpStream) -> std::io::Result<()>, |_| {
+        thread::sleep(Duration::from_secs(30));
+        Ok(())
+    }] {
+        let address = hostile(send);
+        let stop = Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let config = HttpConfig {
+            io_timeout: Duration::from_secs(30),
+            stop: Some(Arc::clone(&stop)),
+            ..test_config()
+        };
+        let raise = Arc::clone(&stop);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            raise.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let error = client(config)
+            .request("GET", &format!("http://{address}/"), &[], None)
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Stopped), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -13,7 +13,7 @@ use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use super::{HttpConfig, HttpError};
+use super::{is_poll_timeout, HttpConfig, HttpError, Watch};
 
 /// Where Linux distributions keep the CA bundle (the list Go uses).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -91,16 +91,20 @@ pub(super) fn handshake(
     config: &Arc<ClientConfig>,
     host: &str,
     tcp: TcpStream,
+    watch: &Watch,
 ) -> Result<rustls::StreamOwned<ClientConnection, TcpStream>, HttpError> {
     let server_name = ServerName::try_from(host.to_string())
         .map_err(|_| HttpError::InvalidUrl(host.to_string()))?;
     let connection = ClientConnection::new(Arc::clone(config), server_name)
         .map_err(|error| HttpError::Tls(error.to_string()))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let mut progress = std::time::Instant::now();
     while stream.conn.is_handshaking() {
+        watch.check_stop_deadline()?;
         match stream.conn.complete_io(&mut stream.sock) {
-            Ok(_) => {}
+            Ok(_) => progress = std::time::Instant::now(),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if is_poll_timeout(&error) => watch.check(progress)?,
             Err(error) => return Err(HttpError::from_io(error)),
         }
     }
