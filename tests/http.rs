@@ -450,6 +450,146 @@ fn https_with_skip_verify_succeeds() {
     assert_eq!(response.body, b"ok");
 }
 
+/// A server key and certificate made "the usual way" by the openssl CLI
+/// (`req -x509`, which sets `CA:TRUE`); returns (cert PEM path, config).
+fn openssl_server(
+    key_args: &[&str],
+    names: &str,
+) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rustls::pki_types::pem::PemObject;
+    let (cert, key) = (unique_path("openssl.crt"), unique_path("openssl.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(key_args)
+        .args(["-addext", &format!("subjectAltName={names}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl CLI is required (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl req -x509 no longer sets CA:TRUE: the test proves nothing"
+    );
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    (cert, Arc::new(config))
+}
+
+fn get_with_certificate(
+    tls: Arc<rustls::ServerConfig>,
+    pem: std::path::PathBuf,
+    host: &str,
+) -> Result<Vec<u8>, HttpError> {
+    let server = serve(Some(tls), |_, _, stream| {
+        respond(
+            stream,
+            "200 OK",
+            &[("Content-Length", "2".to_string())],
+            b"ok",
+        );
+    });
+    let config = HttpConfig {
+        server_certificate: Some(pem),
+        ..test_config()
+    };
+    let url = server.url("https", "/").replace("127.0.0.1", host);
+    client(config)
+        .request("GET", &url, &[], None)
+        .map(|response| response.body)
+}
+
+#[test]
+fn openssl_self_signed_ca_certificate_is_accepted_as_server_certificate() {
+    for key in [
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"][..],
+        &["-newkey", "rsa:2048"][..],
+    ] {
+        let (pem, tls) = openssl_server(key, "DNS:localhost,IP:127.0.0.1");
+        assert_eq!(
+            get_with_certificate(Arc::clone(&tls), pem.clone(), "127.0.0.1").unwrap(),
+            b"ok"
+        );
+        assert_eq!(get_with_certificate(tls, pem, "localhost").unwrap(), b"ok");
+    }
+}
+
+#[test]
+fn pinned_certificate_still_needs_the_right_host_name() {
+    let (pem, tls) = openssl_server(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        "DNS:mender.example.com",
+    );
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(matches!(error, HttpError::Certificate(_)), "{error}");
+    assert!(error.to_string().contains("NotValidForName"), "{error}");
+}
+
+#[test]
+fn pinned_certificate_still_needs_a_valid_period() {
+    // The same kind of certificate (self-signed, CA:TRUE), expired.
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pem = unique_path("expired.crt");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let error = get_with_certificate(Arc::new(tls), pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("Expired"), "{error}");
+}
+
+#[test]
+fn another_certificate_than_the_pinned_one_goes_through_webpki() {
+    let (pem, _) = openssl_server(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        "IP:127.0.0.1",
+    );
+    let (tls, _) = tls_server_config();
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+}
+
 #[test]
 fn unreadable_server_certificate_is_a_clear_error() {
     let config = HttpConfig {

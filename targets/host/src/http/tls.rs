@@ -1,14 +1,25 @@
 //! rustls configuration: the trust store (webpki-roots, the system bundle,
 //! `ServerCertificate`) and the `SkipVerify` verifier.
+//!
+//! A server certificate byte-identical to one in `ServerCertificate` is
+//! trusted directly, as Go's verifier (the reference) trusts a leaf found in
+//! its root pool: a self-signed certificate made with `openssl req -x509`
+//! (which sets `CA:TRUE`, so webpki refuses it as an end entity with
+//! `CaUsedAsEndEntity`) works as with the reference. Its validity period
+//! and host name are still checked, and the handshake signature is
+//! verified against its key; every other certificate goes through webpki.
 
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::CertificateError;
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -37,14 +48,26 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
             .with_custom_certificate_verifier(Arc::new(SkipVerify { provider }))
             .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(trust_store(config)?)
-            .with_no_client_auth()
+        let (roots, pinned) = trust_store(config)?;
+        if pinned.is_empty() {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| HttpError::TrustStore(error.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }))
+                .with_no_client_auth()
+        }
     };
     Ok(tls)
 }
 
-fn trust_store(config: &HttpConfig) -> Result<RootCertStore, HttpError> {
+/// The roots, and the `ServerCertificate` certificates (also in the roots).
+fn trust_store(
+    config: &HttpConfig,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), HttpError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if config.system_roots {
@@ -76,13 +99,116 @@ fn trust_store(config: &HttpConfig) -> Result<RootCertStore, HttpError> {
                 "{shown}: no PEM certificate"
             )));
         }
-        for certificate in certificates {
+        for certificate in &certificates {
             roots
-                .add(certificate)
+                .add(certificate.clone())
                 .map_err(|error| HttpError::TrustStore(format!("{shown}: {error}")))?;
         }
+        return Ok((roots, certificates));
     }
-    Ok(roots)
+    Ok((roots, Vec::new()))
+}
+
+/// `notBefore` and `notAfter` of a DER certificate, in seconds since the
+/// Unix epoch.
+fn validity(certificate: &[u8]) -> Result<(u64, u64), der::Error> {
+    use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
+    use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
+
+    fn time(reader: &mut SliceReader<'_>) -> Result<u64, der::Error> {
+        let duration = if Tag::peek(reader)? == Tag::UtcTime {
+            UtcTime::decode(reader)?.to_unix_duration()
+        } else {
+            GeneralizedTime::decode(reader)?.to_unix_duration()
+        };
+        Ok(duration.as_secs())
+    }
+
+    let certificate = AnyRef::from_der(certificate)?;
+    let mut outer = SliceReader::new(certificate.value())?;
+    let tbs = AnyRef::decode(&mut outer)?;
+    let mut fields = SliceReader::new(tbs.value())?;
+    let mut field = AnyRef::decode(&mut fields)?;
+    if field.tag().number() == TagNumber(0) && field.tag().is_context_specific() {
+        field = AnyRef::decode(&mut fields)?; // version, then serial
+    }
+    let _serial = field;
+    let _signature_algorithm = AnyRef::decode(&mut fields)?;
+    let _issuer = AnyRef::decode(&mut fields)?;
+    let validity = AnyRef::decode(&mut fields)?;
+    let mut times = SliceReader::new(validity.value())?;
+    let not_before = time(&mut times)?;
+    let not_after = time(&mut times)?;
+    times.finish()?;
+    Ok((not_before, not_after))
+}
+
+/// `ServerCertificate` set: a server certificate identical to one of them
+/// is trusted directly (as Go does for a leaf in its root pool) after the
+/// validity and host name checks; anything else goes to webpki.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            return self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+        }
+        let (not_before, not_after) = validity(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if now.as_secs() < not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ));
+        }
+        if now.as_secs() > not_after {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        }
+        verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Connects TLS over `tcp` and completes the handshake (so certificate
