@@ -701,12 +701,7 @@ impl InstallHooks for Hooks {
         log::info!(
             "artifact {} for {} accepted",
             header.artifact_name,
-            header
-                .device_types
-                .iter()
-                .map(|t| t.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            header.device_types.iter().collect::<Vec<_>>().join(", ")
         );
         Ok(())
     }
