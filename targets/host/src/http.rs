@@ -704,43 +704,75 @@ impl HttpClient {
         Ok((head, Body::new(connection, framing)))
     }
 
+    /// Resolves and connects in a helper thread, so that a stop request or
+    /// the exchange deadline is honoured while DNS or a SYN goes unanswered
+    /// (the thread ends by itself at the resolver's and `connect_timeout`).
     fn connect_tcp(&self, host: &str, port: u16, watch: &Watch) -> Result<TcpStream, HttpError> {
-        let address = format!("{host}:{port}");
         watch.check_stop_deadline()?;
-        let addresses = (host, port)
-            .to_socket_addrs()
-            .map_err(|source| HttpError::Connect {
-                address: address.clone(),
-                source,
-            })?;
-        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address");
+        let host = host.to_string();
+        let connect_timeout = self.config.connect_timeout;
         let poll = POLL_INTERVAL.min(self.config.io_timeout);
-        for socket_address in addresses {
-            match connect_watched(socket_address, self.config.connect_timeout, watch) {
-                Ok(stream) => {
-                    // Short socket timeouts: every blocked read or write
-                    // wakes up to check the stop flag and the deadlines.
-                    stream
-                        .set_read_timeout(Some(poll))
-                        .and_then(|()| stream.set_write_timeout(Some(poll)))
-                        .and_then(|()| stream.set_nodelay(true))
-                        .map_err(HttpError::Io)?;
-                    return Ok(stream);
+        let connect = move || -> Result<TcpStream, HttpError> {
+            let address = format!("{host}:{port}");
+            let addresses =
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|source| HttpError::Connect {
+                        address: address.clone(),
+                        source,
+                    })?;
+            let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for socket_address in addresses {
+                match TcpStream::connect_timeout(&socket_address, connect_timeout) {
+                    Ok(stream) => {
+                        // Short socket timeouts: every blocked read or write
+                        // wakes up to check the stop flag and the deadlines.
+                        stream
+                            .set_read_timeout(Some(poll))
+                            .and_then(|()| stream.set_write_timeout(Some(poll)))
+                            .and_then(|()| stream.set_nodelay(true))
+                            .map_err(HttpError::Io)?;
+                        return Ok(stream);
+                    }
+                    Err(error) => last_error = error,
                 }
-                Err(ConnectError::Watch(error)) => return Err(error),
-                Err(ConnectError::Io(error)) => last_error = error,
+            }
+            if matches!(
+                last_error.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) {
+                return Err(HttpError::Timeout);
+            }
+            Err(HttpError::Connect {
+                address,
+                source: last_error,
+            })
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("otalite-connect".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = sender.send(connect());
+            });
+        let Ok(_thread) = spawned else {
+            // Out of threads (the closure went with the failed spawn).
+            return Err(HttpError::Io(io::Error::other(
+                "cannot start the connect thread",
+            )));
+        };
+        loop {
+            watch.check_stop_deadline()?;
+            match receiver.recv_timeout(POLL_INTERVAL) {
+                Ok(result) => return result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HttpError::Io(io::Error::other(
+                        "the connect thread ended without a result",
+                    )))
+                }
             }
         }
-        if matches!(
-            last_error.kind(),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-        ) {
-            return Err(HttpError::Timeout);
-        }
-        Err(HttpError::Connect {
-            address,
-            source: last_error,
-        })
     }
 
     /// Opens a `CONNECT` tunnel through `proxy` to `url`'s host and port.
@@ -828,43 +860,6 @@ fn is_poll_timeout(error: &io::Error) -> bool {
     ) && error
         .get_ref()
         .is_none_or(|inner| !inner.is::<rustls::Error>())
-}
-
-enum ConnectError {
-    Watch(HttpError),
-    Io(io::Error),
-}
-
-/// `TcpStream::connect_timeout` in a helper thread, so that a stop request
-/// or the exchange deadline is honoured while the SYN goes unanswered (the
-/// thread ends by itself at `timeout`).
-fn connect_watched(
-    address: std::net::SocketAddr,
-    timeout: Duration,
-    watch: &Watch,
-) -> Result<TcpStream, ConnectError> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("otalite-connect".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = sender.send(TcpStream::connect_timeout(&address, timeout));
-        });
-    if spawned.is_err() {
-        return TcpStream::connect_timeout(&address, timeout).map_err(ConnectError::Io);
-    }
-    loop {
-        watch.check_stop_deadline().map_err(ConnectError::Watch)?;
-        match receiver.recv_timeout(POLL_INTERVAL) {
-            Ok(result) => return result.map_err(ConnectError::Io),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(ConnectError::Io(io::Error::other(
-                    "the connect thread ended without a result",
-                )))
-            }
-        }
-    }
 }
 
 /// A plain or TLS connection.
