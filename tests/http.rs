@@ -456,6 +456,15 @@ fn openssl_server(
     key_args: &[&str],
     names: &str,
 ) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    openssl_server_with(key_args, names, &[])
+}
+
+/// [`openssl_server`] with more `-addext` extensions.
+fn openssl_server_with(
+    key_args: &[&str],
+    names: &str,
+    extensions: &[&str],
+) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
     use rustls::pki_types::pem::PemObject;
     let (cert, key) = (unique_path("openssl.crt"), unique_path("openssl.key"));
     let out = std::process::Command::new("openssl")
@@ -470,6 +479,11 @@ fn openssl_server(
         ])
         .args(key_args)
         .args(["-addext", &format!("subjectAltName={names}")])
+        .args(
+            extensions
+                .iter()
+                .flat_map(|extension| ["-addext", extension]),
+        )
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -552,6 +566,20 @@ fn pinned_certificate_still_needs_the_right_host_name() {
     let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
     assert!(matches!(error, HttpError::Certificate(_)), "{error}");
     assert!(error.to_string().contains("NotValidForName"), "{error}");
+}
+
+#[test]
+fn pinned_certificate_still_needs_the_server_auth_usage() {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let (pem, tls) = openssl_server_with(&ec, "IP:127.0.0.1", &["extendedKeyUsage=clientAuth"]);
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("InvalidPurpose"), "{error}");
+    let (pem, tls) = openssl_server_with(
+        &ec,
+        "IP:127.0.0.1",
+        &["extendedKeyUsage=critical,clientAuth,serverAuth"],
+    );
+    assert_eq!(get_with_certificate(tls, pem, "127.0.0.1").unwrap(), b"ok");
 }
 
 #[test]

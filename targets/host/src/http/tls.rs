@@ -5,9 +5,10 @@
 //! trusted directly, as Go's verifier (the reference) trusts a leaf found in
 //! its root pool: a self-signed certificate made with `openssl req -x509`
 //! (which sets `CA:TRUE`, so webpki refuses it as an end entity with
-//! `CaUsedAsEndEntity`) works as with the reference. Its validity period
-//! and host name are still checked, and the handshake signature is
-//! verified against its key; every other certificate goes through webpki.
+//! `CaUsedAsEndEntity`) works as with the reference. Its validity period,
+//! host name and extended key usage (absent, `serverAuth` or `any`) are
+//! still checked, as Go does, and the handshake signature is verified
+//! against its key; every other certificate goes through webpki.
 
 use std::io;
 use std::net::TcpStream;
@@ -109,9 +110,26 @@ fn trust_store(
     Ok((roots, Vec::new()))
 }
 
-/// `notBefore` and `notAfter` of a DER certificate, in seconds since the
-/// Unix epoch.
-fn validity(certificate: &[u8]) -> Result<(u64, u64), der::Error> {
+/// What the pinned-certificate check needs from a DER certificate.
+struct Facts {
+    /// `notBefore`, seconds since the Unix epoch.
+    not_before: u64,
+    /// `notAfter`, seconds since the Unix epoch.
+    not_after: u64,
+    /// No extended key usage extension, or one listing `serverAuth` or
+    /// `anyExtendedKeyUsage` (Go's rule for a TLS server).
+    server_auth: bool,
+}
+
+/// DER contents of the extKeyUsage OID 2.5.29.37.
+const OID_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+/// DER contents of id-kp-serverAuth, 1.3.6.1.5.5.7.3.1.
+const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// DER contents of anyExtendedKeyUsage, 2.5.29.37.0.
+const OID_ANY_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+/// Validity period and extended key usage of a DER certificate.
+fn facts(certificate: &[u8]) -> Result<Facts, der::Error> {
     use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
     use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 
@@ -140,7 +158,46 @@ fn validity(certificate: &[u8]) -> Result<(u64, u64), der::Error> {
     let not_before = time(&mut times)?;
     let not_after = time(&mut times)?;
     times.finish()?;
-    Ok((not_before, not_after))
+    let _subject = AnyRef::decode(&mut fields)?;
+    let _public_key = AnyRef::decode(&mut fields)?;
+    let mut server_auth = true;
+    while !fields.is_finished() {
+        // [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions.
+        let field = AnyRef::decode(&mut fields)?;
+        if !(field.tag().is_context_specific() && field.tag().number() == TagNumber(3)) {
+            continue;
+        }
+        let mut wrapper = SliceReader::new(field.value())?;
+        let list = AnyRef::decode(&mut wrapper)?;
+        let mut extensions = SliceReader::new(list.value())?;
+        while !extensions.is_finished() {
+            let extension = AnyRef::decode(&mut extensions)?;
+            let mut parts = SliceReader::new(extension.value())?;
+            let id = AnyRef::decode(&mut parts)?;
+            if id.value() != OID_EXT_KEY_USAGE {
+                continue;
+            }
+            let mut value = AnyRef::decode(&mut parts)?;
+            if value.tag() == Tag::Boolean {
+                value = AnyRef::decode(&mut parts)?; // critical, then the value
+            }
+            let mut octets = SliceReader::new(value.value())?;
+            let usages = AnyRef::decode(&mut octets)?;
+            let mut usages = SliceReader::new(usages.value())?;
+            server_auth = false;
+            while !usages.is_finished() {
+                let usage = AnyRef::decode(&mut usages)?;
+                if usage.value() == OID_SERVER_AUTH || usage.value() == OID_ANY_KEY_USAGE {
+                    server_auth = true;
+                }
+            }
+        }
+    }
+    Ok(Facts {
+        not_before,
+        not_after,
+        server_auth,
+    })
 }
 
 /// `ServerCertificate` set: a server certificate identical to one of them
@@ -174,8 +231,17 @@ impl ServerCertVerifier for PinnedOrWebPki {
                 now,
             );
         }
-        let (not_before, not_after) = validity(end_entity.as_ref())
+        let Facts {
+            not_before,
+            not_after,
+            server_auth,
+        } = facts(end_entity.as_ref())
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !server_auth {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
         if now.as_secs() < not_before {
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidYet,
