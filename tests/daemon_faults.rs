@@ -532,3 +532,33 @@ fn s15_slow_steady_download_is_not_capped() {
     managed.assert_one_final(&id, "success");
     managed.done("s15_slow_download");
 }
+
+/// 16. SIGTERM while the artifact download is stalled (no byte for far
+///     less than the 60 s stall timeout): the blocked read is abandoned,
+///     the daemon stops within 2 s with exit 0 and never switches the
+///     bootloader; the next start reports `failure` once (as in 12).
+#[test]
+fn s16_sigterm_during_a_stalled_download_stops_within_2s() {
+    let managed = Managed::new(ServerConfig::default());
+    let (id, _) = managed.deployment(1 << 20);
+    let active = managed.device.slot(2);
+    managed.server.inject(Fault::stall_download_after(100_000));
+    let daemon = managed.start();
+    managed.wait("the download", |m| !m.requests_to("/download/").is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopping = Instant::now();
+    assert_eq!(stop(daemon), Some(0));
+    let latency = stopping.elapsed();
+    eprintln!("SIGTERM during a stalled download: stopped in {latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    managed.assert_untouched(&active);
+    assert!(!managed.finished(&id, "success"));
+
+    let daemon = managed.start();
+    managed.wait("failure", |m| m.finished(&id, "failure"));
+    assert_eq!(stop(daemon), Some(0));
+    managed.assert_untouched(&active);
+    managed.assert_one_final(&id, "failure");
+    managed.done("s16_sigterm_stalled_download");
+}
