@@ -31,7 +31,7 @@ use otalite::agent::{
     Instant, Mode, Outcome, Request, ServerSettings, Slots, Timing,
 };
 use otalite::board::{BootControl, BootEnv, BootState, MenderBootControl, PartNumber};
-use otalite::device::{provide, Provides};
+use otalite::device::Provides;
 use otalite::partition::Partition;
 use otalite::protocol::http::{HttpUrl, ResponseReader, ResponseStatus};
 use otalite::store::{StateRecord, UpdateStep};
@@ -312,9 +312,10 @@ fn read_record(dir: &Path) -> Fallible<StateRecord> {
         Ok(bytes) => Ok(StateRecord::decode(&bytes)?),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut installed = Provides::named(FACTORY_ARTIFACT);
-            installed
+            // A short constant: always fits.
+            let _ = installed
                 .provides
-                .extend(provide("rootfs-image.version", FACTORY_ARTIFACT));
+                .append("rootfs-image.version", FACTORY_ARTIFACT);
             Ok(StateRecord {
                 installed,
                 ..StateRecord::default()

@@ -10,7 +10,7 @@
 //! | `/etc/mender/artifact_info` | `artifact_name` | same syntax; only read when no state record exists yet (first boot) |
 
 use crate::artifact::{
-    ArtifactHeader, Provide, ProvideKey, ProvideValue, MAX_NAME_LEN, MAX_PROVIDES,
+    ArtifactHeader, Provide, ProvideKey, ProvideList, ProvideValue, MAX_NAME_LEN,
 };
 use heapless::{String, Vec};
 
@@ -107,7 +107,7 @@ pub struct Provides {
     /// Current artifact group, if any.
     pub artifact_group: Option<Name>,
     /// Type-info provides of the installed artifact (e.g. `rootfs-image.version`).
-    pub provides: Vec<Provide, MAX_PROVIDES>,
+    pub provides: ProvideList,
 }
 
 impl Provides {
@@ -122,7 +122,7 @@ impl Provides {
         Self {
             artifact_name,
             artifact_group: None,
-            provides: Vec::new(),
+            provides: ProvideList::new(),
         }
     }
 
@@ -132,30 +132,36 @@ impl Provides {
         match key {
             "artifact_name" => Some(&self.artifact_name),
             "artifact_group" => self.artifact_group.as_deref(),
-            _ => self
-                .provides
-                .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.as_str()),
+            _ => self.provides.get(key),
         }
     }
 
     /// Calls `each(key, value)` for every provide in sorted key order, as
     /// `mender show-provides` prints them.
     pub fn for_each_sorted(&self, mut each: impl FnMut(&str, &str)) {
-        let mut all: Vec<(&str, &str), { MAX_PROVIDES + 2 }> = Vec::new();
-        let _ = all.push(("artifact_name", self.artifact_name.as_str()));
-        if let Some(group) = &self.artifact_group {
-            let _ = all.push(("artifact_group", group.as_str()));
-        }
-        for provide in &self.provides {
-            if provide.key != "artifact_name" && provide.key != "artifact_group" {
-                let _ = all.push((provide.key.as_str(), provide.value.as_str()));
-            }
-        }
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (key, value) in all {
-            each(key, value);
+        // No room to sort in place without a heap: emit the smallest key
+        // greater than the last one, n times (n is small).
+        let named = [
+            Some(("artifact_name", self.artifact_name.as_str())),
+            self.artifact_group
+                .as_deref()
+                .map(|group| ("artifact_group", group)),
+        ];
+        let all = || {
+            named.iter().flatten().copied().chain(
+                self.provides
+                    .iter()
+                    .filter(|p| p.key != "artifact_name" && p.key != "artifact_group")
+                    .map(|p| (p.key, p.value)),
+            )
+        };
+        let mut last: Option<&str> = None;
+        while let Some(next) = all()
+            .filter(|(key, _)| last.is_none_or(|last| *key > last))
+            .min_by(|a, b| a.0.cmp(b.0))
+        {
+            each(next.0, next.1);
+            last = Some(next.0);
         }
     }
 
@@ -173,22 +179,20 @@ impl Provides {
             .clears_provides
             .as_ref()
             .filter(|clears| !clears.is_empty());
-        let mut provides: Vec<Provide, MAX_PROVIDES> = Vec::new();
+        let mut provides = ProvideList::new();
         if let Some(patterns) = clears {
-            for provide in &self.provides {
-                if !patterns
+            for provide in self.provides.iter() {
+                let cleared = patterns
                     .iter()
-                    .any(|pattern| wildcard_match(pattern, &provide.key))
-                {
-                    let _ = provides.push(provide.clone());
+                    .any(|pattern| wildcard_match(pattern, provide.key));
+                if !cleared && header.provides.get(provide.key).is_none() {
+                    let _ = provides.append(provide.key, provide.value);
                 }
             }
         }
-        for provide in &header.provides {
-            if let Some(existing) = provides.iter_mut().find(|p| p.key == provide.key) {
-                existing.value = provide.value.clone();
-            } else if provides.push(provide.clone()).is_err() {
-                warn!("too many provides; dropping {}", provide.key.as_str());
+        for provide in header.provides.iter() {
+            if provides.append(provide.key, provide.value).is_err() {
+                warn!("too many provides; dropping {}", provide.key);
             }
         }
         let artifact_group = match (&header.artifact_group, clears) {
@@ -309,8 +313,8 @@ pub fn check_compatibility(
         return Err(CompatError::DeviceType);
     }
     for (index, depends) in header.depends.iter().enumerate() {
-        let have = installed.get(&depends.key);
-        let met = have.is_some_and(|have| depends.values.iter().any(|want| want == have));
+        let have = installed.get(depends.key);
+        let met = have.is_some_and(|have| depends.accepts(have));
         if !met {
             return Err(CompatError::Depends(index));
         }
@@ -387,8 +391,13 @@ mod tests {
             .push(provide("rootfs-image.version", "rel-2").unwrap())
             .unwrap();
         header.artifact_group = group.map(|g| g.try_into().unwrap());
-        header.clears_provides =
-            clears.map(|c| c.iter().map(|p| (*p).try_into().unwrap()).collect());
+        header.clears_provides = clears.map(|c| {
+            let mut list = crate::artifact::StrList::new();
+            for pattern in c {
+                list.push(pattern).unwrap();
+            }
+            list
+        });
         header
     }
 

@@ -186,7 +186,9 @@ fn truncated_artifacts_are_refused() {
         1536,
         3000,
         bytes.len() / 2,
-        bytes.len() - 1024,
+        // Inside the last member (its end-of-archive blocks may be missing:
+        // see tests/hostile_artifacts.rs).
+        bytes.len() - 1025,
         bytes.len() - 1,
     ] {
         let truncated = device.root().join("truncated.mender");

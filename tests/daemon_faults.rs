@@ -442,3 +442,123 @@ fn s12_sigterm_during_download_stops_without_reboot() {
     managed.assert_one_final(&id, "failure");
     managed.done("s12_sigterm_during_download");
 }
+
+fn trickle_next(bytes_per_sec: u64) -> [Fault; 2] {
+    [Endpoint::NextV1, Endpoint::NextV2].map(|endpoint| {
+        Fault::new(
+            endpoint,
+            otalite_testserver::FaultKind::Trickle(bytes_per_sec),
+        )
+    })
+}
+
+/// 13. `next` trickled one byte every half second (data keeps coming, so
+///     no stall timeout fires): SIGTERM still stops the daemon within 2 s.
+#[test]
+fn s13_trickled_next_sigterm_stops_within_2s() {
+    let managed = Managed::new(ServerConfig::default());
+    let (id, _) = managed.deployment(256 << 10);
+    let active = managed.device.slot(2);
+    for fault in trickle_next(2) {
+        managed.server.inject(fault.always());
+    }
+    let daemon = managed.start();
+    managed.wait("the trickled next", |m| {
+        !m.requests_to("/deployments/next").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopping = Instant::now();
+    assert_eq!(stop(daemon), Some(0));
+    let latency = stopping.elapsed();
+    eprintln!("SIGTERM during a trickled next: stopped in {latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    managed.assert_untouched(&active);
+    assert!(managed.statuses(&id).is_empty());
+    managed.done("s13_trickled_next_sigterm");
+}
+
+/// 14. A trickled `next` ends at the API exchange limit (shrunk to 1.5 s
+///     through the debug-build knob; 300 s in production), the daemon
+///     polls again and deploys once the server behaves.
+#[test]
+fn s14_trickled_next_ends_at_the_exchange_limit() {
+    let managed = Managed::new(ServerConfig::default());
+    let (id, image) = managed.deployment(256 << 10);
+    for fault in trickle_next(2) {
+        managed.server.inject(fault.times(2));
+    }
+    let knob = [("OTALITE_TEST_EXCHANGE_TIMEOUT_MS", "1500")];
+    let mut daemon = managed.start_with(&knob);
+    managed.wait("the reboot", |m| m.reboots() > 0);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = managed.log();
+    assert!(
+        log.contains("longer than 1.5 s to answer"),
+        "the exchange limit was not reported:\n{log}"
+    );
+    assert_eq!(&managed.device.slot(3)[..image.len()], &image[..]);
+    managed.trial_boot();
+    let daemon = managed.start_with(&knob);
+    managed.wait("success", |m| m.finished(&id, "success"));
+    assert_eq!(stop(daemon), Some(0));
+    managed.assert_one_final(&id, "success");
+    managed.done("s14_exchange_limit");
+}
+
+/// 15. A slow but steady artifact download lasting several times both the
+///     stall timeout and the API exchange limit (both shrunk to 1 s) is not
+///     cut: downloads only have a stall timeout, as in the reference.
+#[test]
+fn s15_slow_steady_download_is_not_capped() {
+    let managed = Managed::new(ServerConfig::default()).io_timeout_ms(1000);
+    let (id, image) = managed.deployment(1 << 20);
+    managed.server.inject(Fault::trickle_download(256 << 10));
+    let knob = [("OTALITE_TEST_EXCHANGE_TIMEOUT_MS", "1000")];
+    let started = Instant::now();
+    let mut daemon = managed.start_with(&knob);
+    managed.wait("the reboot", |m| m.reboots() > 0);
+    let took = started.elapsed();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    eprintln!("slow download installed in {took:?}");
+    assert!(took > Duration::from_secs(3), "{took:?}");
+    assert_eq!(&managed.device.slot(3)[..image.len()], &image[..]);
+    assert_eq!(managed.requests_to("/download/").len(), 1);
+    managed.trial_boot();
+    let daemon = managed.start_with(&knob);
+    managed.wait("success", |m| m.finished(&id, "success"));
+    assert_eq!(stop(daemon), Some(0));
+    managed.assert_one_final(&id, "success");
+    managed.done("s15_slow_download");
+}
+
+/// 16. SIGTERM while the artifact download is stalled (no byte for far
+///     less than the 60 s stall timeout): the blocked read is abandoned,
+///     the daemon stops within 2 s with exit 0 and never switches the
+///     bootloader; the next start reports `failure` once (as in 12).
+#[test]
+fn s16_sigterm_during_a_stalled_download_stops_within_2s() {
+    let managed = Managed::new(ServerConfig::default());
+    let (id, _) = managed.deployment(1 << 20);
+    let active = managed.device.slot(2);
+    managed.server.inject(Fault::stall_download_after(100_000));
+    let daemon = managed.start();
+    managed.wait("the download", |m| !m.requests_to("/download/").is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopping = Instant::now();
+    assert_eq!(stop(daemon), Some(0));
+    let latency = stopping.elapsed();
+    eprintln!("SIGTERM during a stalled download: stopped in {latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    managed.assert_untouched(&active);
+    assert!(!managed.finished(&id, "success"));
+
+    let daemon = managed.start();
+    managed.wait("failure", |m| m.finished(&id, "failure"));
+    assert_eq!(stop(daemon), Some(0));
+    managed.assert_untouched(&active);
+    managed.assert_one_final(&id, "failure");
+    managed.done("s16_sigterm_stalled_download");
+}

@@ -450,6 +450,174 @@ fn https_with_skip_verify_succeeds() {
     assert_eq!(response.body, b"ok");
 }
 
+/// A server key and certificate made "the usual way" by the openssl CLI
+/// (`req -x509`, which sets `CA:TRUE`); returns (cert PEM path, config).
+fn openssl_server(
+    key_args: &[&str],
+    names: &str,
+) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    openssl_server_with(key_args, names, &[])
+}
+
+/// [`openssl_server`] with more `-addext` extensions.
+fn openssl_server_with(
+    key_args: &[&str],
+    names: &str,
+    extensions: &[&str],
+) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rustls::pki_types::pem::PemObject;
+    let (cert, key) = (unique_path("openssl.crt"), unique_path("openssl.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(key_args)
+        .args(["-addext", &format!("subjectAltName={names}")])
+        .args(
+            extensions
+                .iter()
+                .flat_map(|extension| ["-addext", extension]),
+        )
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl CLI is required (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl req -x509 no longer sets CA:TRUE: the test proves nothing"
+    );
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    (cert, Arc::new(config))
+}
+
+fn get_with_certificate(
+    tls: Arc<rustls::ServerConfig>,
+    pem: std::path::PathBuf,
+    host: &str,
+) -> Result<Vec<u8>, HttpError> {
+    let server = serve(Some(tls), |_, _, stream| {
+        respond(
+            stream,
+            "200 OK",
+            &[("Content-Length", "2".to_string())],
+            b"ok",
+        );
+    });
+    let config = HttpConfig {
+        server_certificate: Some(pem),
+        ..test_config()
+    };
+    let url = server.url("https", "/").replace("127.0.0.1", host);
+    client(config)
+        .request("GET", &url, &[], None)
+        .map(|response| response.body)
+}
+
+#[test]
+fn openssl_self_signed_ca_certificate_is_accepted_as_server_certificate() {
+    for key in [
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"][..],
+        &["-newkey", "rsa:2048"][..],
+    ] {
+        let (pem, tls) = openssl_server(key, "DNS:localhost,IP:127.0.0.1");
+        assert_eq!(
+            get_with_certificate(Arc::clone(&tls), pem.clone(), "127.0.0.1").unwrap(),
+            b"ok"
+        );
+        assert_eq!(get_with_certificate(tls, pem, "localhost").unwrap(), b"ok");
+    }
+}
+
+#[test]
+fn pinned_certificate_still_needs_the_right_host_name() {
+    let (pem, tls) = openssl_server(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        "DNS:mender.example.com",
+    );
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(matches!(error, HttpError::Certificate(_)), "{error}");
+    assert!(error.to_string().contains("NotValidForName"), "{error}");
+}
+
+#[test]
+fn pinned_certificate_still_needs_the_server_auth_usage() {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+    let (pem, tls) = openssl_server_with(&ec, "IP:127.0.0.1", &["extendedKeyUsage=clientAuth"]);
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("InvalidPurpose"), "{error}");
+    let (pem, tls) = openssl_server_with(
+        &ec,
+        "IP:127.0.0.1",
+        &["extendedKeyUsage=critical,clientAuth,serverAuth"],
+    );
+    assert_eq!(get_with_certificate(tls, pem, "127.0.0.1").unwrap(), b"ok");
+}
+
+#[test]
+fn pinned_certificate_still_needs_a_valid_period() {
+    // The same kind of certificate (self-signed, CA:TRUE), expired.
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pem = unique_path("expired.crt");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let error = get_with_certificate(Arc::new(tls), pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("Expired"), "{error}");
+}
+
+#[test]
+fn another_certificate_than_the_pinned_one_goes_through_webpki() {
+    let (pem, _) = openssl_server(
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        "IP:127.0.0.1",
+    );
+    let (tls, _) = tls_server_config();
+    let error = get_with_certificate(tls, pem, "127.0.0.1").unwrap_err();
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+}
+
 #[test]
 fn unreadable_server_certificate_is_a_clear_error() {
     let config = HttpConfig {
@@ -959,4 +1127,278 @@ fn no_proxy_bypasses_the_proxy_and_refusals_are_reported() {
         .request("GET", &plain.url("https", "/"), &[], None)
         .unwrap_err();
     assert!(matches!(error, HttpError::Proxy(_)), "{error}");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile servers: every network read is bounded in size and time.
+
+/// A server that reads the request, then runs `send` on the connection
+/// until it fails (the client hung up). Returns its address.
+fn hostile(send: fn(&mut TcpStream) -> std::io::Result<()>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = send(&mut stream);
+            });
+        }
+    });
+    address
+}
+
+fn endless(stream: &mut TcpStream, head: &[u8], unit: &[u8]) -> std::io::Result<()> {
+    stream.write_all(head)?;
+    let block = unit.repeat(64 * 1024 / unit.len());
+    loop {
+        stream.write_all(&block)?;
+    }
+}
+
+fn hostile_config() -> HttpConfig {
+    HttpConfig {
+        max_body_len: 64 * 1024,
+        io_timeout: Duration::from_secs(5),
+        ..test_config()
+    }
+}
+
+/// Requests `/` from `address` with [`hostile_config`], expecting an error
+/// within 3 s.
+fn refused(address: SocketAddr) -> HttpError {
+    let started = Instant::now();
+    let error = client(hostile_config())
+        .request("GET", &format!("http://{address}/"), &[], None)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{error}");
+    error
+}
+
+#[test]
+fn endless_header_line_is_refused_at_the_line_limit() {
+    let address = hostile(|s| endless(s, b"HTTP/1.1 200 OK\r\nX-Endless: ", b"a"));
+    let error = refused(address);
+    // The line or the whole head reaches its limit first, depending on how
+    // the bytes arrive; either way the error names the limit.
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!(
+            "{} bytes (the limit)",
+            otalite::protocol::http::MAX_LINE_LEN
+        )) || text.contains(&format!(
+            "{} bytes (the limit)",
+            otalite::protocol::http::MAX_HEAD_LEN
+        )),
+        "{text}"
+    );
+    // Also for a download (the path of `install http://...`).
+    let error = Download::start(
+        &client(hostile_config()),
+        &format!("http://{address}/a.mender"),
+        fast_backoff(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, HttpError::Head(_)), "{error}");
+}
+
+#[test]
+fn endless_header_list_is_refused_at_the_header_limit() {
+    let address = hostile(|s| endless(s, b"HTTP/1.1 200 OK\r\n", b"X-A: b\r\n"));
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&format!(
+            "more than {} response headers",
+            otalite::protocol::http::MAX_HEADERS
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn long_head_of_short_lines_is_refused_at_the_head_limit() {
+    // 90 headers of 100 bytes: under the line and count limits, over 8 KiB.
+    let address = hostile(|s| {
+        let line = format!("X-Long: {}\r\n", "v".repeat(90));
+        endless(
+            s,
+            format!("HTTP/1.1 200 OK\r\n{}", line.repeat(90)).as_bytes(),
+            b"\r\n",
+        )
+    });
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&otalite::protocol::http::MAX_HEAD_LEN.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn huge_chunk_size_is_bounded_by_the_body_cap() {
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffff\r\n",
+            b"{",
+        )
+    });
+    let error = refused(address);
+    assert!(
+        matches!(error, HttpError::BodyTooLarge { limit: 65536 }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("65536"), "{error}");
+    // A chunk size beyond 64 bits is malformed.
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
+            b"x",
+        )
+    });
+    let error = refused(address);
+    assert!(matches!(error, HttpError::Chunked(_)), "{error}");
+}
+
+#[test]
+fn endless_chunk_size_line_is_refused() {
+    let address = hostile(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=",
+            b"e",
+        )
+    });
+    let text = refused(address).to_string();
+    assert!(
+        text.contains(&otalite::protocol::http::MAX_CHUNK_LINE_LEN.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn endless_json_bodies_are_bounded_by_the_body_cap() {
+    // Until close, many small chunks, and a lying Content-Length.
+    for send in [
+        (|s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[",
+                b"1,",
+            )
+        }) as fn(&mut TcpStream) -> std::io::Result<()>,
+        |s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"2\r\n1,\r\n",
+            )
+        },
+        |s| {
+            endless(
+                s,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n",
+                b" ",
+            )
+        },
+    ] {
+        let error = refused(hostile(send));
+        assert!(
+            matches!(error, HttpError::BodyTooLarge { limit: 65536 }),
+            "{error}"
+        );
+    }
+}
+
+/// One byte every 100 ms: never a stall, but never done.
+fn trickle(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")?;
+    loop {
+        stream.write_all(b" ")?;
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn trickled_api_answer_ends_at_the_exchange_limit() {
+    let address = hostile(trickle);
+    let config = HttpConfig {
+        exchange_timeout: Duration::from_millis(1200),
+        io_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let started = Instant::now();
+    let error = client(config)
+        .request("GET", &format!("http://{address}/"), &[], None)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error, HttpError::Deadline { limit } if limit == Duration::from_millis(1200)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("1.2 s"), "{error}");
+    assert!(
+        took >= Duration::from_millis(1200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn trickled_download_has_no_total_cap_only_a_stall_timeout() {
+    // The exchange limit does not apply to downloads: 3 s of a steady
+    // trickle with a 1 s exchange limit and a 500 ms stall timeout.
+    let address = hostile(|stream| {
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n")?;
+        for _ in 0..30 {
+            stream.write_all(b"d")?;
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    });
+    let config = HttpConfig {
+        exchange_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_millis(500),
+        ..test_config()
+    };
+    let mut download = Download::open_at(
+        &client(config),
+        &format!("http://{address}/a.mender"),
+        0,
+        None,
+    )
+    .unwrap();
+    assert_eq!(read_all(&mut download).unwrap(), vec![b'd'; 30]);
+}
+
+#[test]
+fn stop_flag_ends_a_blocked_or_trickled_exchange_promptly() {
+    for send in [trickle as fn(&mut TcpStream) -> std::io::Result<()>, |_| {
+        thread::sleep(Duration::from_secs(30));
+        Ok(())
+    }] {
+        let address = hostile(send);
+        let stop = Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let config = HttpConfig {
+            io_timeout: Duration::from_secs(30),
+            stop: Some(Arc::clone(&stop)),
+            ..test_config()
+        };
+        let raise = Arc::clone(&stop);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            raise.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let error = client(config)
+            .request("GET", &format!("http://{address}/"), &[], None)
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Stopped), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -182,11 +182,7 @@ fn rootfs_image_all_compressions() {
         let header = outcome.header.unwrap();
         assert_eq!(header.artifact_name.as_str(), "release-2");
         assert_eq!(
-            header
-                .device_types
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>(),
+            header.device_types.iter().collect::<Vec<_>>(),
             ["beaglebone"]
         );
         assert_eq!(header.payload_type.as_deref(), Some("rootfs-image"));
@@ -222,19 +218,11 @@ fn assert_fixture_outcome(outcome: &Outcome, name: &str) {
     let header = outcome.header.as_ref().unwrap();
     assert_eq!(header.artifact_name.as_str(), "release-2");
     assert_eq!(
-        header
-            .device_types
-            .iter()
-            .map(|d| d.as_str())
-            .collect::<Vec<_>>(),
+        header.device_types.iter().collect::<Vec<_>>(),
         ["beaglebone", "bbb2"]
     );
     assert_eq!(header.payload_type.as_deref(), Some("rootfs-image"));
-    let provides: Vec<_> = header
-        .provides
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
-        .collect();
+    let provides: Vec<_> = header.provides.iter().map(|p| (p.key, p.value)).collect();
     assert!(
         provides.contains(&("rootfs-image.extra", "yes")),
         "{provides:?}"
@@ -246,12 +234,7 @@ fn assert_fixture_outcome(outcome: &Outcome, name: &str) {
     let depends: Vec<_> = header
         .depends
         .iter()
-        .map(|d| {
-            (
-                d.key.as_str(),
-                d.values.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
-            )
-        })
+        .map(|d| (d.key, d.values().collect::<Vec<_>>()))
         .collect();
     assert!(
         depends.contains(&("artifact_name", vec!["release-1"])),
@@ -261,13 +244,7 @@ fn assert_fixture_outcome(outcome: &Outcome, name: &str) {
         depends.contains(&("rootfs-image.version", vec!["release-1"])),
         "{depends:?}"
     );
-    let clears: Vec<_> = header
-        .clears_provides
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str())
-        .collect();
+    let clears: Vec<_> = header.clears_provides.as_ref().unwrap().iter().collect();
     assert!(clears.contains(&"custom.*"), "{clears:?}");
     let scripts: Vec<_> = outcome
         .scripts
@@ -665,7 +642,7 @@ fn module_image_and_options() {
     assert!(header
         .depends
         .iter()
-        .any(|d| d.key == "artifact_group" && d.values[0] == "grp-old"));
+        .any(|d| d.key == "artifact_group" && d.values().next() == Some("grp-old")));
     assert!(header
         .provides
         .iter()
@@ -850,4 +827,97 @@ fn signed_fixture_verifies_with_its_key() {
         }
     }
     reader.finish().unwrap();
+}
+
+/// Feeds `artifact` in `chunk`-byte pieces, then ends the input with
+/// [`ArtifactReader::end_of_input`]; returns the header and the result.
+fn run_to_end(
+    artifact: &[u8],
+    chunk: usize,
+) -> (Option<ArtifactHeader>, Result<(), ArtifactError>) {
+    let mut window = vec![0u8; WINDOW_LEN];
+    let mut reader = ArtifactReader::new(&mut window).unwrap();
+    let mut output = vec![0u8; 4096];
+    let mut header = None;
+    let mut pos = 0;
+    while pos < artifact.len() {
+        let end = (pos + chunk).min(artifact.len());
+        let (event, consumed) = match reader.feed(&artifact[pos..end], &mut output) {
+            Ok(step) => step,
+            Err(error) => return (header, Err(error)),
+        };
+        pos += consumed;
+        match event {
+            Event::SignatureCheck => reader.verify_signature(&[]).unwrap(),
+            Event::HeaderReady => {
+                header = Some(reader.header().clone());
+                reader.accept_header();
+            }
+            Event::Done => break,
+            _ => {}
+        }
+    }
+    (header, reader.end_of_input())
+}
+
+#[test]
+fn missing_end_of_archive_blocks_are_complete_at_every_split() {
+    // rootfs-none.mender without its two zero blocks, and with one.
+    for name in [
+        "rootfs-none.mender",
+        "rootfs-no-end-blocks.mender",
+        "rootfs-one-zero-block.mender",
+    ] {
+        let artifact = fixture(name);
+        for chunk in [1, 511, 512, 513, 4096, artifact.len()] {
+            let (header, result) = run_to_end(&artifact, chunk);
+            assert_eq!(result, Ok(()), "{name} in {chunk}-byte pieces");
+            assert_eq!(header.unwrap().artifact_name.as_str(), "release-2");
+        }
+    }
+    // Cut anywhere before the last member's end: truncated.
+    let full = fixture("rootfs-no-end-blocks.mender");
+    for cut in [0, 511, 512, 1000, full.len() - 512, full.len() - 1] {
+        let (_, result) = run_to_end(&full[..cut], 700);
+        assert!(result.is_err(), "cut at {cut}");
+    }
+    // Half a zero block is not an end.
+    let mut half = full.clone();
+    half.extend_from_slice(&[0u8; 100]);
+    assert_eq!(run_to_end(&half, 512).1, Err(ArtifactError::Truncated));
+}
+
+#[test]
+fn empty_payload_list_is_refused() {
+    let (_, result) = run_to_end(&fixture("empty-payloads.mender"), 4096);
+    let error = result.unwrap_err();
+    assert_eq!(error, ArtifactError::NoPayload);
+    assert!(error.to_string().contains("empty payload list"), "{error}");
+}
+
+#[test]
+fn realistic_header_fits_the_fixed_capacities() {
+    // 200-byte name, 20 device types, 12 artifact_name depends, 12 depends
+    // keys, 20 provides (plus the two mender-artifact adds).
+    let (header, result) = run_to_end(&fixture("realistic-header.mender"), 1000);
+    assert_eq!(result, Ok(()));
+    let header = header.unwrap();
+    assert_eq!(header.artifact_name.as_str(), "n".repeat(200));
+    assert_eq!(header.device_types.len(), 20);
+    assert_eq!(
+        header
+            .depends
+            .get("artifact_name")
+            .unwrap()
+            .values()
+            .count(),
+        12
+    );
+    assert_eq!(header.depends.len(), 13);
+    assert_eq!(header.provides.len(), 22);
+    assert_eq!(header.provides.get("fleet.key-20"), Some("value-20"));
+    assert_eq!(
+        header.provides.get("rootfs-image.version"),
+        Some("n".repeat(200).as_str())
+    );
 }

@@ -34,4 +34,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = reader.finish();
+    // End of input (an archive may lack its end-of-archive blocks).
+    let _ = reader.end_of_input();
 });

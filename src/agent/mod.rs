@@ -745,12 +745,7 @@ impl<'b> Agent<'b> {
                 );
                 if self.step == Step::DepPrepare {
                     let device_type = self.config.device_type;
-                    if !self
-                        .offer
-                        .device_types_compatible
-                        .iter()
-                        .any(|t| t.as_str() == device_type)
-                    {
+                    if !self.offer.device_types_compatible.contains(device_type) {
                         self.fail(text!("the deployment is not for device type {device_type}"));
                         return;
                     }

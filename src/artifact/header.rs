@@ -1,8 +1,8 @@
 //! Typed view of `header-info` and `headers/0000/type-info`.
 
 use super::{
-    MAX_CLEARS, MAX_DEPENDS, MAX_DEPENDS_VALUES, MAX_DEVICE_TYPES, MAX_KEY_LEN, MAX_NAME_LEN,
-    MAX_PROVIDES, MAX_VALUE_LEN,
+    MAX_CLEARS_LEN, MAX_DEPENDS_LEN, MAX_DEVICE_TYPES_LEN, MAX_KEY_LEN, MAX_NAME_LEN,
+    MAX_PROVIDES_LEN, MAX_VALUE_LEN,
 };
 // (MAX_KEY_LEN etc. also bound the parsers below.)
 use heapless::{String, Vec};
@@ -21,14 +21,332 @@ pub struct Provide {
     pub value: ProvideValue,
 }
 
+/// One provide of a [`ProvideList`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProvideRef<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The value.
+    pub value: &'a str,
+}
+
+/// `key: value` provides in one pool of [`MAX_PROVIDES_LEN`] bytes (each
+/// pair `key<US>value<NUL>`): how many fit depends on their total length,
+/// not on a count. Keys are unique (see [`ProvideList::set`]).
+///
+/// Serialized as a sequence of `(key, value)`, the same bytes as the
+/// `Vec<Provide>` it replaced, so stored state records still decode.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProvideList {
+    text: String<MAX_PROVIDES_LEN>,
+}
+
+impl ProvideList {
+    /// No provides.
+    pub const fn new() -> Self {
+        Self {
+            text: String::new(),
+        }
+    }
+
+    /// The provides in order.
+    pub fn iter(&self) -> impl Iterator<Item = ProvideRef<'_>> {
+        self.text.split_terminator('\0').filter_map(|entry| {
+            let (key, value) = entry.split_once(DEPENDS_SEPARATOR)?;
+            Some(ProvideRef { key, value })
+        })
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter()
+            .find(|provide| provide.key == key)
+            .map(|provide| provide.value)
+    }
+
+    /// Number of provides.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// No provides.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Appends `key: value` (the caller keeps keys unique).
+    ///
+    /// # Errors
+    /// [`ListFull`] when the pool is full, or the key or value holds a NUL
+    /// or unit separator.
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), ListFull> {
+        let bad = |text: &str| text.contains(['\0', DEPENDS_SEPARATOR]);
+        let needed = key
+            .len()
+            .checked_add(value.len())
+            .and_then(|len| len.checked_add(2))
+            .ok_or(ListFull)?;
+        if bad(key) || bad(value) || MAX_PROVIDES_LEN.saturating_sub(self.text.len()) < needed {
+            return Err(ListFull);
+        }
+        for part in [key, "\u{1f}", value, "\0"] {
+            self.text.push_str(part).map_err(|_| ListFull)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `provide` (the caller keeps keys unique).
+    ///
+    /// # Errors
+    /// As [`ProvideList::append`].
+    pub fn push(&mut self, provide: Provide) -> Result<(), ListFull> {
+        self.append(&provide.key, &provide.value)
+    }
+
+    /// Sets `key` to `value`, replacing an existing value.
+    ///
+    /// # Errors
+    /// As [`ProvideList::append`]; the list is unchanged then.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ListFull> {
+        if self.get(key).is_none() {
+            return self.append(key, value);
+        }
+        let mut updated = Self::new();
+        for provide in self.iter() {
+            let value = if provide.key == key {
+                value
+            } else {
+                provide.value
+            };
+            updated.append(provide.key, value)?;
+        }
+        *self = updated;
+        Ok(())
+    }
+}
+
+impl serde::Serialize for ProvideList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for provide in self.iter() {
+            seq.serialize_element(&(provide.key, provide.value))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProvideList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = ProvideList;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a sequence of (key, value) provides")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ProvideList, A::Error> {
+                let mut list = ProvideList::new();
+                while let Some((key, value)) = seq.next_element::<(ProvideKey, ProvideValue)>()? {
+                    list.append(&key, &value).map_err(|_| {
+                        serde::de::Error::custom("the provides exceed MAX_PROVIDES_LEN")
+                    })?;
+                }
+                Ok(list)
+            }
+        }
+        deserializer.deserialize_seq(Pairs)
+    }
+}
+
+impl core::fmt::Debug for ProvideList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|provide| (provide.key, provide.value)))
+            .finish()
+    }
+}
+
+/// A [`StrList`] is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListFull;
+
+/// Short strings kept in one fixed pool of `N` bytes, each followed by a
+/// NUL: how many fit depends only on their total length, not on a count
+/// (20 device types of 10 bytes, or 2 of 200 bytes).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StrList<const N: usize> {
+    text: String<N>,
+}
+
+impl<const N: usize> StrList<N> {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            text: String::new(),
+        }
+    }
+
+    /// Appends `item`.
+    ///
+    /// # Errors
+    /// [`ListFull`] when `item` plus its terminator does not fit in the
+    /// `N`-byte pool, or `item` contains a NUL.
+    pub fn push(&mut self, item: &str) -> Result<(), ListFull> {
+        let needed = item.len().checked_add(1).ok_or(ListFull)?;
+        if item.contains('\0') || N.saturating_sub(self.text.len()) < needed {
+            return Err(ListFull);
+        }
+        self.text.push_str(item).map_err(|_| ListFull)?;
+        self.text.push('\0').map_err(|_| ListFull)
+    }
+
+    /// The items in order.
+    pub fn iter(&self) -> core::str::SplitTerminator<'_, char> {
+        self.text.split_terminator('\0')
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.text.bytes().filter(|&byte| byte == 0).count()
+    }
+
+    /// No items.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// `item` is in the list.
+    pub fn contains(&self, item: &str) -> bool {
+        self.iter().any(|entry| entry == item)
+    }
+
+    /// Removes every item.
+    pub fn clear(&mut self) {
+        self.text.clear();
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for StrList<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Separates a depends key from one of its values inside [`DependsList`].
+const DEPENDS_SEPARATOR: char = '\u{1f}';
+
+/// Every `artifact_depends` key with its accepted values, in one pool of
+/// [`MAX_DEPENDS_LEN`] bytes (so neither the number of keys nor of values
+/// has a fixed cap). Keys are unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DependsList {
+    /// `key<US>value` per accepted value (a key's entries are adjacent);
+    /// a bare `key` for an empty list (never met).
+    pairs: StrList<MAX_DEPENDS_LEN>,
+}
+
 /// One `key: [values]` pair of `artifact_depends` (a single string value is
-/// stored as a one-element list).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Depends {
+/// a one-element list).
+#[derive(Clone, Copy, Debug)]
+pub struct Depends<'a> {
     /// The key, e.g. `artifact_name` or `rootfs-image.version`.
-    pub key: ProvideKey,
+    pub key: &'a str,
+    list: &'a DependsList,
+}
+
+fn split_pair(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once(DEPENDS_SEPARATOR) {
+        Some((key, value)) => (key, Some(value)),
+        None => (entry, None),
+    }
+}
+
+impl<'a> Depends<'a> {
     /// Accepted values: the device must provide one of them.
-    pub values: Vec<ProvideValue, MAX_DEPENDS_VALUES>,
+    pub fn values(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let key = self.key;
+        self.list
+            .pairs
+            .iter()
+            .filter_map(move |entry| match split_pair(entry) {
+                (k, Some(value)) if k == key => Some(value),
+                _ => None,
+            })
+    }
+
+    /// `value` is one of the accepted values.
+    pub fn accepts(&self, value: &str) -> bool {
+        self.values().any(|accepted| accepted == value)
+    }
+}
+
+impl DependsList {
+    /// The keys, each with its values, in header order.
+    pub fn iter(&self) -> impl Iterator<Item = Depends<'_>> {
+        let mut previous: Option<&str> = None;
+        self.pairs.iter().filter_map(move |entry| {
+            let (key, _) = split_pair(entry);
+            if previous == Some(key) {
+                return None;
+            }
+            previous = Some(key);
+            Some(Depends { key, list: self })
+        })
+    }
+
+    /// The depends on `key`.
+    pub fn get(&self, key: &str) -> Option<Depends<'_>> {
+        self.iter().find(|depends| depends.key == key)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// No depends.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Adds `key` with the values `parse` pushes through its callback.
+    fn insert(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&mut dyn FnMut(&str) -> Result<(), MetaError>) -> Result<(), MetaError>,
+    ) -> Result<(), MetaError> {
+        if self.get(key).is_some() {
+            return Err(MetaError::DuplicateKey);
+        }
+        if key.contains([DEPENDS_SEPARATOR, '\0']) {
+            return Err(MetaError::ControlCharacter);
+        }
+        let full = MetaError::Limit {
+            what: "bytes of artifact_depends keys and values",
+            limit: MAX_DEPENDS_LEN,
+        };
+        let mut count = 0usize;
+        let pairs = &mut self.pairs;
+        parse(&mut |value: &str| {
+            if value.contains([DEPENDS_SEPARATOR, '\0']) {
+                return Err(MetaError::ControlCharacter);
+            }
+            let mut entry: String<{ MAX_KEY_LEN + 1 + MAX_VALUE_LEN }> = String::new();
+            entry.push_str(key).map_err(|_| full)?;
+            entry.push(DEPENDS_SEPARATOR).map_err(|_| full)?;
+            entry.push_str(value).map_err(|_| full)?;
+            pairs.push(&entry).map_err(|_| full)?;
+            count = count.saturating_add(1);
+            Ok(())
+        })?;
+        if count == 0 {
+            self.pairs.push(key).map_err(|_| full)?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything the header says about the artifact, validated.
@@ -41,18 +359,18 @@ pub struct ArtifactHeader {
     /// `artifact_provides.artifact_group`, if any.
     pub artifact_group: Option<String<MAX_NAME_LEN>>,
     /// Compatible device types (`artifact_depends.device_type`).
-    pub device_types: Vec<String<MAX_NAME_LEN>, MAX_DEVICE_TYPES>,
+    pub device_types: StrList<MAX_DEVICE_TYPES_LEN>,
     /// All other depends: `artifact_name` / `artifact_group` lists from
     /// header-info and every type-info depends.
-    pub depends: Vec<Depends, MAX_DEPENDS>,
+    pub depends: DependsList,
     /// Type of the single payload; `None` for an empty (bootstrap) payload.
     pub payload_type: Option<String<MAX_KEY_LEN>>,
     /// Number of payload entries in header-info (clients support one).
     pub payload_count: usize,
     /// The type-info `artifact_provides`.
-    pub provides: Vec<Provide, MAX_PROVIDES>,
+    pub provides: ProvideList,
     /// The type-info `clears_artifact_provides`; `None` when absent.
-    pub clears_provides: Option<Vec<ProvideValue, MAX_CLEARS>>,
+    pub clears_provides: Option<StrList<MAX_CLEARS_LEN>>,
     /// `manifest.sig` was present.
     pub signed: bool,
     /// `manifest.sig` was checked against a configured key (false when
@@ -81,6 +399,17 @@ pub(crate) enum MetaError {
     MissingKey,
     /// A value exceeds a fixed capacity (`MAX_*` constants).
     Capacity,
+    /// A value exceeds the named limit.
+    Limit {
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// A key or value holds a NUL or unit-separator character.
+    ControlCharacter,
+    /// header-info lists no payload.
+    NoPayload,
     /// A key appears twice (also across header-info and type-info).
     DuplicateKey,
     /// type-info `type` differs from the header-info payload type.
@@ -96,46 +425,71 @@ impl From<JsonError> for MetaError {
     }
 }
 
-fn string_list<const N: usize, const M: usize>(
+/// A provides/depends key longer than [`MAX_KEY_LEN`] names the limit.
+fn key_limit(error: crate::json::JsonError) -> MetaError {
+    match error.kind {
+        JsonErrorKind::Capacity => MetaError::Limit {
+            what: "bytes in one provides or depends key",
+            limit: MAX_KEY_LEN,
+        },
+        JsonErrorKind::Syntax => MetaError::Syntax(error.offset),
+    }
+}
+
+/// A JSON string of at most `N` bytes; longer is [`MetaError::Limit`]
+/// naming `what`.
+fn limited<const N: usize>(
     json: &mut Json<'_>,
-    out: &mut Vec<String<N>, M>,
+    what: &'static str,
+) -> Result<String<N>, MetaError> {
+    json.string::<N>().map_err(|error| match error.kind {
+        JsonErrorKind::Capacity => MetaError::Limit { what, limit: N },
+        JsonErrorKind::Syntax => MetaError::Syntax(error.offset),
+    })
+}
+
+/// Calls `each` with every string of a string or an array of strings
+/// (values of at most [`MAX_VALUE_LEN`] bytes).
+fn each_string(
+    json: &mut Json<'_>,
+    each: &mut dyn FnMut(&str) -> Result<(), MetaError>,
 ) -> Result<(), MetaError> {
+    const WHAT: &str = "bytes in one artifact_depends value";
+    if json.peek() == Some(b'"') {
+        return each(&limited::<MAX_VALUE_LEN>(json, WHAT)?);
+    }
     json.begin_array()?;
     let mut first = true;
     while json.next_element(&mut first)? {
-        out.push(json.string::<N>()?)
-            .map_err(|_| MetaError::Capacity)?;
+        each(&limited::<MAX_VALUE_LEN>(json, WHAT)?)?;
     }
     Ok(())
 }
 
-/// A string or an array of strings.
-fn string_or_list<const N: usize, const M: usize>(
+/// Reads the `device_type` list into `out` (a string or an array).
+fn device_types(
     json: &mut Json<'_>,
-    out: &mut Vec<String<N>, M>,
+    out: &mut StrList<MAX_DEVICE_TYPES_LEN>,
 ) -> Result<(), MetaError> {
+    let mut push = |json: &mut Json<'_>| -> Result<(), MetaError> {
+        let name = limited::<MAX_NAME_LEN>(json, "bytes in one device type")?;
+        out.push(&name).map_err(|_| MetaError::Limit {
+            what: "bytes of compatible device types",
+            limit: MAX_DEVICE_TYPES_LEN,
+        })
+    };
     if json.peek() == Some(b'"') {
-        out.push(json.string::<N>()?)
-            .map_err(|_| MetaError::Capacity)
-    } else {
-        string_list(json, out)
+        return push(json);
     }
+    json.begin_array()?;
+    let mut first = true;
+    while json.next_element(&mut first)? {
+        push(json)?;
+    }
+    Ok(())
 }
 
 impl ArtifactHeader {
-    fn add_depends(
-        &mut self,
-        key: ProvideKey,
-        values: Vec<ProvideValue, MAX_DEPENDS_VALUES>,
-    ) -> Result<(), MetaError> {
-        if self.depends.iter().any(|d| d.key == key) {
-            return Err(MetaError::DuplicateKey);
-        }
-        self.depends
-            .push(Depends { key, values })
-            .map_err(|_| MetaError::Capacity)
-    }
-
     /// Parses a v3 `header-info` (or v2 when `format_version == 2`).
     pub(crate) fn parse_header_info(&mut self, text: &[u8]) -> Result<(), MetaError> {
         let mut json = Json::new(text);
@@ -178,10 +532,14 @@ impl ArtifactHeader {
                     while let Some(k) = json.next_key::<32>(&mut f)? {
                         match k.as_str() {
                             "artifact_name" => {
-                                self.artifact_name = json.string()?;
+                                self.artifact_name =
+                                    limited(&mut json, "bytes in the artifact name")?;
                                 have_name = true;
                             }
-                            "artifact_group" => self.artifact_group = Some(json.string()?),
+                            "artifact_group" => {
+                                self.artifact_group =
+                                    Some(limited(&mut json, "bytes in the artifact group")?)
+                            }
                             _ => return Err(MetaError::UnknownKey),
                         }
                     }
@@ -191,27 +549,29 @@ impl ArtifactHeader {
                     let mut f = true;
                     while let Some(k) = json.next_key::<32>(&mut f)? {
                         match k.as_str() {
-                            "device_type" => string_list(&mut json, &mut self.device_types)?,
+                            "device_type" => device_types(&mut json, &mut self.device_types)?,
                             "artifact_name" | "artifact_group" => {
-                                let mut values = Vec::new();
-                                string_list(&mut json, &mut values)?;
-                                let key = ProvideKey::try_from(k.as_str())
-                                    .map_err(|_| MetaError::Capacity)?;
-                                self.add_depends(key, values)?;
+                                let json = &mut json;
+                                self.depends
+                                    .insert(k.as_str(), |each| each_string(json, each))?;
                             }
                             _ => return Err(MetaError::UnknownKey),
                         }
                     }
                 }
-                ("device_types_compatible", 2) => string_list(&mut json, &mut self.device_types)?,
+                ("device_types_compatible", 2) => device_types(&mut json, &mut self.device_types)?,
                 ("artifact_name", 2) => {
-                    self.artifact_name = json.string()?;
+                    self.artifact_name = limited(&mut json, "bytes in the artifact name")?;
                     have_name = true;
                 }
                 _ => return Err(MetaError::UnknownKey),
             }
         }
         json.end()?;
+        if self.payload_count == 0 {
+            // The reference refuses an empty list too: nothing to install.
+            return Err(MetaError::NoPayload);
+        }
         if !have_payloads
             || !have_name
             || self.artifact_name.is_empty()
@@ -243,17 +603,21 @@ impl ArtifactHeader {
                     }
                     json.begin_object()?;
                     let mut f = true;
-                    while let Some(k) = json.next_key::<MAX_KEY_LEN>(&mut f)? {
-                        let value = json.string::<MAX_VALUE_LEN>()?;
-                        if self.provides.iter().any(|p| p.key == k)
+                    while let Some(k) = json.next_key::<MAX_KEY_LEN>(&mut f).map_err(key_limit)? {
+                        let value: ProvideValue =
+                            limited(&mut json, "bytes in one artifact_provides value")?;
+                        if self.provides.get(&k).is_some()
                             || k == "artifact_name"
                             || k == "artifact_group"
                         {
                             return Err(MetaError::DuplicateKey);
                         }
                         self.provides
-                            .push(Provide { key: k, value })
-                            .map_err(|_| MetaError::Capacity)?;
+                            .append(&k, &value)
+                            .map_err(|_| MetaError::Limit {
+                                what: "bytes of artifact_provides keys and values",
+                                limit: MAX_PROVIDES_LEN,
+                            })?;
                     }
                 }
                 "artifact_depends" if self.format_version == 3 => {
@@ -262,18 +626,27 @@ impl ArtifactHeader {
                     }
                     json.begin_object()?;
                     let mut f = true;
-                    while let Some(k) = json.next_key::<MAX_KEY_LEN>(&mut f)? {
-                        let mut values = Vec::new();
-                        string_or_list(&mut json, &mut values)?;
-                        self.add_depends(k, values)?;
+                    while let Some(k) = json.next_key::<MAX_KEY_LEN>(&mut f).map_err(key_limit)? {
+                        let json = &mut json;
+                        self.depends
+                            .insert(k.as_str(), |each| each_string(json, each))?;
                     }
                 }
                 "clears_artifact_provides" if self.format_version == 3 => {
                     if json.null() {
                         continue;
                     }
-                    let mut clears = Vec::new();
-                    string_list(&mut json, &mut clears)?;
+                    let mut clears = StrList::new();
+                    json.begin_array()?;
+                    let mut first = true;
+                    while json.next_element(&mut first)? {
+                        let pattern: ProvideValue =
+                            limited(&mut json, "bytes in one clears_artifact_provides pattern")?;
+                        clears.push(&pattern).map_err(|_| MetaError::Limit {
+                            what: "bytes of clears_artifact_provides patterns",
+                            limit: MAX_CLEARS_LEN,
+                        })?;
+                    }
                     self.clears_provides = Some(clears);
                 }
                 // v2 type-info: other keys ignored (as the Go reader does).
@@ -319,4 +692,88 @@ pub(crate) fn check_files(text: &[u8]) -> Result<(), MetaError> {
     }
     json.end()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str_list_pool() {
+        let mut list: StrList<16> = StrList::new();
+        list.push("abc").unwrap();
+        list.push("").unwrap();
+        list.push("defghijk").unwrap();
+        assert_eq!(list.len(), 3);
+        assert!(list.iter().eq(["abc", "", "defghijk"]));
+        assert!(list.contains("defghijk") && !list.contains("ab"));
+        // 4 + 1 + 9 = 14 bytes used: a 2-byte item does not fit.
+        assert_eq!(list.push("xy"), Err(ListFull));
+        assert_eq!(list.push("\0"), Err(ListFull));
+        list.push("x").unwrap();
+        assert_eq!(list.len(), 4);
+    }
+
+    #[test]
+    fn provide_list_keeps_the_old_record_encoding() {
+        // The Vec<Provide> this list replaced, as stored in state records.
+        let mut old: Vec<Provide, 4> = Vec::new();
+        for (key, value) in [("rootfs-image.version", "r1"), ("a.b", "")] {
+            old.push(Provide {
+                key: key.try_into().unwrap(),
+                value: value.try_into().unwrap(),
+            })
+            .unwrap();
+        }
+        let mut buffer = [0u8; 128];
+        let bytes = postcard::to_slice(&old, &mut buffer).unwrap().to_vec();
+        let list: ProvideList = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(list.get("rootfs-image.version"), Some("r1"));
+        assert_eq!(list.get("a.b"), Some(""));
+        assert_eq!(list.len(), 2);
+        let mut again = [0u8; 128];
+        assert_eq!(postcard::to_slice(&list, &mut again).unwrap(), &bytes[..]);
+    }
+
+    #[test]
+    fn provide_list_set_and_limits() {
+        let mut list = ProvideList::new();
+        list.append("k1", "v1").unwrap();
+        list.append("k2", "v2").unwrap();
+        list.set("k1", "changed").unwrap();
+        list.set("k3", "v3").unwrap();
+        assert_eq!(
+            list.iter().map(|p| (p.key, p.value)).collect::<Vec<_, 4>>(),
+            [("k1", "changed"), ("k2", "v2"), ("k3", "v3")]
+        );
+        assert_eq!(list.append("bad\u{1f}key", "v"), Err(ListFull));
+        let long = [b'v'; 200];
+        let long = core::str::from_utf8(&long).unwrap();
+        let mut count = 0;
+        while list.append("key", long).is_ok() {
+            count += 1;
+        }
+        // 4096 bytes: about 20 pairs of 205 bytes besides the first three.
+        assert!(count >= 19, "{count}");
+    }
+
+    #[test]
+    fn depends_list_groups_values_by_key() {
+        let mut list = DependsList::default();
+        list.insert("artifact_name", |each| {
+            each("r1")?;
+            each("r2")
+        })
+        .unwrap();
+        list.insert("empty", |_| Ok(())).unwrap();
+        assert_eq!(
+            list.insert("artifact_name", |_| Ok(())),
+            Err(MetaError::DuplicateKey)
+        );
+        assert_eq!(list.len(), 2);
+        let names = list.get("artifact_name").unwrap();
+        assert!(names.values().eq(["r1", "r2"]));
+        assert!(names.accepts("r2") && !names.accepts("r3"));
+        assert_eq!(list.get("empty").unwrap().values().count(), 0);
+    }
 }

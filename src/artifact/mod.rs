@@ -31,7 +31,8 @@ mod tar;
 pub mod verify;
 
 pub use header::{
-    ArtifactHeader, Depends, Provide, ProvideKey, ProvideValue, MAX_SCRIPTS, MAX_SCRIPT_NAME_LEN,
+    ArtifactHeader, Depends, DependsList, ListFull, Provide, ProvideKey, ProvideList, ProvideRef,
+    ProvideValue, StrList, MAX_SCRIPTS, MAX_SCRIPT_NAME_LEN,
 };
 pub use inflate::Compression;
 #[cfg(feature = "alloc")]
@@ -41,22 +42,27 @@ pub use manifest::{MAX_MANIFEST_LINE_LEN, MAX_MANIFEST_PATH_LEN};
 pub use reader::{ArtifactError, ArtifactReader, Event, Member, MAX_METADATA_LEN};
 pub use tar::{TarError, MAX_PATH_LEN, MAX_PAX_LEN};
 
-/// Longest artifact name, group or device type the reader keeps.
-pub const MAX_NAME_LEN: usize = 128;
+/// Longest artifact name, group or device type the reader keeps
+/// (`mender-artifact` sets no limit; names of 200 bytes are seen).
+pub const MAX_NAME_LEN: usize = 256;
 /// Longest provides/depends key.
 pub const MAX_KEY_LEN: usize = 64;
-/// Longest provides/depends value.
-pub const MAX_VALUE_LEN: usize = 128;
-/// Most device types in `artifact_depends.device_type`.
-pub const MAX_DEVICE_TYPES: usize = 16;
-/// Most values in one depends list.
-pub const MAX_DEPENDS_VALUES: usize = 8;
-/// Most provides in one header.
-pub const MAX_PROVIDES: usize = 16;
-/// Most depends keys in one header (header-info and type-info together).
-pub const MAX_DEPENDS: usize = 8;
-/// Most `clears_artifact_provides` patterns.
-pub const MAX_CLEARS: usize = 16;
+/// Longest provides/depends value (`rootfs-image.version` is the artifact
+/// name, so at least [`MAX_NAME_LEN`]).
+pub const MAX_VALUE_LEN: usize = 256;
+/// Bytes of all compatible device types together (each plus one), in the
+/// artifact header and in a deployment: no cap on their number (64 types
+/// of 60 bytes fit). header-info itself is at most [`MAX_METADATA_LEN`].
+pub const MAX_DEVICE_TYPES_LEN: usize = 4096;
+/// Bytes of all provides together (each key and value plus two), in one
+/// header and kept for the device: no cap on their number (40 pairs of 100
+/// bytes fit).
+pub const MAX_PROVIDES_LEN: usize = 4096;
+/// Bytes of all depends together (each value with its key, plus two), in
+/// header-info and type-info: no cap on the number of keys or values.
+pub const MAX_DEPENDS_LEN: usize = 4096;
+/// Bytes of all `clears_artifact_provides` patterns together (each plus one).
+pub const MAX_CLEARS_LEN: usize = 1024;
 /// Longest payload file name or script name.
 pub const MAX_FILE_NAME_LEN: usize = 255;
 /// Most manifest lines.

@@ -182,6 +182,17 @@ pub enum ArtifactError {
     PayloadTypeMismatch,
     /// A file or value exceeds a fixed capacity (`MAX_*` constants).
     TooLarge(Member),
+    /// A header value exceeds the named limit.
+    LimitExceeded {
+        /// Which file.
+        member: Member,
+        /// What was counted (e.g. "bytes in the artifact name").
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// header-info lists no payload (the reference refuses it too).
+    NoPayload,
     /// A file inside `header.tar*` that the format does not define, or out
     /// of order.
     UnexpectedHeaderFile,
@@ -249,6 +260,14 @@ impl core::fmt::Display for ArtifactError {
                 f.write_str("type-info and header-info disagree on the payload type")
             }
             Self::TooLarge(m) => write!(f, "{} exceeds a fixed capacity", m.name()),
+            Self::LimitExceeded {
+                member,
+                what,
+                limit,
+            } => write!(f, "{}: more than {limit} {what} (the limit)", member.name()),
+            Self::NoPayload => {
+                f.write_str("the artifact has an empty payload list: nothing to install")
+            }
             Self::UnexpectedHeaderFile => f.write_str("unexpected file in the artifact header"),
             Self::InvalidFileName(m) => write!(f, "invalid file name for {}", m.name()),
             Self::TooManyPayloads => f.write_str("only artifacts with one payload are supported"),
@@ -276,6 +295,13 @@ fn meta_error(member: Member, e: MetaError) -> ArtifactError {
         MetaError::UnknownKey => ArtifactError::UnknownKey(member),
         MetaError::MissingKey => ArtifactError::MissingKey(member),
         MetaError::Capacity => ArtifactError::TooLarge(member),
+        MetaError::Limit { what, limit } => ArtifactError::LimitExceeded {
+            member,
+            what,
+            limit,
+        },
+        MetaError::ControlCharacter => ArtifactError::InvalidJson { member, offset: 0 },
+        MetaError::NoPayload => ArtifactError::NoPayload,
         MetaError::DuplicateKey => ArtifactError::DuplicateKey(member),
         MetaError::TypeMismatch => ArtifactError::PayloadTypeMismatch,
     }
@@ -1186,6 +1212,40 @@ impl<'w> ArtifactReader<'w> {
     /// The decoded `manifest.sig` (empty if unsigned).
     pub fn signature(&self) -> &[u8] {
         &self.signature
+    }
+
+    /// The input ended: `Ok` when the artifact is complete. Like Go's
+    /// `archive/tar` (the reference), an archive that stops at a clean
+    /// member boundary after its last member is complete without the two
+    /// end-of-archive blocks (or with only one): the final checks (payload
+    /// present, every manifest entry used) run here then. Stopping inside
+    /// a member, its padding or a header block is [`ArtifactError::Truncated`].
+    ///
+    /// # Errors
+    /// The error that stopped the reader, a final check, or
+    /// [`ArtifactError::Truncated`].
+    pub fn end_of_input(&mut self) -> Result<(), ArtifactError> {
+        if let Some(error) = self.failed {
+            return Err(error);
+        }
+        if self.done {
+            return Ok(());
+        }
+        if self.body != Body::None
+            || self.deferred_entry
+            || self.gate != Gate::Open
+            || !self.outer.at_boundary()
+        {
+            return Err(ArtifactError::Truncated);
+        }
+        if !self.complete {
+            if let Err(error) = self.final_checks() {
+                self.failed = Some(error);
+                return Err(error);
+            }
+        }
+        self.done = true;
+        Ok(())
     }
 
     /// `Ok` once [`Event::Done`] was reached (or the end-of-archive marker

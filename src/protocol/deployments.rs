@@ -11,10 +11,10 @@
 //! | `PUT .../deployments/<id>/log` (204) | [`write_log`]: `{"messages":[{"level":..,"message":..,"timestamp":..}]}` |
 
 use super::write::{escaped_len, hex_digit, JsonWriter, WriteError};
-use crate::artifact::{MAX_DEVICE_TYPES, MAX_NAME_LEN};
+use crate::artifact::{StrList, MAX_DEVICE_TYPES_LEN, MAX_NAME_LEN};
 use crate::device::{Name, Provides};
 use crate::json::{Json, JsonErrorKind};
-use heapless::{String, Vec};
+use heapless::String;
 
 /// Longest deployment id kept (the server sends a 36-character UUID).
 pub const MAX_DEPLOYMENT_ID_LEN: usize = 64;
@@ -151,7 +151,8 @@ pub enum NextError {
     /// A string is longer than its capacity ([`MAX_URI_LEN`] ...), or a
     /// key longer than 256 bytes, near this byte offset.
     TooLong(usize),
-    /// More than [`MAX_DEVICE_TYPES`] compatible device types.
+    /// The compatible device types take more than [`MAX_DEVICE_TYPES_LEN`]
+    /// bytes.
     TooManyDeviceTypes,
     /// `id` is missing or empty.
     MissingId,
@@ -172,7 +173,7 @@ impl core::fmt::Display for NextError {
             }
             Self::TooManyDeviceTypes => write!(
                 f,
-                "more than {MAX_DEVICE_TYPES} compatible device types in the deployment"
+                "the deployment's compatible device types take more than {MAX_DEVICE_TYPES_LEN} bytes (the limit)"
             ),
             Self::MissingId => f.write_str("the deployment has no id"),
             Self::MissingArtifactName => f.write_str("the deployment has no artifact name"),
@@ -199,7 +200,7 @@ pub struct DeploymentInstructions {
     /// The presigned download link (not authenticated with the JWT).
     pub uri: String<MAX_URI_LEN>,
     /// Device types the artifact is for.
-    pub device_types_compatible: Vec<Name, MAX_DEVICE_TYPES>,
+    pub device_types_compatible: StrList<MAX_DEVICE_TYPES_LEN>,
     /// The answer carries a (non-null) `update_control_map` (Enterprise).
     pub has_update_control_map: bool,
 }
@@ -300,7 +301,7 @@ impl DeploymentInstructions {
             while json.next_element(&mut first).map_err(next_error)? {
                 let device_type = json.string::<MAX_NAME_LEN>().map_err(next_error)?;
                 self.device_types_compatible
-                    .push(device_type)
+                    .push(&device_type)
                     .map_err(|_| NextError::TooManyDeviceTypes)?;
             }
             Ok(())
@@ -556,7 +557,10 @@ mod tests {
         assert_eq!(next.id, "2a1c0f3e-5d7e-4b2e-9b35-1b2f2c8c9e10");
         assert_eq!(next.artifact_name, "release-2");
         assert_eq!(next.uri, "https://s3.example/a?X-Amz=1&b=&");
-        assert_eq!(next.device_types_compatible, ["raspberrypi4", "rpi3"]);
+        assert!(next
+            .device_types_compatible
+            .iter()
+            .eq(["raspberrypi4", "rpi3"]));
         assert!(!next.has_update_control_map);
 
         let upper = br#"{"ID":"1","Artifact":{"Artifact_Name":"n","SOURCE":{"URI":"u"},"device_types_compatible":["t"]},"update_control_map":{"priority":1}}"#;

@@ -86,9 +86,21 @@ pub enum HeadError {
 impl fmt::Display for HeadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
-            Self::HeadTooLong => "response head longer than 8 KiB",
-            Self::LineTooLong => "response head line too long",
-            Self::TooManyHeaders => "too many response headers",
+            Self::HeadTooLong => {
+                return write!(
+                    f,
+                    "response head longer than {MAX_HEAD_LEN} bytes (the limit)"
+                )
+            }
+            Self::LineTooLong => {
+                return write!(
+                    f,
+                    "response head line longer than {MAX_LINE_LEN} bytes (the limit)"
+                )
+            }
+            Self::TooManyHeaders => {
+                return write!(f, "more than {MAX_HEADERS} response headers (the limit)")
+            }
             Self::InvalidStatusLine => "invalid HTTP status line",
             Self::InvalidHeader => "invalid HTTP header line",
             Self::InvalidContentLength => "invalid Content-Length",
@@ -534,10 +546,20 @@ pub enum ChunkedError {
 impl fmt::Display for ChunkedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
-            Self::InvalidChunkSize => "invalid chunk size",
-            Self::ChunkLineTooLong => "chunk-size line too long",
+            Self::InvalidChunkSize => "invalid chunk size (not hex or larger than 64 bits)",
+            Self::ChunkLineTooLong => {
+                return write!(
+                    f,
+                    "chunk-size line longer than {MAX_CHUNK_LINE_LEN} bytes (the limit)"
+                )
+            }
             Self::MissingChunkTerminator => "chunk data not followed by CRLF",
-            Self::TrailerTooLong => "chunked trailer too long",
+            Self::TrailerTooLong => {
+                return write!(
+                    f,
+                    "chunked trailer longer than {MAX_TRAILER_LEN} bytes (the limit)"
+                )
+            }
         };
         f.write_str(text)
     }

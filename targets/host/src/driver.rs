@@ -104,6 +104,10 @@ pub struct LinuxHost<B, R> {
     pub server: Option<ServerIo>,
     /// Signals (managed mode).
     pub wake: Option<Receiver<Wake>>,
+    /// Raised by SIGTERM/SIGINT (managed mode) alongside [`Wake::Stop`]:
+    /// an exchange blocked on the network ends within
+    /// [`crate::http::POLL_INTERVAL`] and the loop stops.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// The inactive slot, opened by `PrepareSlots { install: true }`.
     partition: Option<FilePartition>,
     /// Script extraction and progress of the running install.
@@ -155,6 +159,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             reboot,
             server: None,
             wake: None,
+            stop: None,
             partition: None,
             hooks: None,
             download_total: None,
@@ -281,6 +286,24 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         None
     }
 
+    /// A stop was requested (SIGTERM while an exchange was blocked).
+    fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Ends the loop as a stop request does, without feeding the agent the
+    /// abandoned exchange (its persisted state resumes at the next start,
+    /// as after a power cut).
+    fn stopped() -> Done {
+        log::info!("stop requested: abandoning the exchange in progress");
+        Done::Ended(Ended::Exited {
+            failed: false,
+            message: String::new(),
+        })
+    }
+
     fn execute(&mut self, action: Action<'_>) -> Done {
         if !matches!(
             action,
@@ -343,6 +366,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                         self.source = Some(source);
                         Done::Outcome(id, Ok(()))
                     }
+                    Err(_) if self.stopping() => Self::stopped(),
                     Err(error) => Done::Outcome(id, Err(error)),
                 }
             }
@@ -468,6 +492,10 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         if install {
             self.partition = None;
             self.hooks = None;
+            // Aliases of the running slot are refused before a byte is written.
+            layout
+                .check_install_target(&active)
+                .map_err(|e| e.to_string())?;
             self.partition =
                 Some(FilePartition::open(&active.inactive).map_err(|e| e.to_string())?);
             let dir = self.paths.artifact_scripts();
@@ -513,6 +541,17 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                     return;
                 }
                 Ok(read) => read,
+                Err(_)
+                    if self
+                        .stop
+                        .as_ref()
+                        .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed)) =>
+                {
+                    // As a stop between two chunks (below).
+                    let _ = agent.handle_command(now(), Command::Stop);
+                    let _ = agent.handle_artifact(now(), &[], partition, hooks);
+                    return;
+                }
                 Err(error) => {
                     let why = format!("reading the artifact failed: {error}");
                     let outcome = if source.resumable() {
@@ -623,6 +662,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         }
         match result {
             Ok(response) => Done::Response(id, response.status, response.body),
+            Err(_) if self.stopping() => Self::stopped(),
             Err(error) => Done::Outcome(id, Err((true, error.to_string()))),
         }
     }
@@ -694,12 +734,7 @@ impl InstallHooks for Hooks {
         log::info!(
             "artifact {} for {} accepted",
             header.artifact_name,
-            header
-                .device_types
-                .iter()
-                .map(|t| t.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            header.device_types.iter().collect::<Vec<_>>().join(", ")
         );
         Ok(())
     }

@@ -11,7 +11,8 @@
 //! | trust | webpki-roots + system CA bundle + `ServerCertificate` (added, not exclusive) |
 //! | `SkipVerify` | a verifier that accepts any certificate (logged as a warning) |
 //! | proxy | `https_proxy` / `http_proxy` / `no_proxy`: `CONNECT` for https, absolute form for http |
-//! | timeouts | connect timeout per address; every read and write has a timeout |
+//! | timeouts | connect timeout per address; no progress for [`HttpConfig::io_timeout`] (stall); API calls also end at [`HttpConfig::exchange_timeout`]; artifact downloads have no total cap |
+//! | stop | [`HttpConfig::stop`] is polled every [`POLL_INTERVAL`] while waiting on the network |
 //! | connections | one per request (`Connection: close`) |
 //! | API bodies | capped ([`HttpConfig::max_body_len`], 1 MiB by default) |
 //! | downloads | [`Download`]: resumes with `Range`, bounded attempts and backoff |
@@ -20,8 +21,9 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use otalite::protocol::http::{
     BodyFraming, ChunkedDecoder, ChunkedError, ChunkedStatus, HeadError, HeadStatus, RequestHead,
@@ -37,8 +39,16 @@ pub use download::{Backoff, Download};
 pub const DEFAULT_MAX_BODY_LEN: usize = 1024 * 1024;
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default timeout of every single read or write on a connection.
+/// Default stall timeout: no byte received (or sent) for this long ends
+/// the exchange (a slow but steady transfer never hits it).
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default limit of one whole API exchange ([`HttpClient::request`]:
+/// connect, TLS, request, response head and body). Artifact downloads
+/// have none, only the stall timeout.
+pub const DEFAULT_EXCHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a blocked connect, read or write wakes up to check
+/// [`HttpConfig::stop`] and the deadlines.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Redirects followed by downloads (presigned URLs may redirect).
 pub const MAX_REDIRECTS: usize = 10;
 /// Size of the receive buffer of one connection.
@@ -59,8 +69,17 @@ pub enum HttpError {
         /// The last error.
         source: io::Error,
     },
-    /// A read or write (or the connect) timed out.
+    /// No progress (connect, TLS, read or write) for
+    /// [`HttpConfig::io_timeout`].
     Timeout,
+    /// The API exchange took longer than [`HttpConfig::exchange_timeout`]
+    /// (e.g. a server trickling its answer).
+    Deadline {
+        /// The limit.
+        limit: Duration,
+    },
+    /// [`HttpConfig::stop`] was raised (the daemon is stopping).
+    Stopped,
     /// The server certificate was rejected.
     Certificate(String),
     /// Other TLS failure.
@@ -121,7 +140,13 @@ impl fmt::Display for HttpError {
             Self::InvalidUrl(url) => write!(f, "invalid URL {url:?}"),
             Self::InvalidProxy(url) => write!(f, "unusable proxy {url:?} (only http://host:port)"),
             Self::Connect { address, source } => write!(f, "cannot connect to {address}: {source}"),
-            Self::Timeout => f.write_str("timed out"),
+            Self::Timeout => f.write_str("timed out (no data from the server)"),
+            Self::Deadline { limit } => write!(
+                f,
+                "the server took longer than {} s to answer (limit of one API exchange)",
+                limit.as_secs_f32()
+            ),
+            Self::Stopped => f.write_str("stopped: otalite is shutting down"),
             Self::Certificate(text) => write!(
                 f,
                 "server certificate rejected: {text} (set ServerCertificate to the server's \
@@ -135,7 +160,9 @@ impl fmt::Display for HttpError {
             Self::Head(error) => write!(f, "bad response: {error}"),
             Self::Chunked(error) => write!(f, "bad response body: {error}"),
             Self::Request(error) => write!(f, "cannot write request: {error}"),
-            Self::BodyTooLarge { limit } => write!(f, "response body larger than {limit} bytes"),
+            Self::BodyTooLarge { limit } => {
+                write!(f, "response body larger than {limit} bytes (the limit)")
+            }
             Self::TooManyRedirects => f.write_str("too many redirects"),
             Self::Status { status, reason } => write!(f, "the server answered {status} {reason}"),
             Self::UnknownLength => f.write_str("download response without Content-Length"),
@@ -169,7 +196,8 @@ impl HttpError {
     /// The closest `std::io::ErrorKind`.
     pub fn io_kind(&self) -> io::ErrorKind {
         match self {
-            Self::Timeout => io::ErrorKind::TimedOut,
+            Self::Timeout | Self::Deadline { .. } => io::ErrorKind::TimedOut,
+            Self::Stopped => io::ErrorKind::Interrupted,
             Self::Connect { source, .. } => source.kind(),
             Self::Io(error) => error.kind(),
             Self::UnexpectedEof => io::ErrorKind::UnexpectedEof,
@@ -461,8 +489,12 @@ pub struct HttpConfig {
     pub proxy: ProxySettings,
     /// Timeout of each TCP connect.
     pub connect_timeout: Duration,
-    /// Timeout of every single read and write.
+    /// Stall timeout: the exchange fails when no byte moves for this long.
     pub io_timeout: Duration,
+    /// Limit of one whole [`HttpClient::request`] (not of downloads).
+    pub exchange_timeout: Duration,
+    /// Raised to abandon every exchange within [`POLL_INTERVAL`] (SIGTERM).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Cap of the body [`HttpClient::request`] accepts.
     pub max_body_len: usize,
     /// Load the system CA bundle (`SSL_CERT_FILE` or the usual paths).
@@ -477,6 +509,8 @@ impl Default for HttpConfig {
             proxy: ProxySettings::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
+            exchange_timeout: DEFAULT_EXCHANGE_TIMEOUT,
+            stop: None,
             max_body_len: DEFAULT_MAX_BODY_LEN,
             system_roots: true,
         }
@@ -560,7 +594,8 @@ impl HttpClient {
         body: Option<&[u8]>,
     ) -> Result<Response, HttpError> {
         let url = Url::parse(url)?;
-        let (head, mut reader) = self.open(method, &url, headers, body)?;
+        let watch = self.watch(Some(self.config.exchange_timeout));
+        let (head, mut reader) = self.open(method, &url, headers, body, &watch)?;
         let limit = self.config.max_body_len;
         if head
             .content_length
@@ -594,8 +629,9 @@ impl HttpClient {
         headers: &[(&str, &str)],
     ) -> Result<(ResponseHead, Body), HttpError> {
         let mut current = url.clone();
+        let watch = self.watch(None);
         for _ in 0..=MAX_REDIRECTS {
-            let (head, body) = self.open("GET", &current, headers, None)?;
+            let (head, body) = self.open("GET", &current, headers, None, &watch)?;
             if !head.is_redirect() {
                 return Ok((head, body));
             }
@@ -608,6 +644,15 @@ impl HttpClient {
         Err(HttpError::TooManyRedirects)
     }
 
+    /// The stall, deadline and stop rules of one exchange.
+    fn watch(&self, limit: Option<Duration>) -> Watch {
+        Watch {
+            stall: self.config.io_timeout,
+            deadline: limit.map(|limit| (Instant::now() + limit, limit)),
+            stop: self.config.stop.clone(),
+        }
+    }
+
     /// Connects, sends the request and parses the response head.
     fn open(
         &self,
@@ -615,23 +660,26 @@ impl HttpClient {
         url: &Url,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        watch: &Watch,
     ) -> Result<(ResponseHead, Body), HttpError> {
         let proxy = self.config.proxy.proxy_for(url)?;
         let mut target = url.path_and_query.clone();
         let tcp = match (&proxy, url.scheme) {
-            (None, _) => self.connect_tcp(&url.host, url.port)?,
+            (None, _) => self.connect_tcp(&url.host, url.port, watch)?,
             (Some(proxy), Scheme::Http) => {
                 // Plain HTTP through a proxy: absolute form, same connection.
                 target = url.to_string();
-                self.connect_tcp(&proxy.host, proxy.port)?
+                self.connect_tcp(&proxy.host, proxy.port, watch)?
             }
-            (Some(proxy), Scheme::Https) => self.connect_tunnel(proxy, url)?,
+            (Some(proxy), Scheme::Https) => self.connect_tunnel(proxy, url, watch)?,
         };
         let stream = match url.scheme {
             Scheme::Http => Stream::Plain(tcp),
-            Scheme::Https => Stream::Tls(Box::new(tls::handshake(&self.tls, &url.host, tcp)?)),
+            Scheme::Https => {
+                Stream::Tls(Box::new(tls::handshake(&self.tls, &url.host, tcp, watch)?))
+            }
         };
-        let mut connection = Connection::new(stream);
+        let mut connection = Connection::new(stream, watch.clone());
 
         let mut all_headers: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 2);
         all_headers.push(("User-Agent", concat!("otalite/", env!("CARGO_PKG_VERSION"))));
@@ -656,44 +704,86 @@ impl HttpClient {
         Ok((head, Body::new(connection, framing)))
     }
 
-    fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, HttpError> {
-        let address = format!("{host}:{port}");
-        let addresses = (host, port)
-            .to_socket_addrs()
-            .map_err(|source| HttpError::Connect {
-                address: address.clone(),
-                source,
-            })?;
-        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for socket_address in addresses {
-            match TcpStream::connect_timeout(&socket_address, self.config.connect_timeout) {
-                Ok(stream) => {
-                    stream
-                        .set_read_timeout(Some(self.config.io_timeout))
-                        .and_then(|()| stream.set_write_timeout(Some(self.config.io_timeout)))
-                        .and_then(|()| stream.set_nodelay(true))
-                        .map_err(HttpError::Io)?;
-                    return Ok(stream);
+    /// Resolves and connects in a helper thread, so that a stop request or
+    /// the exchange deadline is honoured while DNS or a SYN goes unanswered
+    /// (the thread ends by itself at the resolver's and `connect_timeout`).
+    fn connect_tcp(&self, host: &str, port: u16, watch: &Watch) -> Result<TcpStream, HttpError> {
+        watch.check_stop_deadline()?;
+        let host = host.to_string();
+        let connect_timeout = self.config.connect_timeout;
+        let poll = POLL_INTERVAL.min(self.config.io_timeout);
+        let connect = move || -> Result<TcpStream, HttpError> {
+            let address = format!("{host}:{port}");
+            let addresses =
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|source| HttpError::Connect {
+                        address: address.clone(),
+                        source,
+                    })?;
+            let mut last_error = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for socket_address in addresses {
+                match TcpStream::connect_timeout(&socket_address, connect_timeout) {
+                    Ok(stream) => {
+                        // Short socket timeouts: every blocked read or write
+                        // wakes up to check the stop flag and the deadlines.
+                        stream
+                            .set_read_timeout(Some(poll))
+                            .and_then(|()| stream.set_write_timeout(Some(poll)))
+                            .and_then(|()| stream.set_nodelay(true))
+                            .map_err(HttpError::Io)?;
+                        return Ok(stream);
+                    }
+                    Err(error) => last_error = error,
                 }
-                Err(error) => last_error = error,
+            }
+            if matches!(
+                last_error.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) {
+                return Err(HttpError::Timeout);
+            }
+            Err(HttpError::Connect {
+                address,
+                source: last_error,
+            })
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("otalite-connect".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = sender.send(connect());
+            });
+        let Ok(_thread) = spawned else {
+            // Out of threads (the closure went with the failed spawn).
+            return Err(HttpError::Io(io::Error::other(
+                "cannot start the connect thread",
+            )));
+        };
+        loop {
+            watch.check_stop_deadline()?;
+            match receiver.recv_timeout(POLL_INTERVAL) {
+                Ok(result) => return result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(HttpError::Io(io::Error::other(
+                        "the connect thread ended without a result",
+                    )))
+                }
             }
         }
-        if matches!(
-            last_error.kind(),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-        ) {
-            return Err(HttpError::Timeout);
-        }
-        Err(HttpError::Connect {
-            address,
-            source: last_error,
-        })
     }
 
     /// Opens a `CONNECT` tunnel through `proxy` to `url`'s host and port.
-    fn connect_tunnel(&self, proxy: &Url, url: &Url) -> Result<TcpStream, HttpError> {
-        let tcp = self.connect_tcp(&proxy.host, proxy.port)?;
-        let mut connection = Connection::new(Stream::Plain(tcp));
+    fn connect_tunnel(
+        &self,
+        proxy: &Url,
+        url: &Url,
+        watch: &Watch,
+    ) -> Result<TcpStream, HttpError> {
+        let tcp = self.connect_tcp(&proxy.host, proxy.port, watch)?;
+        let mut connection = Connection::new(Stream::Plain(tcp), watch.clone());
         let host_port = url.host_port();
         let request = RequestHead {
             method: "CONNECT",
@@ -721,6 +811,55 @@ impl HttpClient {
             Stream::Tls(_) => Err(HttpError::Proxy("unexpected TLS".to_string())),
         }
     }
+}
+
+/// The stall, deadline and stop rules of one exchange, checked whenever a
+/// connect, read or write wakes up.
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    /// No progress for this long: [`HttpError::Timeout`].
+    stall: Duration,
+    /// End of the whole exchange and its length: [`HttpError::Deadline`].
+    deadline: Option<(Instant, Duration)>,
+    /// Raised: [`HttpError::Stopped`].
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Watch {
+    /// Fails when stopping or past the deadline.
+    fn check_stop_deadline(&self) -> Result<(), HttpError> {
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::Relaxed))
+        {
+            return Err(HttpError::Stopped);
+        }
+        match self.deadline {
+            Some((at, limit)) if Instant::now() >= at => Err(HttpError::Deadline { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    /// After a poll timeout: fails when stopping, past the deadline, or
+    /// nothing moved since `progress` for the stall timeout.
+    fn check(&self, progress: Instant) -> Result<(), HttpError> {
+        self.check_stop_deadline()?;
+        if progress.elapsed() >= self.stall {
+            return Err(HttpError::Timeout);
+        }
+        Ok(())
+    }
+}
+
+/// A socket timeout (the poll interval passed), not a failure.
+fn is_poll_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) && error
+        .get_ref()
+        .is_none_or(|inner| !inner.is::<rustls::Error>())
 }
 
 /// A plain or TLS connection.
@@ -760,15 +899,43 @@ struct Connection {
     buffer: Box<[u8]>,
     start: usize,
     end: usize,
+    watch: Watch,
 }
 
 impl Connection {
-    fn new(stream: Stream) -> Self {
+    fn new(stream: Stream, watch: Watch) -> Self {
         Self {
             stream,
             buffer: vec![0u8; RECEIVE_BUFFER_LEN].into_boxed_slice(),
             start: 0,
             end: 0,
+            watch,
+        }
+    }
+
+    /// `write_all` + `flush` that survive poll timeouts.
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), HttpError> {
+        let mut progress = Instant::now();
+        while !data.is_empty() {
+            self.watch.check_stop_deadline()?;
+            match self.stream.write(data) {
+                Ok(0) => return Err(HttpError::Io(io::ErrorKind::WriteZero.into())),
+                Ok(count) => {
+                    data = data.get(count..).unwrap_or_default();
+                    progress = Instant::now();
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_poll_timeout(&error) => self.watch.check(progress)?,
+                Err(error) => return Err(HttpError::from_io(error)),
+            }
+        }
+        loop {
+            match self.stream.flush() {
+                Ok(()) => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_poll_timeout(&error) => self.watch.check(progress)?,
+                Err(error) => return Err(HttpError::from_io(error)),
+            }
         }
     }
 
@@ -786,12 +953,11 @@ impl Connection {
         // One write for small requests: fewer TLS records and packets.
         if body.len() <= 16 * 1024 {
             head.extend_from_slice(body);
-            self.stream.write_all(&head).map_err(HttpError::from_io)?;
+            self.write_all(&head)
         } else {
-            self.stream.write_all(&head).map_err(HttpError::from_io)?;
-            self.stream.write_all(body).map_err(HttpError::from_io)?;
+            self.write_all(&head)?;
+            self.write_all(body)
         }
-        self.stream.flush().map_err(HttpError::from_io)
     }
 
     /// Reads more bytes into an empty buffer; 0 at end of stream.
@@ -801,7 +967,7 @@ impl Connection {
             self.end = 0;
         }
         let space = self.buffer.get_mut(self.end..).unwrap_or_default();
-        let count = read_stream(&mut self.stream, space)?;
+        let count = read_stream(&mut self.stream, space, &self.watch)?;
         self.end += count;
         Ok(count)
     }
@@ -839,15 +1005,21 @@ impl Connection {
             self.start += count;
             return Ok(count);
         }
-        read_stream(&mut self.stream, output)
+        read_stream(&mut self.stream, output, &self.watch)
     }
 }
 
-fn read_stream(stream: &mut Stream, output: &mut [u8]) -> Result<usize, HttpError> {
+/// One read that waits out poll timeouts until data comes, the stall
+/// timeout or the deadline passes, or a stop is requested (checked before
+/// every read, so a trickling server cannot hold off either).
+fn read_stream(stream: &mut Stream, output: &mut [u8], watch: &Watch) -> Result<usize, HttpError> {
+    let progress = Instant::now();
     loop {
+        watch.check_stop_deadline()?;
         match stream.read(output) {
             Ok(count) => return Ok(count),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if is_poll_timeout(&error) => watch.check(progress)?,
             Err(error) => return Err(HttpError::from_io(error)),
         }
     }

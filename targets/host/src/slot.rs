@@ -12,6 +12,11 @@
 //! development machine with file-backed slots), the reference stops with
 //! an error; otalite logs a warning and uses `mender_boot_part`. Writing the
 //! slot the bootloader does not boot next is safe in either case.
+//!
+//! Before a byte is written, [`SlotLayout::check_install_target`] compares
+//! what the paths *resolve to*, not their spelling: a symlink, a hard link
+//! or a second device node (same major/minor) naming the running slot, the
+//! mounted root's device, or the whole disk holding it, is refused.
 
 use otalite::board::PartNumber;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -63,6 +68,25 @@ pub enum SlotError {
     SameNumber,
     /// `mender_boot_part` is unset or matches neither slot.
     BootPartUnknown(Option<PartNumber>),
+    /// The slot to install into is the running slot under another name
+    /// (symlink, hard link, second device node).
+    SameAsRunning {
+        /// The path that would have been written.
+        target: PathBuf,
+        /// The running slot's configured path.
+        running: PathBuf,
+    },
+    /// The slot to install into is (or contains) the device of the
+    /// mounted root filesystem.
+    RunningRoot {
+        /// The path that would have been written.
+        target: PathBuf,
+        /// `major:minor` of the root device it matches.
+        device: String,
+        /// The whole disk holding the root partition rather than the
+        /// partition itself.
+        whole_disk: bool,
+    },
 }
 
 impl std::fmt::Display for SlotError {
@@ -81,6 +105,33 @@ impl std::fmt::Display for SlotError {
             ),
             Self::BootPartUnknown(None) => f.write_str(
                 "cannot tell the active partition: the root device is neither slot and mender_boot_part is not set",
+            ),
+            Self::SameAsRunning { target, running } => write!(
+                f,
+                "refusing to install: the inactive slot {} is the running slot {} under another name \
+                 (symlink, hard link or second device node); fix RootfsPartA/RootfsPartB in mender.conf",
+                target.display(),
+                running.display()
+            ),
+            Self::RunningRoot {
+                target,
+                device,
+                whole_disk: false,
+            } => write!(
+                f,
+                "refusing to install: the inactive slot {} is device {device}, which holds the \
+                 mounted root filesystem; fix RootfsPartA/RootfsPartB in mender.conf",
+                target.display()
+            ),
+            Self::RunningRoot {
+                target,
+                device,
+                whole_disk: true,
+            } => write!(
+                f,
+                "refusing to install: the inactive slot {} is the whole disk {device} holding the \
+                 mounted root filesystem; fix RootfsPartA/RootfsPartB in mender.conf",
+                target.display()
             ),
         }
     }
@@ -164,11 +215,39 @@ impl SlotLayout {
         })
     }
 
+    /// Refuses to install into `active.inactive` when it resolves to the
+    /// running slot (device and inode for files, major/minor for device
+    /// nodes, through symlinks), to the mounted root's device, or to the
+    /// whole disk holding it. Call before opening the slot for writing.
+    ///
+    /// # Errors
+    /// [`SlotError::SameAsRunning`], [`SlotError::RunningRoot`].
+    pub fn check_install_target(&self, active: &ActiveSlot) -> Result<(), SlotError> {
+        let target = &active.inactive;
+        let Some(target_id) = identity(target) else {
+            // Missing or unreadable: opening it reports the error.
+            return Ok(());
+        };
+        if let Some(running) = self.path_of(active.active_part) {
+            if identity(running) == Some(target_id) {
+                return Err(SlotError::SameAsRunning {
+                    target: target.clone(),
+                    running: running.to_path_buf(),
+                });
+            }
+        }
+        refuse_root_device(target)
+    }
+
     fn slot_of_device(&self, device: &Path) -> Option<PartNumber> {
+        let device_id = identity(device);
         let device = canonical(device);
-        if device == canonical(&self.a) {
+        let same = |slot: &Path| {
+            device == canonical(slot) || (device_id.is_some() && identity(slot) == device_id)
+        };
+        if same(&self.a) {
             Some(self.a_part)
-        } else if device == canonical(&self.b) {
+        } else if same(&self.b) {
             Some(self.b_part)
         } else {
             log::warn!(
@@ -178,6 +257,87 @@ impl SlotLayout {
             None
         }
     }
+}
+
+/// What a path resolves to, following symlinks: a device node by its
+/// device number, anything else by device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Identity {
+    /// A block or character device node with this `st_rdev`.
+    Device(u64),
+    /// A file (or directory) with this `st_dev` and `st_ino`.
+    File(u64, u64),
+}
+
+fn identity(path: &Path) -> Option<Identity> {
+    let meta = std::fs::metadata(path).ok()?;
+    let kind = meta.file_type();
+    Some(if kind.is_block_device() || kind.is_char_device() {
+        Identity::Device(meta.rdev())
+    } else {
+        Identity::File(meta.dev(), meta.ino())
+    })
+}
+
+fn major_minor(device: u64) -> String {
+    // glibc's gnu_dev_major / gnu_dev_minor.
+    let major = ((device >> 32) & 0xffff_f000) | ((device >> 8) & 0xfff);
+    let minor = ((device >> 12) & 0xffff_ff00) | (device & 0xff);
+    format!("{major}:{minor}")
+}
+
+/// The whole disk holding partition `device` (from
+/// `/sys/dev/block/M:m/../dev`), if `device` is a partition.
+fn parent_disk(device: u64) -> Option<u64> {
+    let sys = PathBuf::from(format!("/sys/dev/block/{}", major_minor(device)));
+    std::fs::metadata(sys.join("partition")).ok()?;
+    let parent = std::fs::read_to_string(sys.join("../dev")).ok()?;
+    let (major, minor) = parent.trim().split_once(':')?;
+    let (major, minor): (u64, u64) = (major.parse().ok()?, minor.parse().ok()?);
+    Some(
+        ((major & 0xffff_f000) << 32)
+            | ((major & 0xfff) << 8)
+            | ((minor & 0xffff_ff00) << 12)
+            | (minor & 0xff),
+    )
+}
+
+/// Refuses `target` when it is a device node of the mounted root
+/// filesystem (`st_dev` of `/`, or the block device `/proc/self/mounts`
+/// names for `/`) or of the whole disk holding it. Only reads metadata.
+///
+/// # Errors
+/// [`SlotError::RunningRoot`].
+pub fn refuse_root_device(target: &Path) -> Result<(), SlotError> {
+    let Some(Identity::Device(target_dev)) = identity(target) else {
+        return Ok(());
+    };
+    let mut roots: Vec<u64> = Vec::new();
+    if let Ok(meta) = std::fs::metadata("/") {
+        roots.push(meta.dev());
+    }
+    if let Some(Identity::Device(rdev)) = root_device().and_then(|d| identity(&d)) {
+        roots.push(rdev);
+    }
+    if roots.contains(&target_dev) {
+        return Err(SlotError::RunningRoot {
+            target: target.to_path_buf(),
+            device: major_minor(target_dev),
+            whole_disk: false,
+        });
+    }
+    if roots
+        .iter()
+        .filter_map(|&root| parent_disk(root))
+        .any(|disk| disk == target_dev)
+    {
+        return Err(SlotError::RunningRoot {
+            target: target.to_path_buf(),
+            device: major_minor(target_dev),
+            whole_disk: true,
+        });
+    }
+    Ok(())
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -219,6 +379,13 @@ mod tests {
         assert_eq!(partition_number(Path::new("/dev/mmcblk0p3")), Some(3));
         assert_eq!(partition_number(Path::new("/dev/sda10")), Some(10));
         assert_eq!(partition_number(Path::new("/dev/root")), None);
+    }
+
+    #[test]
+    fn device_numbers() {
+        // 254:0 (virtio disk) and a large minor, as glibc's makedev packs them.
+        assert_eq!(major_minor(0xfe00), "254:0");
+        assert_eq!(major_minor(0x0010_0103), "1:259");
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub fn run_daemon<B: BootControl>(
     config: MenderConfig,
     mut boot: B,
 ) -> Result<i32, Failure> {
-    let wake = crate::signals::wake_channel()
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let wake = crate::signals::wake_channel(std::sync::Arc::clone(&stop))
         .map_err(|e| Failure::error(format!("cannot set up signals: {e}")))?;
     std::fs::create_dir_all(&paths.data_dir)
         .map_err(|e| Failure::error(format!("cannot create {}: {e}", paths.data_dir.display())))?;
@@ -108,6 +109,10 @@ pub fn run_daemon<B: BootControl>(
     if let Some(ms) = test_knob_ms("IO_TIMEOUT").filter(|&ms| ms > 0) {
         http.io_timeout = Duration::from_millis(ms);
     }
+    if let Some(ms) = test_knob_ms("EXCHANGE_TIMEOUT").filter(|&ms| ms > 0) {
+        http.exchange_timeout = Duration::from_millis(ms);
+    }
+    http.stop = Some(std::sync::Arc::clone(&stop));
     let client =
         HttpClient::new(http).map_err(|e| Failure::error(format!("cannot set up HTTPS: {e}")))?;
     let public_key = key.public_key_pem().to_string();
@@ -144,6 +149,7 @@ pub fn run_daemon<B: BootControl>(
     let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
     host.server = Some(ServerIo { client, key });
     host.wake = Some(wake);
+    host.stop = Some(stop);
     let ended = host.run(&mut agent, None);
     drop(pid_lock);
     log::info!("otalite daemon stopped");

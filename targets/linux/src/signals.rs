@@ -10,11 +10,15 @@ use rustix::process::{kill_process, Pid, Signal};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 
 /// Starts forwarding signals into a channel the daemon waits on (no
-/// polling: an idle daemon sleeps in `recv_timeout`).
-pub fn wake_channel() -> std::io::Result<Receiver<Wake>> {
+/// polling: an idle daemon sleeps in `recv_timeout`). SIGTERM/SIGINT also
+/// raise `stop`, which a network exchange in progress polls (it may be
+/// blocked far from the channel).
+pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Wake>> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2])?;
     let (sender, receiver) = channel();
     std::thread::Builder::new()
@@ -25,7 +29,10 @@ pub fn wake_channel() -> std::io::Result<Receiver<Wake>> {
                 let wake = match signal {
                     SIGUSR1 => Wake::CheckUpdate,
                     SIGUSR2 => Wake::SendInventory,
-                    _ => Wake::Stop,
+                    _ => {
+                        stop.store(true, Ordering::Relaxed);
+                        Wake::Stop
+                    }
                 };
                 if sender.send(wake).is_err() {
                     break;

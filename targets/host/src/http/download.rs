@@ -203,6 +203,9 @@ impl Download {
                 None => HttpError::UnexpectedEof,
             };
             self.body = None;
+            if matches!(error, HttpError::Stopped) {
+                return Err(error);
+            }
             log::warn!(
                 "download of {} broken at {}/{} bytes: {}",
                 self.url,
@@ -236,7 +239,9 @@ impl Download {
                     self.body = Some(body);
                     return Ok(());
                 }
-                Err(error @ HttpError::LengthChanged { .. }) => return Err(error),
+                Err(error @ (HttpError::LengthChanged { .. } | HttpError::Stopped)) => {
+                    return Err(error)
+                }
                 Err(error) => {
                     log::warn!("resume attempt {} failed: {}", self.attempts, error);
                     last_error = error;

@@ -1,19 +1,31 @@
 //! rustls configuration: the trust store (webpki-roots, the system bundle,
 //! `ServerCertificate`) and the `SkipVerify` verifier.
+//!
+//! A server certificate byte-identical to one in `ServerCertificate` is
+//! trusted directly, as Go's verifier (the reference) trusts a leaf found in
+//! its root pool: a self-signed certificate made with `openssl req -x509`
+//! (which sets `CA:TRUE`, so webpki refuses it as an end entity with
+//! `CaUsedAsEndEntity`) works as with the reference. Its validity period,
+//! host name and extended key usage (absent, `serverAuth` or `any`) are
+//! still checked, as Go does, and the handshake signature is verified
+//! against its key; every other certificate goes through webpki.
 
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::CertificateError;
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use super::{HttpConfig, HttpError};
+use super::{is_poll_timeout, HttpConfig, HttpError, Watch};
 
 /// Where Linux distributions keep the CA bundle (the list Go uses).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -37,14 +49,26 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
             .with_custom_certificate_verifier(Arc::new(SkipVerify { provider }))
             .with_no_client_auth()
     } else {
-        builder
-            .with_root_certificates(trust_store(config)?)
-            .with_no_client_auth()
+        let (roots, pinned) = trust_store(config)?;
+        if pinned.is_empty() {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| HttpError::TrustStore(error.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }))
+                .with_no_client_auth()
+        }
     };
     Ok(tls)
 }
 
-fn trust_store(config: &HttpConfig) -> Result<RootCertStore, HttpError> {
+/// The roots, and the `ServerCertificate` certificates (also in the roots).
+fn trust_store(
+    config: &HttpConfig,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), HttpError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if config.system_roots {
@@ -76,13 +100,181 @@ fn trust_store(config: &HttpConfig) -> Result<RootCertStore, HttpError> {
                 "{shown}: no PEM certificate"
             )));
         }
-        for certificate in certificates {
+        for certificate in &certificates {
             roots
-                .add(certificate)
+                .add(certificate.clone())
                 .map_err(|error| HttpError::TrustStore(format!("{shown}: {error}")))?;
         }
+        return Ok((roots, certificates));
     }
-    Ok(roots)
+    Ok((roots, Vec::new()))
+}
+
+/// What the pinned-certificate check needs from a DER certificate.
+struct Facts {
+    /// `notBefore`, seconds since the Unix epoch.
+    not_before: u64,
+    /// `notAfter`, seconds since the Unix epoch.
+    not_after: u64,
+    /// No extended key usage extension, or one listing `serverAuth` or
+    /// `anyExtendedKeyUsage` (Go's rule for a TLS server).
+    server_auth: bool,
+}
+
+/// DER contents of the extKeyUsage OID 2.5.29.37.
+const OID_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+/// DER contents of id-kp-serverAuth, 1.3.6.1.5.5.7.3.1.
+const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// DER contents of anyExtendedKeyUsage, 2.5.29.37.0.
+const OID_ANY_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+/// Validity period and extended key usage of a DER certificate.
+fn facts(certificate: &[u8]) -> Result<Facts, der::Error> {
+    use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
+    use der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
+
+    fn time(reader: &mut SliceReader<'_>) -> Result<u64, der::Error> {
+        let duration = if Tag::peek(reader)? == Tag::UtcTime {
+            UtcTime::decode(reader)?.to_unix_duration()
+        } else {
+            GeneralizedTime::decode(reader)?.to_unix_duration()
+        };
+        Ok(duration.as_secs())
+    }
+
+    let certificate = AnyRef::from_der(certificate)?;
+    let mut outer = SliceReader::new(certificate.value())?;
+    let tbs = AnyRef::decode(&mut outer)?;
+    let mut fields = SliceReader::new(tbs.value())?;
+    let mut field = AnyRef::decode(&mut fields)?;
+    if field.tag().number() == TagNumber(0) && field.tag().is_context_specific() {
+        field = AnyRef::decode(&mut fields)?; // version, then serial
+    }
+    let _serial = field;
+    let _signature_algorithm = AnyRef::decode(&mut fields)?;
+    let _issuer = AnyRef::decode(&mut fields)?;
+    let validity = AnyRef::decode(&mut fields)?;
+    let mut times = SliceReader::new(validity.value())?;
+    let not_before = time(&mut times)?;
+    let not_after = time(&mut times)?;
+    times.finish()?;
+    let _subject = AnyRef::decode(&mut fields)?;
+    let _public_key = AnyRef::decode(&mut fields)?;
+    let mut server_auth = true;
+    while !fields.is_finished() {
+        // [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions.
+        let field = AnyRef::decode(&mut fields)?;
+        if !(field.tag().is_context_specific() && field.tag().number() == TagNumber(3)) {
+            continue;
+        }
+        let mut wrapper = SliceReader::new(field.value())?;
+        let list = AnyRef::decode(&mut wrapper)?;
+        let mut extensions = SliceReader::new(list.value())?;
+        while !extensions.is_finished() {
+            let extension = AnyRef::decode(&mut extensions)?;
+            let mut parts = SliceReader::new(extension.value())?;
+            let id = AnyRef::decode(&mut parts)?;
+            if id.value() != OID_EXT_KEY_USAGE {
+                continue;
+            }
+            let mut value = AnyRef::decode(&mut parts)?;
+            if value.tag() == Tag::Boolean {
+                value = AnyRef::decode(&mut parts)?; // critical, then the value
+            }
+            let mut octets = SliceReader::new(value.value())?;
+            let usages = AnyRef::decode(&mut octets)?;
+            let mut usages = SliceReader::new(usages.value())?;
+            server_auth = false;
+            while !usages.is_finished() {
+                let usage = AnyRef::decode(&mut usages)?;
+                if usage.value() == OID_SERVER_AUTH || usage.value() == OID_ANY_KEY_USAGE {
+                    server_auth = true;
+                }
+            }
+        }
+    }
+    Ok(Facts {
+        not_before,
+        not_after,
+        server_auth,
+    })
+}
+
+/// `ServerCertificate` set: a server certificate identical to one of them
+/// is trusted directly (as Go does for a leaf in its root pool) after the
+/// validity and host name checks; anything else goes to webpki.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            return self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+        }
+        let Facts {
+            not_before,
+            not_after,
+            server_auth,
+        } = facts(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !server_auth {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
+        if now.as_secs() < not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ));
+        }
+        if now.as_secs() > not_after {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        }
+        verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// Connects TLS over `tcp` and completes the handshake (so certificate
@@ -91,16 +283,20 @@ pub(super) fn handshake(
     config: &Arc<ClientConfig>,
     host: &str,
     tcp: TcpStream,
+    watch: &Watch,
 ) -> Result<rustls::StreamOwned<ClientConnection, TcpStream>, HttpError> {
     let server_name = ServerName::try_from(host.to_string())
         .map_err(|_| HttpError::InvalidUrl(host.to_string()))?;
     let connection = ClientConnection::new(Arc::clone(config), server_name)
         .map_err(|error| HttpError::Tls(error.to_string()))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let mut progress = std::time::Instant::now();
     while stream.conn.is_handshaking() {
+        watch.check_stop_deadline()?;
         match stream.conn.complete_io(&mut stream.sock) {
-            Ok(_) => {}
+            Ok(_) => progress = std::time::Instant::now(),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if is_poll_timeout(&error) => watch.check(progress)?,
             Err(error) => return Err(HttpError::from_io(error)),
         }
     }
