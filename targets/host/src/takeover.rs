@@ -40,7 +40,7 @@ use crate::lmdb::{Lmdb, LmdbError};
 use crate::paths::Paths;
 use crate::slot::SlotLayout;
 use crate::state::{self, STATE_FILE};
-use otalite::artifact::{ArtifactHeader, ProvideValue};
+use otalite::artifact::{ArtifactHeader, MAX_CLEARS_LEN};
 use otalite::board::{BootState, PartNumber};
 use otalite::config::MenderConfig;
 use otalite::device::{parse_artifact_info, provide, Name, Provides};
@@ -197,10 +197,9 @@ fn header(
     if let Some(clears) = clears {
         let list = header.clears_provides.get_or_insert_with(Default::default);
         for pattern in clears {
-            let value = ProvideValue::try_from(pattern.as_str())
-                .map_err(|_| format!("clears pattern {pattern:?} is too long"))?;
-            list.push(value)
-                .map_err(|_| "too many clears_artifact_provides patterns".to_string())?;
+            list.push(pattern.as_str()).map_err(|_| {
+                format!("clears_artifact_provides pattern {pattern:?} does not fit (limit: {MAX_CLEARS_LEN} bytes in all)")
+            })?;
         }
     }
     Ok(header)
