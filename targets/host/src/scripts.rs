@@ -207,14 +207,14 @@ impl ScriptRunner {
 }
 
 /// SIGKILLs the process group `pgid` (a script started with
-/// `process_group(0)` and everything it spawned). `kill -KILL -PID` is
-/// misread by procps `kill`; the group needs `-s KILL -- -PGID`.
+/// `process_group(0)` and everything it spawned), by `kill(2)` on the
+/// negative group id (rustix: no `kill` process spawned, no shell).
 pub(crate) fn kill_process_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--"])
-        .arg(format!("-{pgid}"))
-        .stderr(Stdio::null())
-        .status();
+    let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return;
+    };
+    // ESRCH (the group already ended) is the only expected error.
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 fn check_version(dir: &Path) -> Result<(), ScriptError> {
