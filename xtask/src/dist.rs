@@ -498,6 +498,8 @@ pub fn check(args: &[&str]) -> Result<()> {
     })?;
     verify_units(&instroot)?;
     check_dbus_policies(&out, &instroot)?;
+    yocto_crates(&["--check"])?;
+    eprintln!("    Yocto crate list matches Cargo.lock: ok");
     Ok(())
 }
 
@@ -916,4 +918,79 @@ fn check_dbus_policies(out: &Path, instroot: &Path) -> Result<()> {
     );
     fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// yocto-crates
+
+/// The Yocto recipe's crate list, next to it.
+const CRATES_INC: &str =
+    "targets/linux/yocto/meta-otalite/recipes-mender/otalite/otalite-crates.inc";
+
+/// The `crate://` fetches and checksums of every crates.io package in
+/// `Cargo.lock`, in the form oe-core's `cargo-update-recipe-crates` writes.
+fn crates_inc(root: &Path) -> Result<String> {
+    let lock = fs::read_to_string(root.join("Cargo.lock")).context("read Cargo.lock")?;
+    let mut crates = Vec::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|line| {
+                let value = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+                Some(value.trim().trim_matches('"').to_string())
+            })
+        };
+        if field("source").as_deref()
+            != Some("registry+https://github.com/rust-lang/crates.io-index")
+        {
+            continue;
+        }
+        let (Some(name), Some(version), Some(checksum)) =
+            (field("name"), field("version"), field("checksum"))
+        else {
+            bail!("Cargo.lock: a crates.io package without name, version or checksum");
+        };
+        crates.push((name, version, checksum));
+    }
+    let mut text = String::from(
+        "# The crates of the workspace's Cargo.lock, for oe-core's cargo class.\n\
+         # Written by `cargo xtask yocto-crates` (checked by `cargo xtask dist-check`);\n\
+         # (`bitbake -c update_crates otalite` writes the same, plus fuzz/Cargo.lock's.)\n\nSRC_URI += \" \\\n",
+    );
+    for (name, version, _) in &crates {
+        text.push_str(&format!("    crate://crates.io/{name}/{version} \\\n"));
+    }
+    text.push_str("\"\n\n");
+    for (name, version, checksum) in &crates {
+        text.push_str(&format!(
+            "SRC_URI[{name}-{version}.sha256sum] = \"{checksum}\"\n"
+        ));
+    }
+    Ok(text)
+}
+
+/// `cargo xtask yocto-crates [--check]`: writes (or compares) the Yocto
+/// recipe's crate list.
+pub fn yocto_crates(args: &[&str]) -> Result<()> {
+    let root = crate::workspace_root();
+    let path = root.join(CRATES_INC);
+    let text = crates_inc(&root)?;
+    match args {
+        [] => {
+            let tmp = path.with_extension("inc.tmp");
+            fs::write(&tmp, &text)?;
+            fs::rename(&tmp, &path)?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+        ["--check"] => {
+            let current = fs::read_to_string(&path).unwrap_or_default();
+            ensure!(
+                current == text,
+                "{} does not match Cargo.lock: run `cargo xtask yocto-crates`",
+                path.display()
+            );
+            Ok(())
+        }
+        _ => bail!("usage: cargo xtask yocto-crates [--check]"),
+    }
 }
