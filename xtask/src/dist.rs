@@ -99,6 +99,15 @@ const OTALITE_FILES: &[Entry] = &[
         kind: Kind::Dir,
         mode: 0o755,
     },
+    // The reference package's data directory link (state on the data
+    // partition). Shipping it also keeps it when otalite replaces
+    // mender-client: dpkg would delete it with mender-client otherwise,
+    // and otalite would start over without the device key and state.
+    Entry {
+        path: "var/lib/mender",
+        kind: Kind::Symlink("/data/mender"),
+        mode: 0o777,
+    },
 ];
 
 /// The `otalite-mender-compat` package (architecture `all`).
@@ -496,6 +505,8 @@ pub fn check(args: &[&str]) -> Result<()> {
     let instroot = native_root.with_context(|| {
         format!("the units and policies are checked in the {native} root, which was not built")
     })?;
+    check_replaces_mender_client(&out, &version, &native)?;
+    eprintln!("    replaces an installed mender-client, keeping its state and configuration: ok");
     verify_units(&instroot)?;
     check_dbus_policies(&out, &instroot)?;
     yocto_crates(&["--check"])?;
@@ -993,4 +1004,144 @@ pub fn yocto_crates(args: &[&str]) -> Result<()> {
         }
         _ => bail!("usage: cargo xtask yocto-crates [--check]"),
     }
+}
+
+/// Replacing the reference client: a stand-in for this machine's installed
+/// `mender-client` (same name, version, architecture and files, rebuilt from
+/// `dpkg -L`, without its maintainer scripts, which would act on this
+/// machine) is installed in a throwaway root with a configuration and a
+/// state file, then otalite and the compat package. dpkg must remove
+/// mender-client by itself (Conflicts + Replaces), and the configuration,
+/// the state and the `/var/lib/mender` link must be there afterwards, with
+/// `mender` and `mender-client.service` now otalite's.
+fn check_replaces_mender_client(out: &Path, version: &str, native: &str) -> Result<()> {
+    let status = run_quiet(&[
+        "dpkg-query",
+        "-W",
+        "-f=${Status}|${Version}|${Architecture}",
+        "mender-client",
+    ])
+    .context("mender-client is not installed here (run `bash .ci/setup`)")?;
+    let fields: Vec<&str> = status.split('|').collect();
+    ensure!(
+        fields.len() == 3 && fields[0] == "install ok installed",
+        "mender-client is not installed here (run `bash .ci/setup`): {status}"
+    );
+    let (reference_version, reference_arch) = (fields[1], fields[2]);
+    ensure!(
+        reference_arch == native,
+        "mender-client is {reference_arch}, not {native}"
+    );
+
+    let stage = out.join("stage-mender-client");
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(stage.join("DEBIAN"))?;
+    let listed = run_quiet(&["dpkg", "-L", "mender-client"])?;
+    let paths: Vec<&str> = listed.lines().collect();
+    for &path in &paths {
+        let Some(relative) = path.strip_prefix('/').filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let meta = fs::symlink_metadata(path).with_context(|| path.to_string())?;
+        let to = stage.join(relative);
+        // A directory in the package even where this machine has a link
+        // (merged /usr: /lib -> usr/lib): the package lists files below it.
+        let parent = format!("{path}/");
+        if meta.is_dir() || paths.iter().any(|p| p.starts_with(&parent)) {
+            fs::create_dir_all(&to)?;
+            continue;
+        }
+        fs::create_dir_all(to.parent().context("no parent")?)?;
+        if meta.file_type().is_symlink() {
+            symlink(fs::read_link(path)?, &to)?;
+        } else {
+            fs::copy(path, &to).with_context(|| path.to_string())?;
+        }
+    }
+    set_dir_modes(&stage)?;
+    fs::write(
+        stage.join("DEBIAN/control"),
+        format!(
+            "Package: mender-client\nVersion: {reference_version}\nArchitecture: {reference_arch}\n\
+             Maintainer: stand-in <nobody@example.invalid>\n\
+             Description: stand-in for the installed mender-client (files only)\n"
+        ),
+    )?;
+    let reference = out.join("mender-client-stand-in.deb");
+    run_quiet(&[
+        "dpkg-deb",
+        "--root-owner-group",
+        "-Zgzip",
+        "--build",
+        &path_str(&stage),
+        &path_str(&reference),
+    ])?;
+    fs::remove_dir_all(&stage)?;
+
+    let instroot = out.join("root-replace");
+    fresh_root(&instroot)?;
+    // Its libraries are not in the throwaway root.
+    dpkg(
+        &instroot,
+        &["--force-depends", "--install", &path_str(&reference)],
+    )?;
+    ensure!(
+        fs::read_link(instroot.join("var/lib/mender"))
+            .ok()
+            .as_deref()
+            == Some(Path::new("/data/mender")),
+        "the stand-in has no /var/lib/mender -> /data/mender link"
+    );
+    let conf = instroot.join("etc/mender/mender.conf");
+    let kept = "{\"RootfsPartA\": \"/dev/keep-me-2\", \"RootfsPartB\": \"/dev/keep-me-3\"}\n";
+    fs::write(&conf, kept)?;
+    let state = instroot.join("data/mender/device_type");
+    fs::create_dir_all(state.parent().context("no parent")?)?;
+    fs::write(&state, "device_type=keep-me\n")?;
+
+    let deb = out.join(deb_name("otalite", version, native));
+    let compat = out.join(deb_name("otalite-mender-compat", version, "all"));
+    dpkg(
+        &instroot,
+        &["--install", &path_str(&deb), &path_str(&compat)],
+    )?;
+    let left = run_quiet(&[
+        "dpkg-query",
+        &format!("--admindir={}", instroot.join("var/lib/dpkg").display()),
+        "-W",
+        "-f=${Package} ${Status}\n",
+    ])?;
+    ensure!(
+        !left.contains("mender-client install ok installed"),
+        "mender-client is still installed next to otalite:\n{left}"
+    );
+    ensure!(
+        fs::read_to_string(&conf)? == kept,
+        "replacing mender-client changed /etc/mender/mender.conf"
+    );
+    ensure!(
+        fs::read_to_string(&state)? == "device_type=keep-me\n",
+        "replacing mender-client lost /data/mender/device_type"
+    );
+    ensure!(
+        fs::read_link(instroot.join("var/lib/mender"))
+            .ok()
+            .as_deref()
+            == Some(Path::new("/data/mender")),
+        "replacing mender-client removed the /var/lib/mender link"
+    );
+    ensure!(
+        fs::read_link(instroot.join("usr/bin/mender"))
+            .ok()
+            .as_deref()
+            == Some(Path::new("otalite")),
+        "/usr/bin/mender is not otalite's after the replacement"
+    );
+    let root = crate::workspace_root();
+    ensure!(
+        fs::read(instroot.join("lib/systemd/system/mender-client.service"))?
+            == fs::read(root.join("targets/linux/dist/systemd/mender-client.service"))?,
+        "mender-client.service is not otalite's after the replacement"
+    );
+    Ok(())
 }

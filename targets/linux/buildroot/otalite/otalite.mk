@@ -26,6 +26,8 @@ define OTALITE_INSTALL_FILES
 		$(TARGET_DIR)/usr/share/doc/otalite/mender.conf.example
 	$(INSTALL) -d -m 0755 $(TARGET_DIR)/usr/share/mender/modules/v3
 	$(INSTALL) -d -m 0755 $(TARGET_DIR)/etc/mender
+	$(INSTALL) -d -m 0755 $(TARGET_DIR)/var/lib
+	ln -snf /data/mender $(TARGET_DIR)/var/lib/mender
 endef
 OTALITE_POST_INSTALL_TARGET_HOOKS += OTALITE_INSTALL_FILES
 

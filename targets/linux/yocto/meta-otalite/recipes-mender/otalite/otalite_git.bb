@@ -35,6 +35,9 @@ do_install:append() {
     install -m 0644 ${S}/targets/linux/dist/mender.conf.example ${D}${docdir}/${BPN}/
     install -d ${D}${datadir}/mender/modules/v3
     install -d ${D}${sysconfdir}/mender
+    # The data directory on the data partition, as meta-mender's client has it.
+    install -d ${D}${localstatedir}/lib
+    ln -sf /data/mender ${D}${localstatedir}/lib/mender
     ln -sf otalite ${D}${bindir}/mender
 }
 
@@ -44,6 +47,7 @@ FILES:${PN} += " \
     ${datadir}/dbus-1/system.d \
     ${datadir}/mender/modules/v3 \
     ${sysconfdir}/mender \
+    ${localstatedir}/lib/mender \
 "
 FILES:${PN}-mender-compat = " \
     ${bindir}/mender \
