@@ -6,14 +6,16 @@
 //! throwaway roots with `dpkg --root` and checks their files, modes, that
 //! the installed binary runs (aarch64 through `qemu-aarch64-static`), that
 //! an existing `/etc/mender/mender.conf` survives, that the shipped example
-//! configuration parses, that `systemd-analyze verify` accepts the units and
-//! that `dbus-daemon` loads the D-Bus policies and enforces them.
+//! configuration parses, that they replace an installed mender-client
+//! without losing its configuration and state, that `systemd-analyze
+//! verify` accepts the units and that `dbus-daemon` loads the D-Bus
+//! policies and enforces them.
 //!
 //! The packages are assembled here and built by `dpkg-deb --build` (part of
 //! `dpkg`, on every Debian machine): cargo-deb would be one more tool to
-//! install and pin for a package of six files, and it cannot build the
-//! second, architecture-independent `otalite-mender-compat` package from the
-//! same crate without a second manifest section per package.
+//! install and pin for packages of a handful of files, and the second,
+//! architecture-independent `otalite-mender-compat` package would need a
+//! variant section of its own in the manifest.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt as _};
