@@ -1,5 +1,6 @@
 //! `cargo xtask ci [--quick]`: every check CI runs, one step each, with a
-//! summary. `--quick` skips the cross builds and the fuzz smoke run.
+//! summary. `--quick` skips the cross builds (`cargo xtask dist` and its
+//! package check) and the fuzz smoke run.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -287,23 +288,27 @@ pub fn ci(args: &[&str]) -> Result<()> {
     }
 
     if !quick {
-        let mut musl = cargo();
-        musl.args([
-            "build",
-            "--release",
-            "-p",
-            "otalite-linux",
-            "--target",
-            "aarch64-unknown-linux-musl",
-        ]);
-        run_step(&mut steps, "static aarch64-unknown-linux-musl binary", musl);
-        let binary = root.join("target/aarch64-unknown-linux-musl/release/otalite");
-        if let Ok(meta) = std::fs::metadata(&binary) {
-            eprintln!("    aarch64 musl binary: {} bytes", meta.len());
-            let mut version = Command::new("qemu-aarch64-static");
-            version.arg(&binary).arg("--version");
-            run_step(&mut steps, "aarch64 binary runs under qemu-user", version);
+        // The static musl binaries (x86_64 and aarch64) and the Debian
+        // packages, then their install into throwaway roots (which also
+        // runs the aarch64 binary under qemu-user).
+        let mut dist = cargo();
+        dist.args(["xtask", "dist"]);
+        run_step(
+            &mut steps,
+            "cargo xtask dist: static musl binaries (x86_64, aarch64) and .debs",
+            dist,
+        );
+        for (target, _, _) in crate::dist::TARGETS {
+            let binary = root.join(format!("target/{target}/release/otalite"));
+            if let Ok(meta) = std::fs::metadata(&binary) {
+                eprintln!("    {target} binary: {} bytes", meta.len());
+            }
         }
+        run_check(
+            &mut steps,
+            "packages install with dpkg --root; units, D-Bus policies, example config check out",
+            || crate::dist::check(&[]),
+        );
         for target in FUZZ_TARGETS {
             // `cargo +nightly` needs rustup's cargo proxy, not $CARGO. Without
             // a nightly toolchain, stable with RUSTC_BOOTSTRAP=1 accepts the

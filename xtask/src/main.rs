@@ -1,9 +1,10 @@
-//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size | dist | dist-check | yocto-crates`.
 
 mod bench;
 mod capi;
 mod ci;
 mod demo;
+mod dist;
 mod elf;
 mod sequences;
 mod size;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH]\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH] | dist [--target TRIPLE]... | dist-check | yocto-crates [--check]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -31,6 +32,9 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => bench::bench(rest),
         ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
         ["size", rest @ ..] => size::size(rest),
+        ["dist", rest @ ..] => dist::dist(rest),
+        ["dist-check", rest @ ..] => dist::check(rest),
+        ["yocto-crates", rest @ ..] => dist::yocto_crates(rest),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
