@@ -210,7 +210,10 @@ impl ScriptRunner {
 /// `process_group(0)` and everything it spawned), by `kill(2)` on the
 /// negative group id (rustix: no `kill` process spawned, no shell).
 pub(crate) fn kill_process_group(pgid: u32) {
-    let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
     // ESRCH (the group already ended) is the only expected error.
