@@ -639,7 +639,11 @@ fn check_package(
         let run = run_binary(arch, &instroot.join(name), &["--version"])?;
         let text = String::from_utf8_lossy(&run.stdout);
         ensure!(
-            run.status.success() && text == format!("otalite {version}\n"),
+            run.status.success()
+                && text
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.starts_with(&format!("otalite {version} ("))),
             "/{name} --version: {} {text:?} {}",
             run.status,
             String::from_utf8_lossy(&run.stderr)
