@@ -1,7 +1,8 @@
-//! Just enough of ELF32 (little endian) and DWARF line tables to measure
-//! firmware: section sizes, symbols, and which source file each byte of
-//! `.text` came from. No tool needed (`llvm-size` / `cargo bloat` would be
-//! another install); ELF64 and big-endian files are refused.
+//! Just enough of ELF (32 and 64 bit, little endian) and DWARF line tables
+//! to measure binaries: section sizes, symbols, and which source file each
+//! byte of `.text` came from (ELF32 firmware only). No tool needed
+//! (`llvm-size` / `cargo bloat` would be another install); big-endian files
+//! and ELF64 files with addresses or sizes above 4 GiB are refused.
 
 use anyhow::{bail, Context, Result};
 
@@ -46,6 +47,8 @@ pub struct Symbol {
 pub struct Elf {
     data: Vec<u8>,
     pub sections: Vec<Section>,
+    /// ELFCLASS64 (the Linux binaries) rather than ELFCLASS32 (firmware).
+    pub is64: bool,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16> {
@@ -56,6 +59,13 @@ fn u16_at(data: &[u8], at: usize) -> Result<u16> {
 fn u32_at(data: &[u8], at: usize) -> Result<u32> {
     let bytes = data.get(at..at + 4).context("ELF truncated")?;
     Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+fn u64_as_u32(data: &[u8], at: usize) -> Result<u32> {
+    let bytes = data.get(at..at + 8).context("ELF truncated")?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u32::try_from(u64::from_le_bytes(word)).context("ELF64 value above 4 GiB")
 }
 
 fn c_str(data: &[u8], at: usize) -> String {
@@ -70,18 +80,41 @@ impl Elf {
         if data.get(..4) != Some(b"\x7fELF".as_slice()) {
             bail!("not an ELF file");
         }
-        if data[4] != 1 || data[5] != 1 {
-            bail!("not a 32-bit little-endian ELF file");
-        }
-        let shoff = u32_at(&data, 0x20)? as usize;
-        let shentsize = u16_at(&data, 0x2e)? as usize;
-        let shnum = u16_at(&data, 0x30)? as usize;
-        let shstrndx = u16_at(&data, 0x32)? as usize;
+        let is64 = match (data.get(4), data.get(5)) {
+            (Some(1), Some(1)) => false,
+            (Some(2), Some(1)) => true,
+            _ => bail!("not a little-endian ELF file"),
+        };
+        // Header fields: (e_shoff, e_shentsize, e_shnum, e_shstrndx) offsets.
+        let (shoff, shentsize, shnum, shstrndx) = if is64 {
+            (
+                u64_as_u32(&data, 0x28)? as usize,
+                u16_at(&data, 0x3a)? as usize,
+                u16_at(&data, 0x3c)? as usize,
+                u16_at(&data, 0x3e)? as usize,
+            )
+        } else {
+            (
+                u32_at(&data, 0x20)? as usize,
+                u16_at(&data, 0x2e)? as usize,
+                u16_at(&data, 0x30)? as usize,
+                u16_at(&data, 0x32)? as usize,
+            )
+        };
         let mut raw = Vec::with_capacity(shnum);
         for index in 0..shnum {
             let at = shoff + index * shentsize;
-            raw.push((
-                u32_at(&data, at)?,
+            let section = if is64 {
+                Section {
+                    name: String::new(),
+                    kind: u32_at(&data, at + 4)?,
+                    flags: u64_as_u32(&data, at + 8)?,
+                    addr: u64_as_u32(&data, at + 16)?,
+                    offset: u64_as_u32(&data, at + 24)?,
+                    size: u64_as_u32(&data, at + 32)?,
+                    link: u32_at(&data, at + 40)?,
+                }
+            } else {
                 Section {
                     name: String::new(),
                     kind: u32_at(&data, at + 4)?,
@@ -90,8 +123,9 @@ impl Elf {
                     offset: u32_at(&data, at + 16)?,
                     size: u32_at(&data, at + 20)?,
                     link: u32_at(&data, at + 24)?,
-                },
-            ));
+                }
+            };
+            raw.push((u32_at(&data, at)?, section));
         }
         let names_at = raw.get(shstrndx).context("no section names")?.1.offset as usize;
         let sections = raw
@@ -101,7 +135,11 @@ impl Elf {
                 section
             })
             .collect();
-        Ok(Self { data, sections })
+        Ok(Self {
+            data,
+            sections,
+            is64,
+        })
     }
 
     /// The section called `name`.
@@ -131,16 +169,35 @@ impl Elf {
             .context("no string table")?;
         let bytes = self.bytes(symtab);
         let mut symbols = Vec::new();
-        for entry in bytes.chunks_exact(16) {
+        let entry_len = if self.is64 { 24 } else { 16 };
+        for entry in bytes.chunks_exact(entry_len) {
             let name = u32_at(entry, 0)? as usize;
-            let value = u32_at(entry, 4)?;
-            let size = u32_at(entry, 8)?;
-            let kind = entry[12] & 0xf;
-            let section = u16_at(entry, 14)?;
+            // ELF32: value, size, info, other, shndx; ELF64: info, other,
+            // shndx, value, size.
+            let (value, size, info, section) = if self.is64 {
+                // Absolute symbols may hold any 64-bit value: skipped.
+                let (Ok(value), Ok(size)) = (u64_as_u32(entry, 8), u64_as_u32(entry, 16)) else {
+                    continue;
+                };
+                (value, size, entry[4], u16_at(entry, 6)?)
+            } else {
+                (
+                    u32_at(entry, 4)?,
+                    u32_at(entry, 8)?,
+                    entry[12],
+                    u16_at(entry, 14)?,
+                )
+            };
+            let kind = info & 0xf;
             let is_func = kind == 2;
             symbols.push(Symbol {
                 name: c_str(&self.data, strtab.offset as usize + name),
-                addr: if is_func { value & !1 } else { value },
+                // The Thumb bit of ARM32 function addresses.
+                addr: if is_func && !self.is64 {
+                    value & !1
+                } else {
+                    value
+                },
                 size,
                 is_func,
                 is_object: kind == 1,
@@ -164,7 +221,11 @@ impl Elf {
     /// line-number sequence (a function, in address order):
     /// `(start, end, file path)`. Relative paths are completed with their
     /// compile unit's directory (with fat LTO every crate keeps its own).
+    /// ELF32 only.
     pub fn line_sequences(&self) -> Result<Vec<Vec<(u32, u32, String)>>> {
+        if self.is64 {
+            bail!("line tables are read for ELF32 firmware only");
+        }
         let Some(lines) = self.section(".debug_line") else {
             return Ok(Vec::new());
         };

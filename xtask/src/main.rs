@@ -1,6 +1,7 @@
-//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size | dist | dist-check | yocto-crates`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size | bloat | dist | dist-check | yocto-crates`.
 
 mod bench;
+mod bloat;
 mod capi;
 mod ci;
 mod demo;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH] | dist [--target TRIPLE]... | dist-check | yocto-crates [--check]\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH] | bloat [--target TRIPLE] [--top N] [--elf PATH] [-- CARGO ARGS] | dist [--target TRIPLE]... | dist-check | yocto-crates [--check]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => bench::bench(rest),
         ["record-sequences", rest @ ..] => sequences::record_sequences(rest),
         ["size", rest @ ..] => size::size(rest),
+        ["bloat", rest @ ..] => bloat::bloat(rest),
         ["dist", rest @ ..] => dist::dist(rest),
         ["dist-check", rest @ ..] => dist::check(rest),
         ["yocto-crates", rest @ ..] => dist::yocto_crates(rest),
