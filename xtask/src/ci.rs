@@ -299,7 +299,7 @@ pub fn ci(args: &[&str]) -> Result<()> {
             dist,
         );
         for (target, _, _) in crate::dist::TARGETS {
-            let binary = root.join(format!("target/{target}/release/otalite"));
+            let binary = root.join(format!("target/{target}/{}/otalite", crate::dist::PROFILE));
             if let Ok(meta) = std::fs::metadata(&binary) {
                 eprintln!("    {target} binary: {} bytes", meta.len());
             }
