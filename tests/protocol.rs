@@ -304,9 +304,26 @@ fn ecdsa_p256_key_signs_verifiably() {
     check_key_type(KeyType::EcdsaP256);
 }
 
+#[cfg(feature = "rsa-keygen")]
 #[test]
 fn rsa_3072_key_signs_verifiably() {
     check_key_type(KeyType::Rsa3072);
+}
+
+/// The minimal build (no `rsa-keygen`) refuses to make an RSA key with a
+/// message that says why and what to do, and writes no key file; RSA keys
+/// made elsewhere still load and sign (`loads_openssl_keys`).
+#[cfg(not(feature = "rsa-keygen"))]
+#[test]
+fn rsa_key_generation_left_out_is_a_clear_error() {
+    let error = DeviceKey::generate(KeyType::Rsa3072).err().unwrap();
+    let text = error.to_string();
+    assert!(text.contains("feature rsa-keygen"), "{text}");
+    assert!(text.contains("DeviceKeyType"), "{text}");
+    let data = TempDir::new("nokeygen");
+    let source = KeySource::generated_in(&data.0, KeyType::Rsa3072);
+    assert!(source.load_or_generate().is_err());
+    assert_eq!(std::fs::read_dir(&data.0).unwrap().count(), 0);
 }
 
 /// Keys made by OpenSSL in every format we claim to read load and give

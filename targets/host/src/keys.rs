@@ -142,11 +142,21 @@ impl DeviceKey {
                     break Secret::EcdsaP256(key);
                 }
             },
+            #[cfg(feature = "rsa-keygen")]
             KeyType::Rsa3072 => {
                 let mut rng = getrandom::rand_core::UnwrapErr(getrandom::SysRng);
                 let key = rsa::RsaPrivateKey::new(&mut rng, RSA_BITS)
                     .map_err(|_| KeyError::Crypto("RSA key generation"))?;
                 Secret::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(key)))
+            }
+            // A minimal build (README, Size): RSA keys are loaded and used,
+            // not made.
+            #[cfg(not(feature = "rsa-keygen"))]
+            KeyType::Rsa3072 => {
+                return Err(KeyError::Crypto(
+                    "RSA key generation (not in this build: feature rsa-keygen; \
+                     set DeviceKeyType or install a key)",
+                ))
             }
         };
         Self::from_secret(secret)

@@ -70,6 +70,9 @@ fn trust_store(
     config: &HttpConfig,
 ) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), HttpError> {
     let mut roots = RootCertStore::empty();
+    // Off only in a minimal build (README, Size): then the system bundle
+    // and `ServerCertificate` are the only roots.
+    #[cfg(feature = "webpki-roots")]
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if config.system_roots {
         let from_env = std::env::var("SSL_CERT_FILE").ok();
