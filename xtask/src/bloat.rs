@@ -1,13 +1,13 @@
 //! `cargo xtask bloat [--target TRIPLE] [--top N] [--elf PATH] [-- CARGO
 //! ARGS...]`: builds the Linux binary (`otalite-linux`, bin `otalite`) as
 //! `cargo xtask dist` ships it but with its symbols kept (profile
-//! `dist-syms`: profile `dist` with `strip = false`, no debug info, so the
-//! code is the same), and prints what it is made of: the size once stripped
+//! `release-dist-syms`: profile `release-dist` with `strip = false`, no
+//! debug info, so the code is the same), and prints what it is made of: the size once stripped
 //! (what `dist` ships), the sections, `.text` per crate and per function,
 //! and the largest read-only objects (the webpki-roots bundle...).
 //!
 //! Arguments after `--` go to `cargo build`, to measure an option without
-//! editing a manifest, e.g. `-- --config 'profile.dist-syms.opt-level="z"'`.
+//! editing a manifest, e.g. `-- --config 'profile.release-dist-syms.opt-level="z"'`.
 //!
 //! The ELF is read by `elf.rs` (shared with `cargo xtask size`): no
 //! `cargo bloat` to install; it needs the symbols, so it cannot reuse the
@@ -29,7 +29,7 @@ use crate::elf::{demangle, symbol_crate, Elf};
 const PACKAGE: &str = "otalite-linux";
 const BINARY: &str = "otalite";
 const DEFAULT_TARGET: &str = "aarch64-unknown-linux-musl";
-const PROFILE: &str = "dist-syms";
+const PROFILE: &str = "release-dist-syms";
 /// Issue 8's goal for the stripped aarch64 binary.
 const GOAL: u64 = 1536 * 1024;
 

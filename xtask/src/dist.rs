@@ -35,7 +35,7 @@ pub const TARGETS: &[(&str, &str, u16)] = &[
 
 /// The cargo profile of the shipped binaries (Cargo.toml: release with
 /// opt-level "s", 22% smaller than opt-level 3; `cargo xtask bloat`).
-pub const PROFILE: &str = "dist";
+pub const PROFILE: &str = "release-dist";
 
 /// The Debian maintainer field.
 const MAINTAINER: &str = "otalite maintainers <otalite@example.invalid>";
