@@ -1,10 +1,11 @@
 //! `cargo xtask dist [--target TRIPLE]...`: static, stripped musl release
-//! binaries of `otalite` and Debian packages in `target/dist/`, with
-//! `SHA256SUMS`.
+//! binaries of `otalite` (one per `targets/triples/<triple>.toml`) and
+//! Debian packages in `target/dist/`, with `SHA256SUMS`.
 //!
 //! `cargo xtask dist-check`: installs the packages `dist` made into
 //! throwaway roots with `dpkg --root` and checks their files, modes, that
-//! the installed binary runs (aarch64 through `qemu-aarch64-static`), that
+//! the installed binary runs (the ARM ones through the qemu-user runner of
+//! their `targets/triples/` file), that
 //! an existing `/etc/mender/mender.conf` survives, that the shipped example
 //! configuration parses, that they replace an installed mender-client
 //! without losing its configuration and state, that `systemd-analyze
