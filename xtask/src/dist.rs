@@ -1331,3 +1331,51 @@ fn check_replaces_mender_client(out: &Path, version: &str, native: &str) -> Resu
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped target files parse, and name distinct triples and
+    /// Debian architectures.
+    #[test]
+    fn target_files_parse() {
+        let targets = targets(&crate::workspace_root()).unwrap();
+        let mut triples: Vec<&str> = targets.iter().map(|t| t.triple.as_str()).collect();
+        let mut arches: Vec<&str> = targets.iter().map(|t| t.deb_arch.as_str()).collect();
+        triples.sort();
+        triples.dedup();
+        arches.sort();
+        arches.dedup();
+        assert_eq!(triples.len(), targets.len());
+        assert_eq!(arches, ["amd64", "arm64", "armhf"]);
+        let armv7 = targets
+            .iter()
+            .find(|t| t.triple == "armv7-unknown-linux-musleabihf")
+            .unwrap();
+        assert!(armv7.build_std);
+        assert_eq!(armv7.runner, ["qemu-arm-static"]);
+    }
+
+    /// A minimal ELF32 ARM image: header, one program header of `kind`,
+    /// no sections.
+    fn elf32(kind: u32) -> Vec<u8> {
+        let mut image = vec![0u8; 52 + 32];
+        image[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        image[0x12..0x14].copy_from_slice(&40u16.to_le_bytes());
+        image[0x1c..0x20].copy_from_slice(&52u32.to_le_bytes());
+        image[0x2a..0x2c].copy_from_slice(&32u16.to_le_bytes());
+        image[0x2c..0x2e].copy_from_slice(&1u16.to_le_bytes());
+        image[52..56].copy_from_slice(&kind.to_le_bytes());
+        image
+    }
+
+    #[test]
+    fn check_elf_reads_elf32() {
+        check_elf(&elf32(1), 40).unwrap();
+        let interp = check_elf(&elf32(3), 40).unwrap_err().to_string();
+        assert!(interp.contains("PT_INTERP"), "{interp}");
+        let machine = check_elf(&elf32(1), 183).unwrap_err().to_string();
+        assert!(machine.contains("ELF machine 40"), "{machine}");
+    }
+}
