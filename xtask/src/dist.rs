@@ -1,10 +1,11 @@
 //! `cargo xtask dist [--target TRIPLE]...`: static, stripped musl release
-//! binaries of `otalite` and Debian packages in `target/dist/`, with
-//! `SHA256SUMS`.
+//! binaries of `otalite` (one per `targets/triples/<triple>.toml`) and
+//! Debian packages in `target/dist/`, with `SHA256SUMS`.
 //!
 //! `cargo xtask dist-check`: installs the packages `dist` made into
 //! throwaway roots with `dpkg --root` and checks their files, modes, that
-//! the installed binary runs (aarch64 through `qemu-aarch64-static`), that
+//! the installed binary runs (the ARM ones through the qemu-user runner of
+//! their `targets/triples/` file), that
 //! an existing `/etc/mender/mender.conf` survives, that the shipped example
 //! configuration parses, that they replace an installed mender-client
 //! without losing its configuration and state, that `systemd-analyze
@@ -26,12 +27,187 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::util::{path_str, run_quiet, target_dir};
 
-/// The targets `dist` builds, with their Debian architecture and ELF
-/// `e_machine`.
-pub const TARGETS: &[(&str, &str, u16)] = &[
-    ("x86_64-unknown-linux-musl", "amd64", 62),
-    ("aarch64-unknown-linux-musl", "arm64", 183),
-];
+/// One target `dist` builds, from `targets/triples/<triple>.toml` (the keys
+/// are described in targets/triples/README.md).
+pub struct Target {
+    /// The Rust target triple.
+    pub triple: String,
+    /// The Debian architecture of its package.
+    pub deb_arch: String,
+    /// The ELF `e_machine` its binary must have.
+    pub elf_machine: u16,
+    /// `CARGO_TARGET_<TRIPLE>_LINKER`, if set.
+    pub linker: Option<String>,
+    /// `CARGO_TARGET_<TRIPLE>_RUSTFLAGS` (empty: not set).
+    pub rustflags: Vec<String>,
+    /// The C compiler for crates with C code (`CC_<triple>`), if set.
+    pub cc: Option<String>,
+    /// The archiver for crates with C code (`AR_<triple>`), if set.
+    pub ar: Option<String>,
+    /// std is built from rust-src (`-Zbuild-std`): rustup has no prebuilt
+    /// std for the target.
+    pub build_std: bool,
+    /// How to run its binaries here (empty: natively).
+    pub runner: Vec<String>,
+}
+
+/// The directory of the target files.
+const TRIPLES_DIR: &str = "targets/triples";
+
+/// The targets in targets/triples/, sorted by triple.
+pub fn targets(root: &Path) -> Result<Vec<Target>> {
+    let dir = root.join(TRIPLES_DIR);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let targets = files
+        .iter()
+        .map(|file| read_target(file).with_context(|| file.display().to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    ensure!(!targets.is_empty(), "no <triple>.toml in {}", dir.display());
+    Ok(targets)
+}
+
+fn read_target(file: &Path) -> Result<Target> {
+    let table: toml::Table = fs::read_to_string(file)?.parse()?;
+    for key in table.keys() {
+        ensure!(
+            [
+                "triple",
+                "deb-arch",
+                "elf-machine",
+                "linker",
+                "rustflags",
+                "cc",
+                "ar",
+                "build-std",
+                "runner"
+            ]
+            .contains(&key.as_str()),
+            "unknown key {key}"
+        );
+    }
+    let string = |key: &str| -> Result<Option<String>> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(value) => Ok(Some(
+                value
+                    .as_str()
+                    .with_context(|| format!("{key} must be a string"))?
+                    .to_string(),
+            )),
+        }
+    };
+    let list = |key: &str| -> Result<Vec<String>> {
+        let Some(value) = table.get(key) else {
+            return Ok(Vec::new());
+        };
+        let items = value
+            .as_array()
+            .with_context(|| format!("{key} must be a list of strings"))?;
+        items
+            .iter()
+            .map(|item| {
+                let item = item
+                    .as_str()
+                    .with_context(|| format!("{key} must be a list of strings"))?;
+                ensure!(
+                    !item.is_empty() && !item.contains(char::is_whitespace),
+                    "{key}: {item:?} is empty or has a space (cargo splits the variable at spaces)"
+                );
+                Ok(item.to_string())
+            })
+            .collect()
+    };
+    let triple = string("triple")?.context("no triple")?;
+    ensure!(
+        file.file_stem().is_some_and(|stem| *stem == *triple),
+        "triple {triple} does not match the file name"
+    );
+    let machine = table
+        .get("elf-machine")
+        .and_then(|v| v.as_integer())
+        .context("no elf-machine (an integer)")?;
+    Ok(Target {
+        deb_arch: string("deb-arch")?.context("no deb-arch")?,
+        elf_machine: u16::try_from(machine).context("elf-machine out of range")?,
+        linker: string("linker")?,
+        rustflags: list("rustflags")?,
+        cc: string("cc")?,
+        ar: string("ar")?,
+        build_std: match table.get("build-std") {
+            None => false,
+            Some(value) => value.as_bool().context("build-std must be true or false")?,
+        },
+        runner: list("runner")?,
+        triple,
+    })
+}
+
+impl Target {
+    /// The triple as cargo's `CARGO_TARGET_<TRIPLE>_*` variables spell it.
+    fn cargo_key(&self) -> String {
+        self.triple.to_uppercase().replace(['-', '.'], "_")
+    }
+
+    /// Sets this target's settings on a cargo command that builds or tests
+    /// for it (the command must not have run `+toolchain` selection).
+    pub fn configure(&self, command: &mut Command) -> Result<()> {
+        let key = self.cargo_key();
+        let var = self.triple.replace(['-', '.'], "_");
+        if let Some(linker) = &self.linker {
+            command.env(format!("CARGO_TARGET_{key}_LINKER"), linker);
+        }
+        if !self.rustflags.is_empty() {
+            command.env(
+                format!("CARGO_TARGET_{key}_RUSTFLAGS"),
+                self.rustflags.join(" "),
+            );
+        }
+        if !self.runner.is_empty() {
+            command.env(format!("CARGO_TARGET_{key}_RUNNER"), self.runner.join(" "));
+        }
+        if let Some(cc) = &self.cc {
+            command.env(format!("CC_{var}"), cc);
+        }
+        if let Some(ar) = &self.ar {
+            command.env(format!("AR_{var}"), ar);
+        }
+        // Files the flags name (the crt objects and libraries of the
+        // build-std link) must be there, or the link fails far from the
+        // cause.
+        for flag in &self.rustflags {
+            let path = flag.rsplit('=').next().unwrap_or(flag);
+            if path.starts_with('/') {
+                ensure!(
+                    Path::new(path).exists(),
+                    "{path} (named in {TRIPLES_DIR}/{}.toml) is missing: run `bash .ci/setup`",
+                    self.triple
+                );
+            }
+        }
+        if self.build_std {
+            let sysroot = run_quiet(&["rustc", "--print", "sysroot"])?;
+            let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library");
+            ensure!(
+                src.exists(),
+                "{} builds std from source, and rust-src is not installed \
+                 (run `rustup component add rust-src` or `bash .ci/setup`)",
+                self.triple
+            );
+            // -Zbuild-std is unstable; the stable toolchain (the one every
+            // other target uses) accepts it with RUSTC_BOOTSTRAP=1.
+            command
+                .env("RUSTC_BOOTSTRAP", "1")
+                .arg("-Zbuild-std=std,panic_abort");
+        }
+        Ok(())
+    }
+}
 
 /// The cargo profile of the shipped binaries (Cargo.toml: release with
 /// opt-level "s", 22% smaller than opt-level 3; `cargo xtask bloat`).
@@ -172,23 +348,30 @@ pub fn dist(args: &[&str]) -> Result<()> {
             other => bail!("unknown option {other}; usage: cargo xtask dist [--target TRIPLE]..."),
         }
     }
+    let root = crate::workspace_root();
+    let targets = targets(&root)?;
     for target in &wanted {
         ensure!(
-            TARGETS.iter().any(|(t, _, _)| t == target),
-            "unsupported target {target}; dist builds {}",
-            TARGETS.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+            targets.iter().any(|t| t.triple == *target),
+            "unsupported target {target}; dist builds {} (files in {TRIPLES_DIR}/)",
+            targets
+                .iter()
+                .map(|t| t.triple.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    let root = crate::workspace_root();
     let version = version(&root)?;
     let out = dist_dir(&root);
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
 
-    for &(target, arch, machine) in TARGETS {
+    for spec in &targets {
+        let (target, arch) = (spec.triple.as_str(), spec.deb_arch.as_str());
         if !wanted.is_empty() && !wanted.contains(&target) {
             continue;
         }
+        let started = std::time::Instant::now();
         let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         build.current_dir(&root).args([
             "build",
@@ -218,23 +401,25 @@ pub fn dist(args: &[&str]) -> Result<()> {
                 build.env_remove(name.as_ref());
             }
         }
+        spec.configure(&mut build)?;
         eprintln!("==> {build:?}");
         if !build.status().context("run cargo")?.success() {
             bail!(
                 "cargo build for {target} failed (missing target? run `bash .ci/setup`, which adds \
-                 the musl targets and the aarch64 cross compiler ring needs)"
+                 the musl targets, rust-src, the cross compilers ring needs and the armhf musl)"
             );
         }
         let built = target_dir(&root).join(target).join(PROFILE).join("otalite");
         let image = fs::read(&built).with_context(|| built.display().to_string())?;
-        check_elf(&image, machine).with_context(|| format!("{}", built.display()))?;
+        check_elf(&image, spec.elf_machine).with_context(|| format!("{}", built.display()))?;
         let binary = out.join(binary_name(&version, target));
         fs::copy(&built, &binary).with_context(|| binary.display().to_string())?;
         fs::set_permissions(&binary, fs::Permissions::from_mode(0o755))?;
         eprintln!(
-            "    {}: {} bytes, static, stripped",
+            "    {}: {} bytes, static, stripped, built in {:.0} s",
             binary.display(),
-            image.len()
+            image.len(),
+            started.elapsed().as_secs_f64()
         );
         build_deb(
             &root,
@@ -274,9 +459,9 @@ pub fn dist(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Checks that `image` is a 64-bit little-endian ELF for `machine` with no
-/// program interpreter (static; static-pie keeps a `PT_DYNAMIC` but needs no
-/// loader) and no symbol table (stripped).
+/// Checks that `image` is a little-endian ELF (64- or 32-bit) for `machine`
+/// with no program interpreter (static; static-pie keeps a `PT_DYNAMIC` but
+/// needs no loader) and no symbol table (stripped).
 fn check_elf(image: &[u8], machine: u16) -> Result<()> {
     let u16_at = |at: usize| -> Result<u16> {
         let b = image.get(at..at + 2).context("truncated ELF")?;
@@ -290,13 +475,22 @@ fn check_elf(image: &[u8], machine: u16) -> Result<()> {
         let b = image.get(at..at + 8).context("truncated ELF")?;
         Ok(usize::try_from(u64::from_le_bytes(b.try_into()?))?)
     };
-    ensure!(
-        image.get(..6) == Some(b"\x7fELF\x02\x01"),
-        "not a 64-bit little-endian ELF file"
-    );
+    let wide = match image.get(..6) {
+        Some(b"\x7fELF\x02\x01") => true,
+        Some(b"\x7fELF\x01\x01") => false,
+        _ => bail!("not a little-endian ELF file"),
+    };
     let found = u16_at(0x12)?;
     ensure!(found == machine, "ELF machine {found}, expected {machine}");
-    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
+    // The header fields after e_entry move by the width of the three
+    // address-sized fields (ELF64 vs ELF32).
+    let (phoff, shoff, rest) = if wide {
+        (u64_at(0x20)?, u64_at(0x28)?, 0x36)
+    } else {
+        (u32_at(0x1c)? as usize, u32_at(0x20)? as usize, 0x2a)
+    };
+    let (phentsize, phnum) = (u16_at(rest)?, u16_at(rest + 2)?);
+    let (shentsize, shnum) = (u16_at(rest + 4)?, u16_at(rest + 6)?);
     for i in 0..usize::from(phnum) {
         let kind = u32_at(phoff + i * usize::from(phentsize))?;
         ensure!(
@@ -304,7 +498,6 @@ fn check_elf(image: &[u8], machine: u16) -> Result<()> {
             "has a PT_INTERP program header: not a static binary"
         );
     }
-    let (shoff, shentsize, shnum) = (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?);
     for i in 0..usize::from(shnum) {
         let kind = u32_at(shoff + i * usize::from(shentsize) + 4)?;
         ensure!(kind != 2, "has a symbol table: not stripped");
@@ -451,16 +644,9 @@ fn fresh_root(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How to run a binary of `arch` on this machine.
-fn runner(arch: &str) -> Vec<String> {
-    match arch {
-        "arm64" => vec!["qemu-aarch64-static".into()],
-        _ => Vec::new(),
-    }
-}
-
-fn run_binary(arch: &str, binary: &Path, args: &[&str]) -> Result<std::process::Output> {
-    let mut argv = runner(arch);
+/// Runs `binary` of `target` on this machine (through its runner).
+fn run_binary(target: &Target, binary: &Path, args: &[&str]) -> Result<std::process::Output> {
+    let mut argv = target.runner.clone();
     argv.push(path_str(binary));
     let mut command = Command::new(&argv[0]);
     command
@@ -491,7 +677,8 @@ pub fn check(args: &[&str]) -> Result<()> {
         .to_string();
     let mut native_root = None;
     let mut checked = 0;
-    for &(_, arch, _) in TARGETS {
+    for spec in &targets(&root)? {
+        let arch = spec.deb_arch.as_str();
         let deb = out.join(deb_name("otalite", &version, arch));
         if !deb.exists() {
             eprintln!("    {}: not built, skipped", deb.display());
@@ -499,7 +686,7 @@ pub fn check(args: &[&str]) -> Result<()> {
         }
         let instroot = out.join(format!("root-{arch}"));
         check_package(
-            &root, &out, &deb, &compat, &instroot, arch, &native, &version,
+            &root, &out, &deb, &compat, &instroot, spec, &native, &version,
         )
         .with_context(|| format!("{}", deb.display()))?;
         eprintln!("    {}: ok", deb.display());
@@ -528,10 +715,11 @@ fn check_package(
     deb: &Path,
     compat: &Path,
     instroot: &Path,
-    arch: &str,
+    target: &Target,
     native: &str,
     version: &str,
 ) -> Result<()> {
+    let arch = target.deb_arch.as_str();
     // The control fields, as dpkg reads them.
     let fields = run_quiet(&[
         "dpkg-deb",
@@ -589,7 +777,7 @@ fn check_package(
     for (entries, binary) in [
         (
             OTALITE_FILES,
-            out.join(binary_name(version, target_of(arch))),
+            out.join(binary_name(version, &target.triple)),
         ),
         (COMPAT_FILES, PathBuf::new()),
     ] {
@@ -641,7 +829,7 @@ fn check_package(
 
     // The installed binary runs, by both names.
     for name in ["usr/bin/otalite", "usr/bin/mender"] {
-        let run = run_binary(arch, &instroot.join(name), &["--version"])?;
+        let run = run_binary(target, &instroot.join(name), &["--version"])?;
         let text = String::from_utf8_lossy(&run.stdout);
         ensure!(
             run.status.success()
@@ -654,7 +842,7 @@ fn check_package(
             String::from_utf8_lossy(&run.stderr)
         );
     }
-    check_example_config(out, instroot, arch)?;
+    check_example_config(out, instroot, target)?;
 
     // Removing the packages removes their files but not the configuration.
     dpkg(instroot, &["--remove", "otalite-mender-compat", "otalite"])?;
@@ -677,21 +865,13 @@ fn check_package(
     Ok(())
 }
 
-fn target_of(arch: &str) -> &'static str {
-    TARGETS
-        .iter()
-        .find(|t| t.1 == arch)
-        .map(|t| t.0)
-        .unwrap_or("")
-}
-
 /// The shipped `mender.conf.example` parses: the installed binary runs
 /// `commit` with it as the fallback configuration (and a main one that only
 /// points at a U-Boot environment made here) and answers "no update in
 /// progress" (exit 2). A truncated copy must make it fail with exit 1, so
 /// the check can tell a parsed file from an ignored one.
-fn check_example_config(out: &Path, instroot: &Path, arch: &str) -> Result<()> {
-    let dir = out.join(format!("config-check-{arch}"));
+fn check_example_config(out: &Path, instroot: &Path, target: &Target) -> Result<()> {
+    let dir = out.join(format!("config-check-{}", target.deb_arch));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("data"))?;
     let fw_env_config = dir.join("fw_env.config");
@@ -708,7 +888,7 @@ fn check_example_config(out: &Path, instroot: &Path, arch: &str) -> Result<()> {
     let binary = instroot.join("usr/bin/otalite");
     let commit = |fallback: &Path| {
         run_binary(
-            arch,
+            target,
             &binary,
             &[
                 "-c",
@@ -1155,4 +1335,52 @@ fn check_replaces_mender_client(out: &Path, version: &str, native: &str) -> Resu
         "mender-client.service is not otalite's after the replacement"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped target files parse, and name distinct triples and
+    /// Debian architectures.
+    #[test]
+    fn target_files_parse() {
+        let targets = targets(&crate::workspace_root()).unwrap();
+        let mut triples: Vec<&str> = targets.iter().map(|t| t.triple.as_str()).collect();
+        let mut arches: Vec<&str> = targets.iter().map(|t| t.deb_arch.as_str()).collect();
+        triples.sort();
+        triples.dedup();
+        arches.sort();
+        arches.dedup();
+        assert_eq!(triples.len(), targets.len());
+        assert_eq!(arches, ["amd64", "arm64", "armhf"]);
+        let armv7 = targets
+            .iter()
+            .find(|t| t.triple == "armv7-unknown-linux-musleabihf")
+            .unwrap();
+        assert!(armv7.build_std);
+        assert_eq!(armv7.runner, ["qemu-arm-static"]);
+    }
+
+    /// A minimal ELF32 ARM image: header, one program header of `kind`,
+    /// no sections.
+    fn elf32(kind: u32) -> Vec<u8> {
+        let mut image = vec![0u8; 52 + 32];
+        image[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        image[0x12..0x14].copy_from_slice(&40u16.to_le_bytes());
+        image[0x1c..0x20].copy_from_slice(&52u32.to_le_bytes());
+        image[0x2a..0x2c].copy_from_slice(&32u16.to_le_bytes());
+        image[0x2c..0x2e].copy_from_slice(&1u16.to_le_bytes());
+        image[52..56].copy_from_slice(&kind.to_le_bytes());
+        image
+    }
+
+    #[test]
+    fn check_elf_reads_elf32() {
+        check_elf(&elf32(1), 40).unwrap();
+        let interp = check_elf(&elf32(3), 40).unwrap_err().to_string();
+        assert!(interp.contains("PT_INTERP"), "{interp}");
+        let machine = check_elf(&elf32(1), 183).unwrap_err().to_string();
+        assert!(machine.contains("ELF machine 40"), "{machine}");
+    }
 }
