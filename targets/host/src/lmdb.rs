@@ -417,6 +417,45 @@ mod tests {
         "big.mdb",
     ];
 
+    /// The real LMDB's `mdb_dump` (Debian's lmdb-utils, installed by
+    /// `.ci/setup`) on a copy of each fixture: our reader sees exactly the
+    /// keys and values the C library sees, in the same order.
+    #[test]
+    fn every_fixture_reads_as_mdb_dump_reads_it() {
+        fn unhex(line: &str) -> Vec<u8> {
+            (0..line.len() / 2)
+                .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap())
+                .collect()
+        }
+        for name in FIXTURES {
+            // mdb_dump opens the environment and may create a lock file:
+            // work on a copy in a directory of our own.
+            let dir = tempfile::tempdir().unwrap();
+            let copy = dir.path().join(name);
+            std::fs::write(&copy, fixture(name)).unwrap();
+            let out = std::process::Command::new("mdb_dump")
+                .arg("-n")
+                .arg(&copy)
+                .output()
+                .expect("mdb_dump (package lmdb-utils; run `bash .ci/setup`)");
+            assert!(out.status.success(), "mdb_dump {name}: {out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            let data = text
+                .split_once("HEADER=END\n")
+                .and_then(|(_, rest)| rest.split_once("DATA=END"))
+                .map(|(data, _)| data)
+                .unwrap_or_else(|| panic!("mdb_dump {name}: unexpected output {text}"));
+            let lines: Vec<Vec<u8>> = data.lines().map(|l| unhex(l.trim())).collect();
+            let expected: Vec<Entry> = lines
+                .chunks(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect();
+            assert!(!expected.is_empty(), "mdb_dump {name}: no entries");
+            let db = Lmdb::from_bytes(fixture(name)).unwrap();
+            assert_eq!(db.entries().unwrap(), expected, "{name}");
+        }
+    }
+
     #[test]
     fn reads_the_stores_mender_wrote() {
         let db = Lmdb::from_bytes(fixture("standalone-installed.mdb")).unwrap();
