@@ -18,6 +18,7 @@
 //! Symbols without a Rust mangling are C: ring's (prefixed `ring_core_`),
 //! the rest musl's libc and compiler-rt's builtins.
 
+use crate::util::{kib, print_table};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,9 +58,8 @@ pub fn bloat(args: &[&str]) -> Result<()> {
         Some(path) => path,
         None => {
             let root = crate::workspace_root();
-            let mut build =
-                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            build.current_dir(&root).args([
+            let mut build = crate::util::nested_cargo(&root);
+            build.args([
                 "build",
                 "-p",
                 PACKAGE,
@@ -71,22 +71,6 @@ pub fn bloat(args: &[&str]) -> Result<()> {
                 PROFILE,
             ]);
             build.args(&cargo_args);
-            // As in `dist`: `cargo run` set the xtask package's
-            // CARGO_PKG_* etc.; ring's build script reruns when they change.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if name.starts_with("CARGO_PKG_")
-                    || name.starts_with("CARGO_MANIFEST_")
-                    || [
-                        "CARGO_CRATE_NAME",
-                        "CARGO_BIN_NAME",
-                        "CARGO_PRIMARY_PACKAGE",
-                    ]
-                    .contains(&name.as_ref())
-                {
-                    build.env_remove(name.as_ref());
-                }
-            }
             eprintln!("==> {build:?}");
             if !build.status().context("running cargo")?.success() {
                 bail!(
@@ -139,17 +123,6 @@ fn tempfile_dir() -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     Ok(dir)
-}
-
-fn kib(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / 1024.0)
-}
-
-fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        return "-".into();
-    }
-    format!("{:.1}", part as f64 * 100.0 / whole as f64)
 }
 
 /// The crate a symbol is charged to.
@@ -305,25 +278,4 @@ fn report(
         print_table(&mut rows, whole, top);
     }
     Ok(())
-}
-
-/// Prints `(name, bytes)` rows, largest first, with the share of `whole`.
-fn print_table(rows: &mut [(&str, u64)], whole: u64, limit: usize) {
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    for (name, bytes) in rows.iter().filter(|r| r.1 > 0).take(limit) {
-        let mut name = name.to_string();
-        if name.len() > 78 {
-            let mut cut = 75;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            name.truncate(cut);
-            name.push_str("...");
-        }
-        println!(
-            "  {name:<78} {bytes:>8} {:>7} KiB {:>5}%",
-            kib(*bytes),
-            percent(*bytes, whole)
-        );
-    }
 }

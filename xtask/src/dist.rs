@@ -372,8 +372,8 @@ pub fn dist(args: &[&str]) -> Result<()> {
             continue;
         }
         let started = std::time::Instant::now();
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.current_dir(&root).args([
+        let mut build = crate::util::nested_cargo(&root);
+        build.args([
             "build",
             "--profile",
             PROFILE,
@@ -382,25 +382,6 @@ pub fn dist(args: &[&str]) -> Result<()> {
             "--target",
             target,
         ]);
-        // `cargo run` gave this process the xtask package's CARGO_MANIFEST_DIR,
-        // CARGO_PKG_* and so on; ring's build script reruns when they
-        // change, so passing them on would rebuild ring and relink the
-        // binary (about 2 min per target) whenever the previous build came
-        // from a plain `cargo build`.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                ]
-                .contains(&name.as_ref())
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
         spec.configure(&mut build)?;
         eprintln!("==> {build:?}");
         if !build.status().context("run cargo")?.success() {

@@ -9,6 +9,7 @@
 //! LTO inlined into a caller to the file it came from (a symbol-size list
 //! puts most of the agent under the firmware's loop).
 
+use crate::util::{kib, percent, print_table};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::process::Command;
@@ -88,17 +89,6 @@ pub fn size(args: &[&str]) -> Result<()> {
     let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let elf = Elf::parse(data).with_context(|| path.display().to_string())?;
     report(&elf, &path.display().to_string(), top)
-}
-
-fn kib(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / 1024.0)
-}
-
-fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        return "-".into();
-    }
-    format!("{:.1}", part as f64 * 100.0 / whole as f64)
 }
 
 fn report(elf: &Elf, path: &str, top: usize) -> Result<()> {
@@ -296,27 +286,6 @@ fn report(elf: &Elf, path: &str, top: usize) -> Result<()> {
         bail!("no otalite::agent code in the firmware: the agent was optimized out");
     }
     Ok(())
-}
-
-/// Prints `(name, bytes)` rows, largest first, with the share of `whole`.
-fn print_table(rows: &mut [(&str, u64)], whole: u64, limit: usize) {
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    for (name, bytes) in rows.iter().filter(|r| r.1 > 0).take(limit) {
-        let mut name = name.to_string();
-        if name.len() > 78 {
-            let mut cut = 75;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            name.truncate(cut);
-            name.push_str("...");
-        }
-        println!(
-            "  {name:<78} {bytes:>7} {:>6} KiB {:>5}%",
-            kib(*bytes),
-            percent(*bytes, whole)
-        );
-    }
 }
 
 /// A source path without the machine's prefixes: `crate-1.2.3/src/x.rs`,

@@ -252,3 +252,66 @@ fn write_synthetic(path: &Path, bytes: u64) -> Result<()> {
     f.flush()?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Size reports (`cargo xtask size`, `cargo xtask bloat`)
+
+/// `bytes` in KiB with one decimal.
+pub(crate) fn kib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1024.0)
+}
+
+/// `part` as a percentage of `whole` with one decimal (`-` for an empty whole).
+pub(crate) fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}", part as f64 * 100.0 / whole as f64)
+}
+
+/// Prints `(name, bytes)` rows, largest first, with the share of `whole`
+/// (at most `limit` rows; names cut to 78 characters).
+pub(crate) fn print_table(rows: &mut [(&str, u64)], whole: u64, limit: usize) {
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (name, bytes) in rows.iter().filter(|r| r.1 > 0).take(limit) {
+        let mut name = name.to_string();
+        if name.len() > 78 {
+            let mut cut = 75;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name.truncate(cut);
+            name.push_str("...");
+        }
+        println!(
+            "  {name:<78} {bytes:>8} {:>7} KiB {:>5}%",
+            kib(*bytes),
+            percent(*bytes, whole)
+        );
+    }
+}
+
+/// `cargo` (the one running xtask) for a nested build, without the xtask
+/// package's own `CARGO_PKG_*`, `CARGO_MANIFEST_*` and similar variables
+/// that `cargo run` set: ring's build script reruns when they change, so
+/// passing them on would rebuild ring and relink (about 2 min per target)
+/// whenever the previous build came from a plain `cargo build`.
+pub(crate) fn nested_cargo(root: &Path) -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    cargo
+}
