@@ -409,6 +409,45 @@ fn https_with_server_certificate_succeeds() {
     assert_eq!(response.body, b"{}");
 }
 
+/// Nothing trusted (no system bundle, no `ServerCertificate`, no built-in
+/// roots): the error says so and what to do, for any server.
+#[cfg(not(feature = "webpki-roots"))]
+#[test]
+fn https_with_nothing_trusted_fails_with_a_clear_error() {
+    let (tls, _pem) = tls_server_config();
+    let server = serve(Some(tls), |_, _, stream| {
+        respond(
+            stream,
+            "200 OK",
+            &[("Content-Length", "0".to_string())],
+            b"",
+        );
+    });
+    let error = client(test_config())
+        .request("GET", &server.url("https", "/"), &[], None)
+        .unwrap_err();
+    assert!(matches!(error, HttpError::Tls(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("no trusted CA certificates"), "{text}");
+    assert!(text.contains("ca-certificates"), "{text}");
+    assert!(text.contains("ServerCertificate"), "{text}");
+    // Plain HTTP is unaffected.
+    let server = serve(None, |_, _, stream| {
+        respond(
+            stream,
+            "200 OK",
+            &[("Content-Length", "0".to_string())],
+            b"",
+        );
+    });
+    let response = client(test_config())
+        .request("GET", &server.url("http", "/"), &[], None)
+        .unwrap();
+    assert_eq!(response.status, 200);
+}
+
+/// With the system bundle (or the built-in roots), a certificate no root
+/// signed is an unknown issuer.
 #[test]
 fn https_without_server_certificate_fails_with_a_certificate_error() {
     let (tls, _pem) = tls_server_config();
@@ -420,7 +459,11 @@ fn https_without_server_certificate_fails_with_a_certificate_error() {
             b"",
         );
     });
-    let error = client(test_config())
+    let config = HttpConfig {
+        system_roots: true,
+        ..test_config()
+    };
+    let error = client(config)
         .request("GET", &server.url("https", "/"), &[], None)
         .unwrap_err();
     assert!(matches!(error, HttpError::Certificate(_)), "{error:?}");

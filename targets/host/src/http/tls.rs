@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -38,19 +38,34 @@ const SYSTEM_BUNDLES: &[&str] = &[
 ];
 
 pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpError> {
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(super::provider::provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| HttpError::Tls(error.to_string()))?;
     let tls = if config.skip_verify {
-        log::warn!("SkipVerify is set: server certificates are NOT verified");
+        // Warned once by `HttpClient::new`: this runs per connection.
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify { provider }))
+            .with_custom_certificate_verifier(Arc::new(SkipVerify {
+                provider,
+                refusal: None,
+            }))
             .with_no_client_auth()
     } else {
         let (roots, pinned) = trust_store(config)?;
-        if pinned.is_empty() {
+        if roots.is_empty() {
+            // No built-in roots (feature `webpki-roots` off, as in the
+            // shipped binaries), no system bundle, no `ServerCertificate`:
+            // plain HTTP still works, HTTPS fails with this reason rather
+            // than an "unknown issuer" for every server.
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(SkipVerify {
+                    provider,
+                    refusal: Some(NO_ROOTS),
+                }))
+                .with_no_client_auth()
+        } else if pinned.is_empty() {
             builder.with_root_certificates(roots).with_no_client_auth()
         } else {
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
@@ -306,10 +321,19 @@ pub(super) fn handshake(
     Ok(stream)
 }
 
-/// `SkipVerify = true`: accepts every certificate and signature.
+/// Why an HTTPS connection fails when nothing is trusted.
+const NO_ROOTS: &str = "no trusted CA certificates: no system CA bundle \
+     (install the ca-certificates package, or set SSL_CERT_FILE) and no ServerCertificate \
+     in mender.conf";
+
+/// A verifier that checks nothing: with `refusal` unset (`SkipVerify =
+/// true`) it accepts every certificate and signature; with it set (the
+/// trust store is empty, see [`NO_ROOTS`]) it refuses every server
+/// certificate with that reason, before any signature is looked at.
 #[derive(Debug)]
 struct SkipVerify {
     provider: Arc<CryptoProvider>,
+    refusal: Option<&'static str>,
 }
 
 impl ServerCertVerifier for SkipVerify {
@@ -321,7 +345,10 @@ impl ServerCertVerifier for SkipVerify {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match self.refusal {
+            Some(reason) => Err(rustls::Error::General(reason.into())),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
