@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub auth_policy: AuthPolicy,
     /// Print one line per request (and every violation) to stderr.
     pub verbose: bool,
+    /// Base URL (`http://HOST:PORT`, no trailing slash) of the artifact
+    /// links in deployments, for a device that reaches the server under
+    /// another address (QEMU's user network at 10.0.2.2, through a relay).
+    /// Its host is also a name in the HTTPS certificate. `None`: the
+    /// listener's own address.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +68,7 @@ impl Default for ServerConfig {
             next_v2: false,
             auth_policy: AuthPolicy::Accept,
             verbose: false,
+            public_url: None,
         }
     }
 }

@@ -4,13 +4,16 @@
 //! ```text
 //! otalite-testserver --artifact PATH --name NAME --device-type T [--port P]
 //!                    [--https] [--cert-out FILE] [--next-v2] [--quiet]
+//!                    [--public-url URL]
 //! ```
 //!
 //! Prints the server URL on the first line of stdout, then serves until
 //! killed, printing `status <value>` for every status report and
 //! `violation ...` for every request that does not match the API spec. With `--https` the URL is the HTTPS one and the certificate is
 //! written to `--cert-out` (default: `otalite-testserver.pem` in the temp
-//! directory); its path goes to stderr. Requests and spec violations are
+//! directory); its path goes to stderr. `--public-url` is the base of the
+//! artifact links (for a device that reaches the server under another
+//! address, e.g. `http://10.0.2.2:PORT` from a QEMU guest). Requests and spec violations are
 //! logged to stderr unless `--quiet`.
 #![allow(clippy::std_instead_of_core)]
 
@@ -19,7 +22,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: otalite-testserver --artifact PATH --name NAME --device-type T [--port P] [--https] [--cert-out FILE] [--next-v2] [--quiet]";
+const USAGE: &str = "usage: otalite-testserver --artifact PATH --name NAME --device-type T [--port P] [--https] [--cert-out FILE] [--next-v2] [--quiet] [--public-url URL]";
 
 fn main() -> ExitCode {
     let mut artifact = None;
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let mut cert_out = None;
     let mut next_v2 = false;
     let mut quiet = false;
+    let mut public_url = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |what: &str| args.next().ok_or_else(|| format!("{a} needs {what}"));
@@ -43,6 +47,9 @@ fn main() -> ExitCode {
                     .map_err(|_| format!("bad port {v:?}"))
             }),
             "--cert-out" => value("a path").map(|v| cert_out = Some(PathBuf::from(v))),
+            "--public-url" => {
+                value("a URL").map(|v| public_url = Some(v.trim_end_matches('/').to_string()))
+            }
             "--https" => {
                 https = true;
                 Ok(())
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
         https_port: if https { port } else { 0 },
         next_v2,
         verbose: !quiet,
+        public_url,
         ..ServerConfig::default()
     };
     let server = TestServer::start(config);

@@ -201,10 +201,17 @@ pub(crate) fn artifact_uri(base: &str, artifact_id: &str) -> String {
     )
 }
 
-fn tls_config() -> (Arc<rustls::ServerConfig>, String) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("generate self-signed certificate");
+fn tls_config(public_url: Option<&str>) -> (Arc<rustls::ServerConfig>, String) {
+    let mut names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    // The host devices reach the server under (`ServerConfig::public_url`).
+    if let Some(host) = public_url
+        .and_then(|u| u.split_once("://"))
+        .and_then(|(_, rest)| rest.split(['/', ':']).next())
+        .filter(|h| !h.is_empty() && !names.iter().any(|n| n == h))
+    {
+        names.push(host.to_owned());
+    }
+    let ck = rcgen::generate_simple_self_signed(names).expect("generate self-signed certificate");
     let pem = ck.cert.pem();
     let cert = ck.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
@@ -224,7 +231,7 @@ fn tls_config() -> (Arc<rustls::ServerConfig>, String) {
 pub(crate) fn start(config: ServerConfig) -> (Arc<Shared>, Vec<JoinHandle<()>>) {
     let plain = TcpListener::bind(("127.0.0.1", config.http_port)).expect("bind HTTP listener");
     let secure = TcpListener::bind(("127.0.0.1", config.https_port)).expect("bind HTTPS listener");
-    let (tls, cert_pem) = tls_config();
+    let (tls, cert_pem) = tls_config(config.public_url.as_deref());
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         state: Mutex::new(State {
@@ -312,7 +319,9 @@ fn setup(sock: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Conn
 
 fn serve_connection(mut conn: Conn, shared: &Shared) {
     let tls = matches!(conn, Conn::Tls(_));
-    let base = if tls {
+    let base = if let Some(url) = &shared.config.public_url {
+        url.clone()
+    } else if tls {
         format!("https://{}", shared.https_addr)
     } else {
         format!("http://{}", shared.http_addr)

@@ -205,6 +205,43 @@ fn conformant_flow_passes() {
     s.assert_conformant();
 }
 
+/// `public_url`: a device behind NAT (a QEMU guest at 10.0.2.2) gets
+/// artifact links it can reach, and the HTTPS certificate names that host
+/// (read back by `openssl x509`).
+#[test]
+fn public_url_names_the_links_and_the_certificate() {
+    let s = TestServer::start(ServerConfig {
+        public_url: Some("http://10.0.2.2:4321".to_owned()),
+        ..ServerConfig::default()
+    });
+    let (dir, path, _) = artifact(5000);
+    let id = s.add_deployment(&path, "release-2", &[DEVICE_TYPE]);
+    let tok = token(&s);
+    let (got, uri) = instructions(&next_get(&s, &tok, "release-1"));
+    assert_eq!(got, id);
+    assert!(
+        uri.starts_with("http://10.0.2.2:4321/download/"),
+        "artifact link {uri}"
+    );
+    let pem = dir.0.join("server.pem");
+    std::fs::write(&pem, s.cert_pem()).expect("write certificate");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("run openssl (in .ci/setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "openssl: {text}");
+    for name in [
+        "IP Address:10.0.2.2",
+        "IP Address:127.0.0.1",
+        "DNS:localhost",
+    ] {
+        assert!(text.contains(name), "{name} not in {text}");
+    }
+    s.assert_conformant();
+}
+
 #[test]
 fn post_next_v2_when_enabled_and_post_v1() {
     let s = TestServer::start(ServerConfig {
