@@ -291,16 +291,47 @@ impl<'a> Json<'a> {
         while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.text.get(self.pos) {
             self.pos += 1;
         }
-        let text = core::str::from_utf8(self.text.get(start..self.pos).unwrap_or(&[]))
-            .map_err(|_| self.syntax())?;
-        // Validate the JSON number grammar loosely via f64 parsing.
-        if text.parse::<f64>().is_err() || text.starts_with('+') || text.starts_with('.') {
+        let text = self.text.get(start..self.pos).unwrap_or(&[]);
+        if !is_number(text) {
             return Err(JsonError {
                 offset: start,
                 kind: JsonErrorKind::Syntax,
             });
         }
         Ok(())
+    }
+}
+
+/// The loose JSON number check: what `str::parse::<f64>` accepts among
+/// `[-+.eE0-9]*` not starting with `+` or `.` (`-`? digits, `.` digits,
+/// at least one digit before the exponent, `e`/`E` sign? digits). Written
+/// out so the binary needs no float parser (about 20 KiB with its
+/// power-of-five table); the test checks it against `parse::<f64>`.
+fn is_number(text: &[u8]) -> bool {
+    fn digits(text: &[u8]) -> (usize, &[u8]) {
+        let count = text.iter().take_while(|b| b.is_ascii_digit()).count();
+        (count, text.get(count..).unwrap_or(&[]))
+    }
+    let rest = text.strip_prefix(b"-").unwrap_or(text);
+    let (integer, rest) = digits(rest);
+    let (fraction, rest) = match rest.strip_prefix(b".") {
+        Some(after) => digits(after),
+        None => (0, rest),
+    };
+    if integer == 0 && fraction == 0 || text.first() == Some(&b'.') {
+        return false;
+    }
+    match rest.split_first() {
+        None => true,
+        Some((b'e' | b'E', exponent)) => {
+            let exponent = match exponent.split_first() {
+                Some((b'-' | b'+', after)) => after,
+                _ => exponent,
+            };
+            let (count, rest) = digits(exponent);
+            count > 0 && rest.is_empty()
+        }
+        Some(_) => false,
     }
 }
 
@@ -315,6 +346,31 @@ fn hex4(chars: &mut core::str::Chars<'_>) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_number` accepts exactly what the float parser it replaces
+    /// accepted, on every string of up to 6 characters over `-+.e0`.
+    #[test]
+    fn number_check_matches_the_float_parser() {
+        let alphabet = [b'-', b'+', b'.', b'e', b'0', b'E', b'7'];
+        let mut text = [0u8; 6];
+        for len in 0..=6usize {
+            let base = if len >= 5 { 5 } else { alphabet.len() };
+            let total = base.pow(len as u32);
+            for mut index in 0..total {
+                for slot in text.iter_mut().take(len) {
+                    *slot = alphabet[index % base];
+                    index /= base;
+                }
+                let candidate = core::str::from_utf8(&text[..len]).unwrap();
+                let expected = candidate.parse::<f64>().is_ok()
+                    && !candidate.starts_with('+')
+                    && !candidate.starts_with('.');
+                assert_eq!(is_number(&text[..len]), expected, "{candidate:?}");
+            }
+        }
+        assert!(is_number(b"-12.5E+07"));
+        assert!(!is_number(b"1e5e5"));
+    }
 
     #[test]
     fn tokenizes() {

@@ -26,8 +26,7 @@ use std::process::Command;
 
 use crate::elf::{demangle, symbol_crate, Elf};
 
-/// The binary's package and name, the default target and the profile.
-const PACKAGE: &str = "otalite-linux";
+/// The binary's name, the default target and the profile.
 const BINARY: &str = "otalite";
 const DEFAULT_TARGET: &str = "aarch64-unknown-linux-musl";
 const PROFILE: &str = "release-dist-syms";
@@ -58,18 +57,11 @@ pub fn bloat(args: &[&str]) -> Result<()> {
         Some(path) => path,
         None => {
             let root = crate::workspace_root();
-            let mut build = crate::util::nested_cargo(&root);
-            build.args([
-                "build",
-                "-p",
-                PACKAGE,
-                "--bin",
-                BINARY,
-                "--target",
-                &target,
-                "--profile",
-                PROFILE,
-            ]);
+            let spec = crate::dist::targets(&root)?
+                .into_iter()
+                .find(|t| t.triple == target)
+                .with_context(|| format!("no targets/triples/{target}.toml"))?;
+            let mut build = spec.dist_build(&root, PROFILE)?;
             build.args(&cargo_args);
             eprintln!("==> {build:?}");
             if !build.status().context("running cargo")?.success() {

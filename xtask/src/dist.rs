@@ -157,16 +157,24 @@ impl Target {
     /// Sets this target's settings on a cargo command that builds or tests
     /// for it (the command must not have run `+toolchain` selection).
     pub fn configure(&self, command: &mut Command) -> Result<()> {
+        self.configure_with(command, false)
+    }
+
+    /// [`Target::configure`], plus with `dist` the settings of the shipped
+    /// binaries (`DIST_*` below: std rebuilt without unwinding and without
+    /// its backtrace printer).
+    fn configure_with(&self, command: &mut Command, dist: bool) -> Result<()> {
         let key = self.cargo_key();
         let var = self.triple.replace(['-', '.'], "_");
         if let Some(linker) = &self.linker {
             command.env(format!("CARGO_TARGET_{key}_LINKER"), linker);
         }
-        if !self.rustflags.is_empty() {
-            command.env(
-                format!("CARGO_TARGET_{key}_RUSTFLAGS"),
-                self.rustflags.join(" "),
-            );
+        let mut rustflags = self.rustflags.clone();
+        if dist {
+            rustflags.extend(DIST_RUSTFLAGS.iter().map(|flag| flag.to_string()));
+        }
+        if !rustflags.is_empty() {
+            command.env(format!("CARGO_TARGET_{key}_RUSTFLAGS"), rustflags.join(" "));
         }
         if !self.runner.is_empty() {
             command.env(format!("CARGO_TARGET_{key}_RUNNER"), self.runner.join(" "));
@@ -190,7 +198,7 @@ impl Target {
                 );
             }
         }
-        if self.build_std {
+        if self.build_std || dist {
             let sysroot = run_quiet(&["rustc", "--print", "sysroot"])?;
             let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library");
             ensure!(
@@ -204,13 +212,62 @@ impl Target {
             command
                 .env("RUSTC_BOOTSTRAP", "1")
                 .arg("-Zbuild-std=std,panic_abort");
+            if dist {
+                command.arg(format!(
+                    "-Zbuild-std-features={}",
+                    DIST_STD_FEATURES.join(",")
+                ));
+            }
         }
         Ok(())
     }
+
+    /// `cargo build` of the `otalite` binary for this target in `profile`,
+    /// as `cargo xtask dist` builds it (`cargo xtask bloat` builds the
+    /// same with its symbols kept).
+    pub fn dist_build(&self, root: &Path, profile: &str) -> Result<Command> {
+        let mut build = crate::util::nested_cargo(root);
+        build.args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "otalite-linux",
+            "--bin",
+            "otalite",
+            "--target",
+            &self.triple,
+        ]);
+        // A profile override for std only works with -Zbuild-std; in
+        // Cargo.toml it would warn on every other cargo command.
+        build.args([
+            "--config",
+            &format!("profile.{profile}.package.std.opt-level={DIST_STD_OPT_LEVEL}"),
+        ]);
+        self.configure_with(&mut build, true)?;
+        Ok(build)
+    }
 }
 
+/// std's features in the shipped binaries (`-Zbuild-std-features`, std is
+/// rebuilt from rust-src for every target): none, so no `panic-unwind`
+/// (the profile aborts on panic) and no `backtrace` (std's symbolizing
+/// backtrace printer: gimli, addr2line, rustc-demangle, about 90 KiB). A
+/// panic still prints its message and location.
+const DIST_STD_FEATURES: &[&str] = &[];
+
+/// std's opt-level in the shipped binaries (the profile's is "z"): at "z"
+/// std's backtrace printer is not optimized out and links LLVM's libunwind
+/// (35 KiB); at "s" it is (`cargo xtask bloat`: 35,064 bytes smaller).
+const DIST_STD_OPT_LEVEL: &str = "\"s\"";
+
+/// Rust flags the shipped binaries add to their target's: no unwind
+/// tables (`.eh_frame`; nothing unwinds in a `panic = "abort"` build
+/// whose std has no backtrace printer).
+const DIST_RUSTFLAGS: &[&str] = &["-C", "force-unwind-tables=no"];
+
 /// The cargo profile of the shipped binaries (Cargo.toml: release with
-/// opt-level "s", 22% smaller than opt-level 3; `cargo xtask bloat`).
+/// opt-level "z", "s" for the per-byte code; README, Size).
 pub const PROFILE: &str = "release-dist";
 
 /// The Debian maintainer field.
@@ -372,17 +429,7 @@ pub fn dist(args: &[&str]) -> Result<()> {
             continue;
         }
         let started = std::time::Instant::now();
-        let mut build = crate::util::nested_cargo(&root);
-        build.args([
-            "build",
-            "--profile",
-            PROFILE,
-            "-p",
-            "otalite-linux",
-            "--target",
-            target,
-        ]);
-        spec.configure(&mut build)?;
+        let mut build = spec.dist_build(&root, PROFILE)?;
         eprintln!("==> {build:?}");
         if !build.status().context("run cargo")?.success() {
             bail!(
@@ -565,7 +612,12 @@ fn control_file(package: &str, version: &str, arch: &str, installed_kib: u64) ->
     // Neither `Provides: mender-client`: otalite's Conflicts would then hit
     // the compat package too.
     let relations = match package {
-        "otalite" => "Conflicts: mender-client\nReplaces: mender-client\n".to_string(),
+        // Recommends: the system CA bundle is what HTTPS trusts (no roots
+        // are built in), as for the reference.
+        "otalite" => {
+            "Recommends: ca-certificates\nConflicts: mender-client\nReplaces: mender-client\n"
+                .to_string()
+        }
         _ => format!(
             "Depends: otalite (= {version})\nConflicts: mender-client\nReplaces: mender-client\n"
         ),
@@ -710,10 +762,12 @@ fn check_package(
         "Version",
         "Architecture",
         "Depends",
+        "Recommends",
         "Conflicts",
     ])?;
     let expected = format!(
-        "Package: otalite\nVersion: {version}\nArchitecture: {arch}\nConflicts: mender-client\n"
+        "Package: otalite\nVersion: {version}\nArchitecture: {arch}\n\
+         Recommends: ca-certificates\nConflicts: mender-client\n"
     );
     ensure!(
         fields == expected,

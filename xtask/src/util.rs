@@ -20,18 +20,24 @@ pub(crate) fn path_str(p: &Path) -> String {
 /// Runs `argv` (C locale, no stdin) and returns its stdout; its stderr
 /// goes into the error when it fails.
 pub(crate) fn run_quiet(argv: &[&str]) -> Result<String> {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
+    let (program, args) = argv.split_first().context("empty command")?;
+    output(Command::new(program).args(args))
+}
+
+/// Runs `command` (C locale, no stdin) and returns its stdout; a failure
+/// names the command and carries its stdout and stderr.
+pub(crate) fn output(command: &mut Command) -> Result<String> {
+    let out = command
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running {}", argv[0]))?;
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !out.status.success() {
         bail!(
-            "{} failed ({}): {}",
-            argv.join(" "),
+            "{command:?} failed ({}):\n{}{}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
