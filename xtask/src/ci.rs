@@ -1,6 +1,7 @@
 //! `cargo xtask ci [--quick]`: every check CI runs, one step each, with a
 //! summary. `--quick` skips the cross builds (`cargo xtask dist` and its
-//! package check) and the fuzz smoke run.
+//! package check), the emulated board (`cargo xtask qemu`) and the fuzz
+//! smoke run.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -320,6 +321,17 @@ pub fn ci(args: &[&str]) -> Result<()> {
             &mut steps,
             "packages install with dpkg --root; units, D-Bus policies, example config check out",
             || crate::dist::check(&[]),
+        );
+        // otalite on the emulated aarch64 board (board-support/qemu-virt):
+        // QEMU virt + Debian's U-Boot, the dist build of the aarch64
+        // binary, scenarios 1 (managed update), 2 (health-check rollback)
+        // and 4 (power cuts); about 2 minutes of QEMU.
+        let mut qemu = cargo();
+        qemu.args(["xtask", "qemu"]);
+        run_step(
+            &mut steps,
+            "emulated board (cargo xtask qemu): managed update, rollback, power cuts under U-Boot",
+            qemu,
         );
         for target in FUZZ_TARGETS {
             // `cargo +nightly` needs rustup's cargo proxy, not $CARGO. Without

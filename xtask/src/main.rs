@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size | bloat | dist | dist-check | yocto-crates`.
+//! Project automation: `cargo xtask ci | demo | capi-header | bench | record-sequences | size | bloat | dist | dist-check | qemu | yocto-crates`.
 
 mod bench;
 mod bloat;
@@ -7,6 +7,7 @@ mod ci;
 mod demo;
 mod dist;
 mod elf;
+mod qemu;
 mod sequences;
 mod size;
 mod util;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH] | bloat [--target TRIPLE] [--top N] [--elf PATH] [-- CARGO ARGS] | dist [--target TRIPLE]... | dist-check | yocto-crates [--check]\n";
+    "usage: cargo xtask ci [--quick] | demo | capi-header [--check] | bench install [--size-mib N] [--runs N] [--all] | bench daemon [...] | record-sequences | size [--top N] [--elf PATH] | bloat [--target TRIPLE] [--top N] [--elf PATH] [-- CARGO ARGS] | dist [--target TRIPLE]... | dist-check | qemu [--all] [--arch aarch64|armv7] [--scenario N]... [--keep] | yocto-crates [--check]\n";
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         ["bloat", rest @ ..] => bloat::bloat(rest),
         ["dist", rest @ ..] => dist::dist(rest),
         ["dist-check", rest @ ..] => dist::check(rest),
+        ["qemu", rest @ ..] => qemu::qemu(rest),
         ["yocto-crates", rest @ ..] => dist::yocto_crates(rest),
         _ => {
             eprint!("{USAGE}");

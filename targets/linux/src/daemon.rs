@@ -3,8 +3,8 @@
 //! device-API policy); this file sets up the device key, the HTTP client,
 //! signals and the pid file, and runs the agent in the Linux host loop.
 
-use crate::standalone::{buffers, device_type, load_keys, load_record, Failure};
-use otalite::agent::{Agent, AgentConfig, Mode, ServerSettings, Timing};
+use crate::standalone::{boxed_agent, device_type, load_keys, load_record, Failure};
+use otalite::agent::{AgentConfig, Mode, ServerSettings, Timing};
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
 use otalite_host::driver::{Ended, LinuxHost, ServerIo};
@@ -89,6 +89,10 @@ fn device_key(
 }
 
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
+///
+/// Never inlined into `main`'s `run`, whose frame would otherwise hold the
+/// standalone verbs' agents too, resident for the daemon's life.
+#[inline(never)]
 pub fn run_daemon<B: BootControl>(
     paths: Paths,
     config: MenderConfig,
@@ -142,7 +146,7 @@ pub fn run_daemon<B: BootControl>(
         }),
     };
     let mut agent =
-        Agent::new(agent_config, record, boot_state, buffers()?).map_err(Failure::error)?;
+        crate::on_transient_stack(move || boxed_agent(agent_config, record, boot_state))?;
     // Held (written and flock-ed) until the daemon returns; removed on drop.
     let pid_lock = crate::signals::PidLock::acquire(&paths.data_dir).map_err(Failure::error)?;
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));

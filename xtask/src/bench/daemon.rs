@@ -440,10 +440,16 @@ impl Server {
         name: &str,
         device_type: &str,
         log: &Path,
+        cert_out: Option<&Path>,
     ) -> Result<Self> {
-        let mut child = Command::new(bin)
-            .args(["--artifact", &path_str(artifact), "--name", name])
-            .args(["--device-type", device_type, "--quiet"])
+        let mut cmd = Command::new(bin);
+        cmd.args(["--artifact", &path_str(artifact), "--name", name])
+            .args(["--device-type", device_type, "--quiet"]);
+        if let Some(cert) = cert_out {
+            // The URL printed is then the HTTPS one, its certificate in `cert`.
+            cmd.arg("--https").arg("--cert-out").arg(cert);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(fs::File::create(log)?))
@@ -528,6 +534,14 @@ struct Intervals {
     retry: u64,
 }
 
+/// Another otalite binary and trust for [`Env::prepare`] (the static
+/// build over HTTPS).
+struct Variant {
+    binary: PathBuf,
+    /// `ServerCertificate` in mender.conf.
+    server_certificate: Option<PathBuf>,
+}
+
 /// A client ready to start: the command, where its fake reboot writes, and
 /// the device.sh workdir to destroy afterwards.
 struct Prepared {
@@ -573,6 +587,7 @@ impl Env {
         url: &str,
         iv: &Intervals,
         slot_mib: u64,
+        variant: Option<&Variant>,
     ) -> Result<Prepared> {
         let dir = self.work.join(format!(
             "{tag}-{}",
@@ -588,10 +603,18 @@ impl Env {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let log = dir.join("daemon.log");
-        let conf_extra = format!(
+        let mut conf_extra = format!(
             "\"ServerURL\": \"{url}\",\n  \"UpdatePollIntervalSeconds\": {},\n  \"InventoryPollIntervalSeconds\": {},\n  \"RetryPollIntervalSeconds\": {}",
             iv.update, iv.inventory, iv.retry
         );
+        if let Some(cert) = variant.and_then(|v| v.server_certificate.as_ref()) {
+            let _ = write!(
+                conf_extra,
+                ",\n  \"ServerCertificate\": \"{}\"",
+                path_str(cert)
+            );
+        }
+        let otalite = variant.map_or(&self.otalite, |v| &v.binary).clone();
         match client {
             Client::Otalite => {
                 let (etc, data, share) = (dir.join("etc"), dir.join("data"), dir.join("share"));
@@ -628,7 +651,7 @@ impl Env {
                         reboot_log.display()
                     ),
                 )?;
-                let mut cmd = Command::new(&self.otalite);
+                let mut cmd = Command::new(&otalite);
                 cmd.env("MENDER_CONF_DIR", &etc)
                     .env("MENDER_DATA_DIR", &share)
                     .env(
@@ -683,7 +706,7 @@ impl Env {
                 if client == Client::Mender {
                     cmd.args(["mender", "--no-syslog", "daemon"]);
                 } else {
-                    cmd.arg(&self.otalite).arg("daemon");
+                    cmd.arg(&otalite).arg("daemon");
                 }
                 Ok(Prepared {
                     cmd,
@@ -837,6 +860,68 @@ impl Drop for Running {
 // ---------------------------------------------------------------------------
 // Measurements
 
+/// Where a process's resident memory is, in KiB, from /proc/PID/smaps.
+#[derive(Clone, Copy, Debug, Default)]
+struct RssBreakdown {
+    rss: u64,
+    hwm: u64,
+    /// File-backed executable pages (the binary's code).
+    text: u64,
+    /// Other file-backed pages: ELF headers, .rodata, .eh_frame, relro, .data.
+    file_other: u64,
+    /// Of all file-backed pages, those written (relocated relro, .data).
+    file_dirty: u64,
+    /// The main thread's stack (`[stack]`): pages touched once stay.
+    stack: u64,
+    /// `[heap]` and anonymous mappings: malloc, .bss, thread stacks.
+    anon: u64,
+    threads: u64,
+}
+
+fn rss_breakdown(pid: u32) -> Option<RssBreakdown> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let mut b = RssBreakdown {
+        rss: field(&status, "VmRSS:")?,
+        hwm: field(&status, "VmHWM:")?,
+        threads: field(&status, "Threads:")?,
+        ..RssBreakdown::default()
+    };
+    // (exec, file-backed, name) of the mapping the next lines describe.
+    let mut current: (bool, bool, String) = (false, false, String::new());
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let perms = f.next().unwrap_or("");
+            let inode = f.nth(2).unwrap_or("0");
+            let name = f.next().unwrap_or("").to_string();
+            current = (perms.contains('x'), inode != "0", name);
+            continue;
+        }
+        let mut kib = || f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        match first {
+            "Rss:" => {
+                let v = kib();
+                match &current {
+                    (true, true, _) => b.text += v,
+                    (false, true, _) => b.file_other += v,
+                    (_, false, n) if n == "[stack]" => b.stack += v,
+                    _ => b.anon += v,
+                }
+            }
+            "Private_Dirty:" if current.1 => b.file_dirty += kib(),
+            _ => {}
+        }
+    }
+    Some(b)
+}
+
 struct IdleResult {
     end: ProcSample,
     cpu_settled: f64,
@@ -925,6 +1010,7 @@ impl Bench {
             name,
             device_type,
             &self.env.work.join(format!("{tag}-server.log")),
+            None,
         )?;
         let proxy = Proxy::start(&server.addr())?;
         Ok((server, proxy))
@@ -946,7 +1032,7 @@ impl Bench {
         };
         let mut p = self
             .env
-            .prepare(client, "idle", &proxy.url(), &iv, 8)
+            .prepare(client, "idle", &proxy.url(), &iv, 8, None)
             .map_err(|e| format!("{e:#}"))?;
         let r = (|| {
             let mut run =
@@ -978,6 +1064,59 @@ impl Bench {
         r
     }
 
+    /// The static binary (`static_bin`) idle against a fresh test server,
+    /// over HTTPS with `ServerCertificate` (`https`) or plain HTTP, no
+    /// proxy (it speaks plain HTTP only). RSS broken down after `o.idle` s.
+    fn idle_static(&mut self, static_bin: &Path, https: bool, o: &Opts) -> Outcome<RssBreakdown> {
+        let tag = if https { "static-https" } else { "static-http" };
+        let cert = self.env.work.join(format!("{tag}-cert.pem"));
+        let server = Server::start(
+            &self.env.server_bin,
+            &self.small_artifact.clone(),
+            "bench-9",
+            "no-such-device",
+            &self.env.work.join(format!("{tag}-server.log")),
+            https.then_some(cert.as_path()),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let iv = Intervals {
+            update: o.update_poll,
+            inventory: o.inventory_poll,
+            retry: o.retry_poll,
+        };
+        let variant = Variant {
+            binary: static_bin.to_path_buf(),
+            server_certificate: https.then(|| cert.clone()),
+        };
+        let mut p = self
+            .env
+            .prepare(Client::Otalite, tag, &server.url, &iv, 8, Some(&variant))
+            .map_err(|e| format!("{e:#}"))?;
+        let r = (|| {
+            let mut run = Running::start(&mut p, Client::Otalite, self.env.clk_tck)
+                .map_err(|e| format!("{e:#}"))?;
+            thread::sleep(Duration::from_secs(o.idle).saturating_sub(run.t0.elapsed()));
+            if !run.alive() {
+                return Err(format!("client exited: {}", log_tail(&p.log)));
+            }
+            let b = rss_breakdown(run.child.id()).ok_or("client gone")?;
+            run.stop();
+            // Only a daemon that really talked to the server counts.
+            let log = fs::read_to_string(&p.log).unwrap_or_default();
+            let scheme = if https { "https://" } else { "http://" };
+            if !log.contains(&format!("authenticated with {scheme}")) {
+                return Err(format!(
+                    "the daemon did not authenticate over {scheme}: {}",
+                    log_tail(&p.log)
+                ));
+            }
+            Ok(b)
+        })();
+        drop(server);
+        self.env.finish(&p);
+        r
+    }
+
     fn traffic(&mut self, client: Client, o: &Opts) -> Outcome<TrafficResult> {
         let (_server, proxy) = self
             .session(
@@ -994,7 +1133,7 @@ impl Bench {
         };
         let mut p = self
             .env
-            .prepare(client, "traffic", &proxy.url(), &iv, 8)
+            .prepare(client, "traffic", &proxy.url(), &iv, 8, None)
             .map_err(|e| format!("{e:#}"))?;
         let r = (|| {
             let run =
@@ -1047,7 +1186,7 @@ impl Bench {
         };
         let mut p = self
             .env
-            .prepare(client, "deploy", &proxy.url(), &iv, size_mib)
+            .prepare(client, "deploy", &proxy.url(), &iv, size_mib, None)
             .map_err(|e| format!("{e:#}"))?;
         let r = (|| {
             // Inactive slot full of 0xFF: no block matches the image.
@@ -1213,6 +1352,26 @@ pub(crate) fn bench_daemon(args: &[&str]) -> Result<()> {
         }
         idle.push((c, r));
     }
+    eprintln!(
+        "xtask: building the static otalite ({}, {})...",
+        super::STATIC_TRIPLE,
+        crate::dist::PROFILE
+    );
+    let static_bin = super::build_static(&root).map_err(|e| format!("{e:#}"));
+    let mut idle_static = Vec::new();
+    for https in [true, false] {
+        let what = if https { "HTTPS" } else { "HTTP" };
+        eprintln!("xtask: idle {} s: static otalite over {what}", o.idle);
+        let r = match &static_bin {
+            Ok(bin) => bench.idle_static(bin, https, &o),
+            Err(e) => Err(format!("static build failed: {e}")),
+        };
+        if let Err(e) = &r {
+            eprintln!("xtask:   failed: {e}");
+        }
+        idle_static.push((what, r));
+    }
+
     let mut traffic = Vec::new();
     for &c in clients.iter().rev() {
         eprintln!(
@@ -1284,6 +1443,7 @@ pub(crate) fn bench_daemon(args: &[&str]) -> Result<()> {
         &o,
         &clients,
         &idle,
+        &idle_static,
         &traffic,
         &deploys,
         &payload_desc,
@@ -1311,10 +1471,12 @@ fn per(s: ClassStat) -> (f64, f64) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     o: &Opts,
     clients: &[Client],
     idle: &[(Client, Outcome<IdleResult>)],
+    idle_static: &[(&str, Outcome<RssBreakdown>)],
     traffic: &[(Client, Outcome<TrafficResult>)],
     deploys: &[(Client, usize, Outcome<DeployResult>)],
     payload: &str,
@@ -1429,6 +1591,56 @@ fn render(
                     "| {} | - | - | - | - | - | - | - | - | error: {} |",
                     c.name(),
                     e.replace('|', "/")
+                );
+            }
+        }
+    }
+
+    // Idle, static binary.
+    let _ = writeln!(
+        s,
+        "\n### 1b. Idle RSS of the static binary (what devices run)\n\n`{}` built as `cargo xtask dist` builds \
+         it (profile `{}`), as `otalite daemon` with file slots, straight to a fresh `otalite-testserver` (no \
+         proxy): over HTTPS with `ServerCertificate` = the server's self-signed certificate (webpki-roots and \
+         the system bundle are loaded too, as on a device), and over plain HTTP. Same intervals; sampled after \
+         {} s, the run counted only if the log shows it authenticated over that scheme. Breakdown from \
+         /proc/PID/smaps (KiB): **text** = resident pages of the binary's code (the kernel maps up to 16 \
+         cached pages around each fault, so this approaches the code size); **other file** = headers, .rodata, \
+         relro, .data (**dirty**: written ones, relocations of the static PIE); **stack** = main thread's \
+         stack (pages touched once stay); **anon** = [heap] and anonymous mappings (malloc, .bss, thread \
+         stacks).\n",
+        super::STATIC_TRIPLE,
+        crate::dist::PROFILE,
+        o.idle
+    );
+    let _ = writeln!(
+        s,
+        "| static otalite | RSS MiB | VmHWM MiB | text KiB | other file KiB | file dirty KiB | stack KiB | anon KiB | threads |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (what, r) in idle_static {
+        match r {
+            Ok(b) => {
+                let _ = writeln!(
+                    s,
+                    "| {what} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                    b.rss as f64 / 1024.0,
+                    b.hwm as f64 / 1024.0,
+                    b.text,
+                    b.file_other,
+                    b.file_dirty,
+                    b.stack,
+                    b.anon,
+                    b.threads
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    s,
+                    "| {what} | - | - | - | - | - | - | - | - |\n\n{what}: {e}\n"
                 );
             }
         }
