@@ -37,7 +37,7 @@ const USAGE: &str =
     "usage: cargo xtask bloat [--target TRIPLE] [--top N] [--elf PATH] [-- CARGO BUILD ARGS...]";
 
 /// Builds the binary with symbols and prints the report (`--elf PATH`:
-/// report on that unstripped ELF64 file instead, without building).
+/// report on that unstripped ELF file (64 or 32 bit) instead, without building).
 pub fn bloat(args: &[&str]) -> Result<()> {
     let mut target = DEFAULT_TARGET.to_string();
     let mut top = 20;
@@ -152,6 +152,15 @@ fn strip_pointers(mut text: &str) -> &str {
     }
 }
 
+/// ARM and AArch64 mapping symbols (`$a`, `$t`, `$x`: code starts; `$d`:
+/// a literal pool inside a function; optionally `.suffix`): markers, not
+/// functions. Taken as functions they would cut every function at its
+/// first literal pool and count the rest under C.
+fn is_mapping_symbol(name: &str) -> bool {
+    let base = name.split('.').next().unwrap_or(name);
+    matches!(base, "$a" | "$t" | "$x" | "$d")
+}
+
 fn report(
     elf: &Elf,
     path: &str,
@@ -159,9 +168,6 @@ fn report(
     stripped: Result<u64, String>,
     top: usize,
 ) -> Result<()> {
-    if !elf.is64 {
-        bail!("{path}: not an ELF64 file (the Cortex-M firmware is `cargo xtask size`)");
-    }
     let symbols = elf.symbols()?;
     println!("{path}: {file_len} bytes with symbols");
     match stripped {
@@ -215,7 +221,10 @@ fn report(
     let mut funcs: Vec<(u32, u32, &str)> = symbols
         .iter()
         .filter(|s| {
-            usize::from(s.section) == text_index && (s.is_func || s.size == 0) && !s.name.is_empty()
+            usize::from(s.section) == text_index
+                && (s.is_func || s.size == 0)
+                && !s.name.is_empty()
+                && !is_mapping_symbol(&s.name)
         })
         .map(|s| (s.addr, s.size, s.name.as_str()))
         .collect();
@@ -270,4 +279,19 @@ fn report(
         print_table(&mut rows, whole, top);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mapping_symbol;
+
+    #[test]
+    fn mapping_symbols_are_not_functions() {
+        for name in ["$a", "$t", "$x", "$d", "$d.12", "$x.0"] {
+            assert!(is_mapping_symbol(name), "{name}");
+        }
+        for name in ["main", "$dollar", "_RNvCs1_4sha2", "$"] {
+            assert!(!is_mapping_symbol(name), "{name}");
+        }
+    }
 }
