@@ -143,6 +143,23 @@ pub enum HttpError {
     },
 }
 
+/// A duration printed as seconds with up to three decimals and no
+/// trailing zeros (`1.2`, `30`), from integers: no float printer in the
+/// binary for one message.
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.subsec_millis();
+        match (millis % 10, millis % 100) {
+            _ if millis == 0 => write!(f, "{}", self.0.as_secs()),
+            (_, 0) => write!(f, "{}.{}", self.0.as_secs(), millis / 100),
+            (0, _) => write!(f, "{}.{:02}", self.0.as_secs(), millis / 10),
+            _ => write!(f, "{}.{millis:03}", self.0.as_secs()),
+        }
+    }
+}
+
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -153,7 +170,7 @@ impl fmt::Display for HttpError {
             Self::Deadline { limit } => write!(
                 f,
                 "the server took longer than {} s to answer (limit of one API exchange)",
-                limit.as_secs_f32()
+                Seconds(*limit)
             ),
             Self::Stopped => f.write_str("stopped: otalite is shutting down"),
             Self::Certificate(text) => write!(
@@ -1116,5 +1133,21 @@ impl Body {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn seconds_print_without_trailing_zeros() {
+        let text = |ms| Seconds(Duration::from_millis(ms)).to_string();
+        assert_eq!(text(30_000), "30");
+        assert_eq!(text(1_200), "1.2");
+        assert_eq!(text(1_250), "1.25");
+        assert_eq!(text(1_205), "1.205");
+        assert_eq!(text(5), "0.005");
     }
 }
