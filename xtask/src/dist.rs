@@ -267,7 +267,7 @@ const DIST_STD_OPT_LEVEL: &str = "\"s\"";
 const DIST_RUSTFLAGS: &[&str] = &["-C", "force-unwind-tables=no"];
 
 /// The cargo profile of the shipped binaries (Cargo.toml: release with
-/// opt-level "z", "s" for the per-byte code; README, Size).
+/// opt-level "z", 3 for the per-byte decoders; README, Size).
 pub const PROFILE: &str = "release-dist";
 
 /// The Debian maintainer field.
