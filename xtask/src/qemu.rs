@@ -22,7 +22,8 @@
 //! | 5 standalone | `otalite install URL`, reboot, `otalite commit` | env on 3, B holds the v2 image |
 //! | 6 idle | the daemon polls over HTTP, then over HTTPS (server certificate in the image), with nothing to install | auth and inventory answered 200, three polls; VmRSS reported |
 //!
-//! Scenarios 1, 2 and 4 run by default (CI); `--all` adds 3, 5 and 6.
+//! Scenarios 1, 2 and 4 run by default (CI); `--all` runs all six on both
+//! boards.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ const USAGE: &str = "usage: cargo xtask qemu [--all] [--arch aarch64|armv7] [--s
     3 B hangs -> QMP reset, and i6300esb watchdog (generic kernel) -> rollback
     4 power cuts (download, write, env switch)   5 standalone install + commit
     6 idle daemon over HTTP and HTTPS (memory)
-  Default: 1, 2, 4 on aarch64. --all: every scenario on aarch64, then 1 and 2 on
+  Default: 1, 2, 4 on aarch64. --all: every scenario on aarch64, then on
   armv7 (qemu-system-arm -cpu cortex-a15, qemu_arm U-Boot, armmp zImage). --keep keeps the work directory (target/qemu-run-PID, until the next run).";
 
 /// One emulated board: QEMU machine, firmware, kernel, otalite build.
@@ -1714,7 +1715,10 @@ pub fn qemu(args: &[&str]) -> Result<()> {
     }
     scenarios.dedup();
     let runs: Vec<(&'static Arch, Vec<u32>)> = if all {
-        vec![(&AARCH64, vec![1, 2, 4, 5, 3, 6]), (&ARMV7, vec![1, 2])]
+        vec![
+            (&AARCH64, vec![1, 2, 4, 5, 3, 6]),
+            (&ARMV7, vec![1, 2, 4, 5, 3, 6]),
+        ]
     } else {
         vec![(arch, scenarios)]
     };
