@@ -133,6 +133,18 @@ fn serve(
     Server { address, requests }
 }
 
+/// A server that answers every request `200 OK` with `body`.
+fn serve_ok(tls: Option<Arc<rustls::ServerConfig>>, body: &'static [u8]) -> Server {
+    serve(tls, move |_, _, stream| {
+        respond(
+            stream,
+            "200 OK",
+            &[("Content-Length", body.len().to_string())],
+            body,
+        );
+    })
+}
+
 fn respond(stream: &mut dyn Io, status: &str, headers: &[(&str, String)], body: &[u8]) {
     let mut head = format!("HTTP/1.1 {status}\r\n");
     for (name, value) in headers {
@@ -390,14 +402,7 @@ fn server_that_never_answers_gives_a_bounded_timeout() {
 #[test]
 fn https_with_server_certificate_succeeds() {
     let (tls, pem) = tls_server_config();
-    let server = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "2".to_string())],
-            b"{}",
-        );
-    });
+    let server = serve_ok(Some(tls), b"{}");
     let config = HttpConfig {
         server_certificate: Some(pem),
         ..test_config()
@@ -415,14 +420,7 @@ fn https_with_server_certificate_succeeds() {
 #[test]
 fn https_with_nothing_trusted_fails_with_a_clear_error() {
     let (tls, _pem) = tls_server_config();
-    let server = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "0".to_string())],
-            b"",
-        );
-    });
+    let server = serve_ok(Some(tls), b"");
     let error = client(test_config())
         .request("GET", &server.url("https", "/"), &[], None)
         .unwrap_err();
@@ -432,14 +430,7 @@ fn https_with_nothing_trusted_fails_with_a_clear_error() {
     assert!(text.contains("ca-certificates"), "{text}");
     assert!(text.contains("ServerCertificate"), "{text}");
     // Plain HTTP is unaffected.
-    let server = serve(None, |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "0".to_string())],
-            b"",
-        );
-    });
+    let server = serve_ok(None, b"");
     let response = client(test_config())
         .request("GET", &server.url("http", "/"), &[], None)
         .unwrap();
@@ -451,14 +442,7 @@ fn https_with_nothing_trusted_fails_with_a_clear_error() {
 #[test]
 fn https_without_server_certificate_fails_with_a_certificate_error() {
     let (tls, _pem) = tls_server_config();
-    let server = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "0".to_string())],
-            b"",
-        );
-    });
+    let server = serve_ok(Some(tls), b"");
     let config = HttpConfig {
         system_roots: true,
         ..test_config()
@@ -475,14 +459,7 @@ fn https_without_server_certificate_fails_with_a_certificate_error() {
 #[test]
 fn https_with_skip_verify_succeeds() {
     let (tls, _pem) = tls_server_config();
-    let server = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "2".to_string())],
-            b"ok",
-        );
-    });
+    let server = serve_ok(Some(tls), b"ok");
     let config = HttpConfig {
         skip_verify: true,
         ..test_config()
@@ -567,14 +544,7 @@ fn get_with_certificate(
     pem: std::path::PathBuf,
     host: &str,
 ) -> Result<Vec<u8>, HttpError> {
-    let server = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "2".to_string())],
-            b"ok",
-        );
-    });
+    let server = serve_ok(Some(tls), b"ok");
     let config = HttpConfig {
         server_certificate: Some(pem),
         ..test_config()
@@ -1082,22 +1052,8 @@ fn proxy_server() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 #[test]
 fn https_through_a_connect_proxy_and_http_in_absolute_form() {
     let (tls, pem) = tls_server_config();
-    let secure = serve(Some(tls), |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "6".to_string())],
-            b"secure",
-        );
-    });
-    let plain = serve(None, |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "5".to_string())],
-            b"plain",
-        );
-    });
+    let secure = serve_ok(Some(tls), b"secure");
+    let plain = serve_ok(None, b"plain");
     let (proxy, seen) = proxy_server();
     let config = HttpConfig {
         server_certificate: Some(pem),
@@ -1130,14 +1086,7 @@ fn https_through_a_connect_proxy_and_http_in_absolute_form() {
 
 #[test]
 fn no_proxy_bypasses_the_proxy_and_refusals_are_reported() {
-    let plain = serve(None, |_, _, stream| {
-        respond(
-            stream,
-            "200 OK",
-            &[("Content-Length", "2".to_string())],
-            b"ok",
-        );
-    });
+    let plain = serve_ok(None, b"ok");
     let refusing = serve(None, |_, _, stream| {
         respond(
             stream,

@@ -317,6 +317,21 @@ fn certificate_signatures_with_each_hash_and_padding() {
     }
 }
 
+/// `error` is the client's certificate rejection, and its message says so
+/// and names `reason` (rustls' error); `case` labels a failure.
+fn assert_rejected(error: &HttpError, reason: &str, case: &str) {
+    assert!(
+        matches!(error, HttpError::Certificate(_)),
+        "{case} {error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("server certificate rejected"),
+        "{case} {text}"
+    );
+    assert!(text.contains(reason), "{case} {text}");
+}
+
 #[test]
 fn wrong_host_name_is_refused_with_a_clear_message() {
     let leaf = Leaf {
@@ -326,10 +341,7 @@ fn wrong_host_name_is_refused_with_a_clear_message() {
     let pki = Pki::new(Key::P256, Key::P256, &leaf);
     let server = pki.serve(&[]);
     let error = get(&server, "127.0.0.1", pki.ca()).unwrap_err();
-    assert!(matches!(error, HttpError::Certificate(_)), "{error:?}");
-    let text = error.to_string();
-    assert!(text.contains("server certificate rejected"), "{text}");
-    assert!(text.contains("NotValidForName"), "{text}");
+    assert_rejected(&error, "NotValidForName", "");
 }
 
 #[test]
@@ -338,10 +350,7 @@ fn expired_certificate_is_refused_with_a_clear_message() {
     let pki = Pki::new(Key::Rsa2048, Key::Rsa2048, &leaf);
     let server = pki.serve(&[]);
     let error = get(&server, "127.0.0.1", pki.ca()).unwrap_err();
-    assert!(matches!(error, HttpError::Certificate(_)), "{error:?}");
-    let text = error.to_string();
-    assert!(text.contains("server certificate rejected"), "{text}");
-    assert!(text.contains("Expired"), "{text}");
+    assert_rejected(&error, "Expired", "");
 }
 
 #[test]
@@ -354,10 +363,7 @@ fn certificate_from_another_ca_is_refused_with_a_clear_message() {
     let other = Pki::new(Key::Ed25519, Key::Ed25519, &other);
     let server = pki.serve(&[]);
     let error = get(&server, "127.0.0.1", other.ca()).unwrap_err();
-    assert!(matches!(error, HttpError::Certificate(_)), "{error:?}");
-    let text = error.to_string();
-    assert!(text.contains("server certificate rejected"), "{text}");
-    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert_rejected(&error, "UnknownIssuer", "");
 }
 
 #[test]
@@ -369,12 +375,6 @@ fn certificate_signed_by_an_impostor_of_the_ca_is_refused() {
         let trusted = Pki::new(key, Key::P256, &LEAF);
         let server = pki.serve(&[]);
         let error = get(&server, "127.0.0.1", trusted.ca()).unwrap_err();
-        assert!(
-            matches!(error, HttpError::Certificate(_)),
-            "{key:?}: {error:?}"
-        );
-        let text = error.to_string();
-        assert!(text.contains("server certificate rejected"), "{text}");
-        assert!(text.contains("BadSignature"), "{key:?}: {text}");
+        assert_rejected(&error, "BadSignature", &format!("{key:?}"));
     }
 }

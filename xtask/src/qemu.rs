@@ -1252,6 +1252,28 @@ fn expect_idle(status: &str, artifact: &str) -> Result<()> {
     Ok(())
 }
 
+/// The board settled on `flavor` after its last power-off: the env boots
+/// its slot (A for `V1`, B otherwise) with no upgrade pending, that slot
+/// holds `image` byte for byte, and otalite's state on the data partition
+/// is idle with `flavor`'s artifact. Returns the data partition's listing
+/// and otalite's status, as `data_state`.
+fn expect_settled(
+    images: &Images,
+    dir: &Path,
+    image: &Path,
+    flavor: Flavor,
+) -> Result<(String, String)> {
+    let (part, slot, what) = match flavor {
+        Flavor::V1 => ("2", PART_A, "A (/dev/vda2)"),
+        _ => ("3", PART_B, "B (/dev/vda3)"),
+    };
+    expect_env(dir, part)?;
+    expect_slot(dir, image, slot, what)?;
+    let (listing, status) = data_state(images, dir)?;
+    expect_idle(&status, flavor.name())?;
+    Ok((listing, status))
+}
+
 fn expect_slot(dir: &Path, image: &Path, part: (u64, u64), what: &str) -> Result<()> {
     let want = fs::read(image)?;
     let have = read_part(&dir.join("disk.img"), part)?;
@@ -1352,19 +1374,16 @@ impl Ctx<'_> {
         let rss = rss_sample(&board.console(), samples, "VmRSS=");
         thread::sleep(Duration::from_secs(1));
         board.power_cut();
-        expect_env(&dir, "3")?;
-        expect_slot(
+        let (listing, status) = expect_settled(
+            self.images,
             &dir,
             &self.images.rootfs[Flavor::V2.name()],
-            PART_B,
-            "B (/dev/vda3)",
+            Flavor::V2,
         )?;
-        let (listing, status) = data_state(self.images, &dir)?;
         ensure!(
             listing.contains("mender-agent.pem"),
             "no device key on the data partition: {listing}"
         );
-        expect_idle(&status, Flavor::V2.name())?;
         self.report.push(format!(
             "1 managed update: ok; statuses {:?}; power-on -> BOARD up {up:.1} s, -> first poll {first_poll:.1} s, -> success {done:.1} s; otalite VmRSS idle on B after the commit {rss}, VmHWM while installing on A {hwm}",
             server.statuses()
@@ -1418,15 +1437,12 @@ impl Ctx<'_> {
         ensure!(last == "failure", "server: {:?}", server.statuses());
         thread::sleep(Duration::from_secs(1));
         board.power_cut();
-        expect_env(&dir, "2")?;
-        expect_slot(
+        expect_settled(
+            self.images,
             &dir,
             &self.images.rootfs[Flavor::V1.name()],
-            PART_A,
-            "A (/dev/vda2)",
+            Flavor::V1,
         )?;
-        let (_, status) = data_state(self.images, &dir)?;
-        expect_idle(&status, Flavor::V1.name())?;
         self.report.push(format!(
             "{} {}: ok ({resets} QMP resets); statuses {:?}; power-on -> failure reported {done:.1} s",
             if hang { 3 } else { 2 },
@@ -1487,10 +1503,7 @@ impl Ctx<'_> {
         ensure!(last == "failure", "server: {:?}", server.statuses());
         thread::sleep(Duration::from_secs(1));
         board.power_cut();
-        expect_env(&dir, "2")?;
-        expect_slot(&dir, &v1, PART_A, "A (/dev/vda2)")?;
-        let (_, status) = data_state(self.images, &dir)?;
-        expect_idle(&status, Flavor::V1.name())?;
+        expect_settled(self.images, &dir, &v1, Flavor::V1)?;
         self.report.push(format!(
             "3 B hangs, i6300esb watchdog (kernel {}): ok; /dev/watchdog opened at {opened:.1} s, U-Boot rolled back at {reset:.1} s; statuses {:?}; power-on -> failure reported {done:.1} s",
             debs.release,
@@ -1670,10 +1683,12 @@ impl Ctx<'_> {
         );
         thread::sleep(Duration::from_secs(1));
         drop(board);
-        expect_env(&dir, "3")?;
-        expect_slot(&dir, &self.images.rootfs[Flavor::V2.name()], PART_B, "B")?;
-        let (_, status) = data_state(self.images, &dir)?;
-        expect_idle(&status, Flavor::V2.name())?;
+        expect_settled(
+            self.images,
+            &dir,
+            &self.images.rootfs[Flavor::V2.name()],
+            Flavor::V2,
+        )?;
         self.report.push(format!(
             "5 standalone install + commit: ok; power-on -> committed {done:.1} s"
         ));
