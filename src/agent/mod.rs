@@ -62,9 +62,10 @@
 //!
 //! | flow | steps (each emits one action; failures branch as noted) |
 //! |---|---|
-//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `OpenArtifact` → `ReadArtifact` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; before `SetTrial` a failure runs the error scripts and leaves the boot env as it was; after it, the env is rolled back |
-//! | standalone commit | repair → `PrepareSlots` (refuse if the old slot runs) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Idle` + provides → `ArtifactCommit_Leave`; an `Enter` failure rolls back |
-//! | standalone rollback | repair → `ArtifactRollback_Enter` → persist `RollingBack` → `RollBack` → persist `Idle` → `ArtifactRollback_Leave` |
+//! | standalone install | repair → `PrepareSlots` → scripts `Download_Enter` → `OpenArtifact` → `ReadArtifact` + artifact bytes → `Download_Leave` → `ArtifactInstall_Enter` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → `Completed(Installed)`; a `Download` failure runs `Download_Error` and leaves everything as it was; a later failure runs `ArtifactInstall_Error`, `ArtifactRollback_Enter`, (after `SetTrial`: persist `RollingBack`, `RollBack`), `ArtifactRollback_Leave`, `ArtifactFailure_Enter`/`_Leave`, then settles (below) |
+//! | standalone commit | repair → `PrepareSlots` (refuse if the old slot runs) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Idle` + provides → `ArtifactCommit_Leave`; an `Enter` failure runs `ArtifactCommit_Error` and rolls back as an install failure does; a `Leave` failure runs `ArtifactCommit_Error` and settles as inconsistent |
+//! | standalone rollback | repair → `ArtifactRollback_Enter` → persist `RollingBack` → `RollBack` → `ArtifactRollback_Leave` → settle; when a rollback script failed, `ArtifactFailure_Enter`/`_Leave` first and the command fails |
+//! | settle (standalone) | persist `Idle` (skipped when already idle); when an `ArtifactRollback` script or `ArtifactCommit_Leave` failed, the update's provides are recorded under `<name>_INCONSISTENT`, as the reference's `doStandaloneFailureStates` does |
 //! | managed poll | inventory at its interval (`GatherInventory`, `PUT`/`PATCH`), update check at its interval (`next` v2, v1 after a 404); commands move either timer to now |
 //! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `OpenArtifact` → report `downloading` → `ReadArtifact` (reopened from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
@@ -169,6 +170,11 @@ enum Mark {
     /// The pending provides become the installed ones; then `Idle`, or
     /// `Reporting(success)` with a deployment.
     Committed,
+    /// Standalone end of a failure, rollback or late commit failure:
+    /// `Idle`, or, when an `ArtifactRollback` script failed (or the commit
+    /// is inconsistent), the pending provides installed under
+    /// `<name>_INCONSISTENT`, as the reference records them.
+    Settle,
 }
 
 /// A queued step with no decision attached: it runs before the current
@@ -238,6 +244,9 @@ enum Step {
     Exited,
     // Standalone.
     InstPrepare,
+    /// Standalone rollback: the scripts and env switch ran; the result
+    /// depends on whether an `ArtifactRollback` script failed.
+    RollbackSettle,
     InstDownloadEnter,
     InstOpen,
     InstRead,
@@ -309,6 +318,10 @@ pub struct Agent<'b> {
     download_progress_at: u64,
     /// The `downloading` report after the first open was sent.
     download_opened: bool,
+    /// Standalone: an `ArtifactRollback` script failed in this command (or
+    /// `ArtifactCommit_Leave` failed after the commit): the result is
+    /// recorded as `<name>_INCONSISTENT` ([`Mark::Settle`]).
+    inconsistent: bool,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -328,6 +341,25 @@ pub struct Agent<'b> {
     auth_server: usize,
     /// How the last authentication attempt ended.
     auth_last: Reply,
+}
+
+/// What the reference appends to the artifact name when an update ended
+/// in a state it cannot vouch for (a failed rollback script, a failed
+/// `ArtifactCommit_Leave`).
+const INCONSISTENT_SUFFIX: &str = "_INCONSISTENT";
+
+/// `name` + [`INCONSISTENT_SUFFIX`], cutting the name's end when there is
+/// no room, so the mark is never lost.
+fn inconsistent_name<const N: usize>(name: &String<N>) -> String<N> {
+    let room = N.saturating_sub(INCONSISTENT_SUFFIX.len());
+    let mut out: String<N> = String::new();
+    for ch in name.chars() {
+        if out.len().saturating_add(ch.len_utf8()) > room || out.push(ch).is_err() {
+            break;
+        }
+    }
+    let _ = out.push_str(INCONSISTENT_SUFFIX);
+    out
 }
 
 fn copy_str<const N: usize>(text: &str) -> String<N> {
@@ -455,6 +487,7 @@ impl<'b> Agent<'b> {
             download_tries: 0,
             download_progress_at: 0,
             download_opened: false,
+            inconsistent: false,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             api_phase: ApiPhase::Identity,
@@ -613,6 +646,7 @@ impl<'b> Agent<'b> {
                 }
                 self.uri = copy_str(uri);
                 self.reason.clear();
+                self.inconsistent = false;
                 match self.repair() {
                     Repaired::Refused => {}
                     Repaired::Nothing if matches!(self.record.step, UpdateStep::Installed(_)) => {
@@ -628,6 +662,7 @@ impl<'b> Agent<'b> {
             }
             Command::Commit => {
                 self.reason.clear();
+                self.inconsistent = false;
                 match self.repair() {
                     Repaired::Refused => {}
                     Repaired::FinishedCommit => self.step = Step::Complete(Completion::Committed),
@@ -649,6 +684,7 @@ impl<'b> Agent<'b> {
             }
             Command::Rollback => {
                 self.reason.clear();
+                self.inconsistent = false;
                 match self.repair() {
                     Repaired::Refused => {}
                     Repaired::FinishedRollback => {
@@ -659,15 +695,9 @@ impl<'b> Agent<'b> {
                             Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
                             Op::Mark(Mark::RollingBack),
                             Op::EnvRollBack,
-                            Op::Mark(Mark::Idle),
                             Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
                         ]);
-                        self.set_reason(text!(
-                            "rolled back {}; partition {} boots next",
-                            self.pending.provides.artifact_name,
-                            self.pending.previous_part
-                        ));
-                        self.step = Step::Complete(Completion::RolledBack);
+                        self.step = Step::RollbackSettle;
                     }
                     _ => {
                         self.set_reason(text!("There is nothing to roll back"));
@@ -939,6 +969,12 @@ impl<'b> Agent<'b> {
         self.current_op = Some(op);
         match op {
             Op::Script(group, phase) => Some(OpKind::Script(group, phase)),
+            // Nothing to record: the reference leaves its store as it was.
+            Op::Mark(Mark::Settle)
+                if !self.inconsistent && self.record.step == UpdateStep::Idle =>
+            {
+                None
+            }
             Op::Mark(mark) => {
                 self.apply_mark(mark);
                 match self.record.encode(self.record_buf) {
@@ -966,7 +1002,10 @@ impl<'b> Agent<'b> {
                 id: self.take_id(true),
                 group,
                 phase,
-                ignore_errors: true,
+                // As the reference: a failing rollback script stops its
+                // group and is noted ([`Mark::Settle`]); the error and
+                // failure groups run every script and go on.
+                ignore_errors: group != ScriptGroup::ArtifactRollback,
             },
             OpKind::Persist(len) => {
                 let id = self.take_id(true);
@@ -1008,6 +1047,7 @@ impl<'b> Agent<'b> {
             Outcome::Failed(why) | Outcome::Transient(why) => why,
         };
         match op {
+            Some(Op::Script(ScriptGroup::ArtifactRollback, _)) => self.inconsistent = true,
             Some(Op::Script(..)) | None => {}
             Some(Op::Mark(_)) => self.fatal(text!("cannot save the state: {why}")),
             Some(Op::EnvRollBack) => self.fatal(text!("rollback failed: {why}")),
@@ -1043,6 +1083,14 @@ impl<'b> Agent<'b> {
             Mark::ReportAttempt => {
                 self.record.step = UpdateStep::Reporting(self.report.clone());
                 return;
+            }
+            Mark::Settle => {
+                if self.inconsistent {
+                    let mut provides = self.pending.provides.clone();
+                    provides.artifact_name = inconsistent_name(&provides.artifact_name);
+                    self.record.installed = provides;
+                }
+                UpdateStep::Idle
             }
             Mark::Committed => {
                 self.record.installed = self.pending.provides.clone();
@@ -1231,14 +1279,58 @@ impl<'b> Agent<'b> {
     }
 
     /// The install failed before the boot env was switched: the install
-    /// error and failure scripts, then the failure (nothing to undo).
+    /// error and failure scripts, then the failure (nothing to undo in the
+    /// env). Standalone runs the rollback scripts in between, as the
+    /// reference's standalone mode does.
     fn install_failed_before_switch(&mut self, message: Message) {
+        self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
+        if self.managed().is_none() {
+            // What a failed rollback script records as inconsistent.
+            self.pending = self.pending_from_artifact();
+            self.standalone_rollback_ops(false);
+        } else {
+            self.push_ops(&[
+                Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+                Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+            ]);
+        }
+        self.fail(message);
+    }
+
+    /// Standalone rollback whose `ArtifactRollback` scripts failed: the
+    /// failure scripts, the name recorded as `<name>_INCONSISTENT`, exit 1
+    /// (the env is back on the previous slot).
+    fn standalone_rollback_failed(&mut self) {
         self.push_ops(&[
-            Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
             Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
             Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+            Op::Mark(Mark::Settle),
         ]);
-        self.fail(message);
+        self.fail(text!(
+            "an ArtifactRollback script failed; partition {} boots next, recorded as {}",
+            self.pending.previous_part,
+            inconsistent_name(&self.pending.provides.artifact_name)
+        ));
+    }
+
+    /// Standalone failure after `Download_Leave` (the reference's
+    /// `doStandaloneFailureStates`): the rollback scripts around the env
+    /// switch back (`switch_env`: the trial was set), the failure scripts,
+    /// then [`Mark::Settle`] records the result once every script ran.
+    fn standalone_rollback_ops(&mut self, switch_env: bool) {
+        self.push_op(Op::Script(
+            ScriptGroup::ArtifactRollback,
+            ScriptPhase::Enter,
+        ));
+        if switch_env {
+            self.push_ops(&[Op::Mark(Mark::RollingBack), Op::EnvRollBack]);
+        }
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+            Op::Mark(Mark::Settle),
+        ]);
     }
 
     fn download_failed(&mut self, message: Message) {
@@ -1344,11 +1436,9 @@ impl<'b> Agent<'b> {
                 self.step = Step::InstInstallLeave;
             }
             (Step::InstSetTrial, Some(why)) => {
-                self.push_ops(&[
-                    Op::Mark(Mark::Idle),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                ]);
+                // The env write is atomic: it still names the running slot.
+                self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
+                self.standalone_rollback_ops(false);
                 self.fail(text!(
                     "cannot switch the bootloader to the new partition: {why}"
                 ));
@@ -1364,14 +1454,8 @@ impl<'b> Agent<'b> {
                 self.step = Step::Complete(Completion::Installed);
             }
             (Step::InstInstallLeave, Some(why)) => {
-                self.push_ops(&[
-                    Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error),
-                    Op::Mark(Mark::RollingBack),
-                    Op::EnvRollBack,
-                    Op::Mark(Mark::Idle),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                ]);
+                self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
+                self.standalone_rollback_ops(true);
                 self.fail(text!("{why}"));
             }
             (Step::ComEnter, None) => {
@@ -1383,16 +1467,8 @@ impl<'b> Agent<'b> {
                 self.step = Step::ComLeave;
             }
             (Step::ComEnter, Some(why)) => {
-                self.push_ops(&[
-                    Op::Script(ScriptGroup::ArtifactCommit, ScriptPhase::Error),
-                    Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
-                    Op::Mark(Mark::RollingBack),
-                    Op::EnvRollBack,
-                    Op::Mark(Mark::Idle),
-                    Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                    Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-                ]);
+                self.push_op(Op::Script(ScriptGroup::ArtifactCommit, ScriptPhase::Error));
+                self.standalone_rollback_ops(true);
                 self.fail(text!("{why}; the update was rolled back"));
             }
             (Step::ComLeave, None) => {
@@ -1400,7 +1476,17 @@ impl<'b> Agent<'b> {
                 self.step = Step::Complete(Completion::Committed);
             }
             (Step::ComLeave, Some(why)) => {
-                self.fail(text!("the update was committed, but {why}"))
+                // Too late to roll back: the reference records the name
+                // as `<name>_INCONSISTENT`.
+                self.inconsistent = true;
+                self.push_ops(&[
+                    Op::Script(ScriptGroup::ArtifactCommit, ScriptPhase::Error),
+                    Op::Mark(Mark::Settle),
+                ]);
+                self.fail(text!(
+                    "the update was committed, but {why}; recorded as {}",
+                    inconsistent_name(&self.pending.provides.artifact_name)
+                ))
             }
             // Managed deployment.
             (Step::DepDownloadEnter, None) => {
@@ -1593,6 +1679,20 @@ impl<'b> Agent<'b> {
             Step::Exited => Dispatch::Wait,
             Step::Exit { .. } | Step::Complete(_) => Dispatch::Action(StepKind::Finish),
             Step::Ready => self.schedule(),
+            Step::RollbackSettle => {
+                if self.inconsistent {
+                    self.standalone_rollback_failed();
+                } else {
+                    self.push_op(Op::Mark(Mark::Settle));
+                    self.set_reason(text!(
+                        "rolled back {}; partition {} boots next",
+                        self.pending.provides.artifact_name,
+                        self.pending.previous_part
+                    ));
+                    self.step = Step::Complete(Completion::RolledBack);
+                }
+                Dispatch::Again
+            }
             Step::Recover => {
                 self.recover();
                 Dispatch::Again

@@ -7,7 +7,8 @@
 #   tests/refdevice/compare.sh [path-to-otalite]   # exit 0 = no unexplained difference
 #
 # Without an argument, otalite is built (cargo build --release -p otalite-linux)
-# and ${CARGO_TARGET_DIR:-target}/release/otalite is used. Log wording is never
+# and ${CARGO_TARGET_DIR:-target}/release/otalite is used. CASES="11 15"
+# runs only those cases. Log wording is never
 # compared (README: a documented departure); stdout is compared only where it
 # is the verb's result (show-artifact, show-provides). Set KEEP=1 to keep the
 # workdirs and logs.
@@ -90,6 +91,45 @@ write wrongdt.mender -t other-device -n release-2
 write depends.mender -t "$DT" -n release-2 --artifact-name-depends other
 write signed.mender -t "$DT" -n release-2 -k "$A/key.pem"
 write xz.mender -t "$DT" -n release-2 --compression lzma
+
+# State scripts: every Artifact* group and phase in the artifact, the
+# Download ones (and Idle/Sync, which standalone never runs) on the rootfs.
+# Each appends its name to $SLOG; it exits with the code written in
+# $FAILS/<name> when that file exists (the file is removed first when the
+# code is 21, so the retry succeeds).
+SLOG="$TMP/scripts.log"
+FAILS="$TMP/fail"
+SCR="$TMP/scripts"
+mkdir -p "$FAILS" "$SCR/artifact" "$SCR/rootfs"
+script() { # <dir> <name>
+    cat >"$1/$2" <<SCRIPT
+#!/bin/sh
+echo "$2" >>"$SLOG"
+f="$FAILS/$2"
+if [ -e "\$f" ]; then
+    code=\$(cat "\$f")
+    [ "\$code" != 21 ] || rm -f "\$f"
+    echo "$2 fails with \$code" >&2
+    exit "\$code"
+fi
+exit 0
+SCRIPT
+    chmod 755 "$1/$2"
+}
+SCRIPT_ARGS=()
+for g in ArtifactInstall ArtifactReboot ArtifactCommit ArtifactRollback ArtifactRollbackReboot ArtifactFailure; do
+    for p in Enter Leave Error; do
+        script "$SCR/artifact" "${g}_${p}_01"
+        SCRIPT_ARGS+=(-s "$SCR/artifact/${g}_${p}_01")
+    done
+done
+script "$SCR/artifact" ArtifactInstall_Enter_02_second
+SCRIPT_ARGS+=(-s "$SCR/artifact/ArtifactInstall_Enter_02_second")
+for g in Idle Sync Download; do
+    for p in Enter Leave Error; do script "$SCR/rootfs" "${g}_${p}_01"; done
+done
+echo 3 >"$SCR/rootfs/version"
+write scripts.mender -t "$DT" -n release-2 "${SCRIPT_ARGS[@]}"
 
 # Corrupt plain.mender: flip one bit of the marker (the image's last bytes).
 cp "$A/plain.mender" "$A/corrupt.mender"
@@ -209,12 +249,72 @@ case10() { # xz (lzma) artifact, then commit
     echo "install=$irc $ienv $islot commit=$RC $(show "$1" c10-show show-artifact)"
 }
 
+# Script cases: the rootfs scripts installed, $SLOG emptied, the named
+# scripts made to fail; the observation is the run order, rc, env and name.
+with_scripts() { # <who> <failing-script=code>...
+    local who=$1 w f; shift
+    fresh "$who"; w=$(W_of "$who")
+    rm -rf "$w/upper/etc/mender/scripts" "$FAILS"/*
+    cp -a "$SCR/rootfs" "$w/upper/etc/mender/scripts"
+    for f in "$@"; do echo "${f#*=}" >"$FAILS/${f%%=*}"; done
+    : >"$SLOG"
+}
+ran() { echo "ran=$(paste -sd, "$SLOG")"; : >"$SLOG"; }
+case11() { # scripts: install + commit
+    with_scripts "$1"; client "$1" c11-install install "$A/scripts.mender"; local irc=$RC
+    local r1; r1=$(ran); boot_trial "$1"; client "$1" c11-commit commit
+    echo "install=$irc ${r1} commit=$RC $(ran) $(envs "$1") $(show "$1" c11-show show-artifact)"
+}
+case12() { # scripts: install + rollback
+    with_scripts "$1"; client "$1" c12-install install "$A/scripts.mender"; local irc=$RC
+    local r1; r1=$(ran); client "$1" c12-rollback rollback
+    echo "install=$irc ${r1} rollback=$RC $(ran) $(envs "$1") $(show "$1" c12-show show-artifact)"
+}
+script_fail_case() { # <who> <tag> <then: none|commit|rollback> <failing=code>...
+    local who=$1 tag=$2 then=$3; shift 3
+    with_scripts "$who" "$@"; client "$who" "$tag-install" install "$A/scripts.mender"; local irc=$RC
+    local r1; r1=$(ran); local more=""
+    case $then in
+        commit) boot_trial "$who"; client "$who" "$tag-commit" commit; more="commit=$RC $(ran) " ;;
+        rollback) client "$who" "$tag-rollback" rollback; more="rollback=$RC $(ran) " ;;
+    esac
+    echo "install=$irc ${r1} ${more}$(envs "$who") $(show "$who" "$tag-show" show-artifact) $(show "$who" "$tag-prov" show-provides)"
+}
+case13() { script_fail_case "$1" c13 none Download_Enter_01=1; }
+case14() { script_fail_case "$1" c14 none Download_Leave_01=1; }
+case15() { script_fail_case "$1" c15 none ArtifactInstall_Enter_01=1; }
+case16() { script_fail_case "$1" c16 none ArtifactInstall_Enter_02_second=3; }
+case17() { script_fail_case "$1" c17 none ArtifactInstall_Leave_01=1; }
+case18() { script_fail_case "$1" c18 commit ArtifactCommit_Enter_01=1; }
+case19() { script_fail_case "$1" c19 commit ArtifactCommit_Leave_01=1; }
+case20() { script_fail_case "$1" c20 rollback ArtifactRollback_Enter_01=1; }
+case21() { script_fail_case "$1" c21 none ArtifactInstall_Enter_01=1 ArtifactFailure_Enter_01=1; }
+case22() { script_fail_case "$1" c22 none ArtifactInstall_Enter_01=1 ArtifactRollback_Leave_01=1; }
+case23() { script_fail_case "$1" c23 commit ArtifactCommit_Enter_01=1 ArtifactRollback_Enter_01=1; }
+case24() { script_fail_case "$1" c24 none ArtifactInstall_Error_01=1 ArtifactInstall_Leave_01=2; }
+case25() { # scripts: a corrupted payload (Download_Error, nothing of the artifact's)
+    with_scripts "$1"; client "$1" c25-install install "$A/corrupt.mender"
+    echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c25-show show-artifact)"
+}
+case26() { # scripts: the rootfs scripts' version file missing
+    with_scripts "$1"; rm -f "$(W_of "$1")/upper/etc/mender/scripts/version"
+    client "$1" c26-install install "$A/scripts.mender"
+    echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c26-show show-artifact)"
+}
+case27() { # scripts: a non-executable rootfs script
+    with_scripts "$1"; chmod 644 "$(W_of "$1")/upper/etc/mender/scripts/Download_Enter_01"
+    client "$1" c27-install install "$A/scripts.mender"
+    echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c27-show show-artifact)"
+}
+
 PASSED=0
 FAILED=0
 NOTES=()
 # compare <n> <title> <expected-mender-observation or ''>
 compare() {
     local n=$1 title=$2 expected=$3 m o verdict
+    # CASES="11 15" runs only those (while working on one behaviour).
+    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $n "* ]]; then return; fi
     m=$("case$n" mender)
     o=$("case$n" otalite)
     if [ "$m" = "$o" ]; then verdict=SAME; PASSED=$((PASSED + 1)); else verdict=DIFF; FAILED=$((FAILED + 1)); fi
@@ -245,6 +345,24 @@ compare 8 "ArtifactVerifyKey: unsigned, then signed" \
     "unsigned=1 envAfterUnsigned=2/2/0/0 signed=0 env=3/3/1/0 slotB=image"
 compare 9 "install --reboot-exit-code" "rc=4 env=3/3/1/0 slotB=image"
 compare 10 "xz artifact, then commit" "install=0 env=3/3/1/0 slotB=image commit=0 art=release-2"
+
+compare 11 "scripts: install + commit" ""
+compare 12 "scripts: install + rollback" ""
+compare 13 "scripts: Download_Enter fails" ""
+compare 14 "scripts: Download_Leave fails" ""
+compare 15 "scripts: ArtifactInstall_Enter fails" ""
+compare 16 "scripts: the second ArtifactInstall_Enter fails (exit 3)" ""
+compare 17 "scripts: ArtifactInstall_Leave fails" ""
+compare 18 "scripts: ArtifactCommit_Enter fails" ""
+compare 19 "scripts: ArtifactCommit_Leave fails" ""
+compare 20 "scripts: ArtifactRollback_Enter fails at rollback" ""
+compare 21 "scripts: ArtifactInstall_Enter and ArtifactFailure_Enter fail" ""
+compare 22 "scripts: ArtifactInstall_Enter and ArtifactRollback_Leave fail" ""
+compare 23 "scripts: ArtifactCommit_Enter and ArtifactRollback_Enter fail" ""
+compare 24 "scripts: ArtifactInstall_Leave and its Error script fail" ""
+compare 25 "scripts: corrupted payload" ""
+compare 26 "scripts: rootfs version file missing" ""
+compare 27 "scripts: a rootfs script not executable" ""
 
 for note in "${NOTES[@]}"; do echo "compare: $note"; done
 echo "compare: runtime $(awk -v a="$STARTED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"

@@ -1289,12 +1289,26 @@ impl World {
         assert_eq!(part, self.running.to_string(), "env boots the running slot");
         let image = self.running_image();
         assert!(image.is_some(), "the running slot holds a complete image");
-        assert_eq!(
-            Some(record.installed.artifact_name.as_str()),
-            image.as_deref(),
-            "installed name vs the booted image\n{}",
-            self.tail(60)
-        );
+        // A failed rollback script leaves the reference's mark instead:
+        // `<the update's name>_INCONSISTENT` while the old image runs.
+        let name = record.installed.artifact_name.as_str();
+        if let Some(update) = name.strip_suffix("_INCONSISTENT") {
+            assert!(
+                self.scripts_run()
+                    .iter()
+                    .any(|s| s.starts_with("ArtifactRollback_") || s == "ArtifactCommit_Leave"),
+                "{name} without a rollback or late commit script run\n{}",
+                self.tail(60)
+            );
+            assert!(!update.is_empty(), "inconsistent mark on an empty name");
+        } else {
+            assert_eq!(
+                Some(name),
+                image.as_deref(),
+                "installed name vs the booted image\n{}",
+                self.tail(60)
+            );
+        }
         assert_eq!(record.step, UpdateStep::Idle, "at rest");
         for d in &self.server.deployments {
             let finals = d.finals();

@@ -126,6 +126,94 @@ fn standalone_bootloader_fallback() {
     w.check_at_rest();
 }
 
+/// The reference's standalone failure states (`doStandaloneFailureStates`):
+/// after a failed `ArtifactInstall_Enter` the rollback scripts run before
+/// the failure scripts, and a failing rollback script records the update's
+/// name as `<name>_INCONSISTENT` (tests/refdevice/compare.sh cases 15-24
+/// compare the same paths with the real mender).
+#[test]
+fn standalone_failure_states_as_the_reference() {
+    let mut buffers = Buffers::default();
+    let mut w = World::standalone();
+    w.scripts
+        .insert((G::ArtifactInstall, P::Enter), Script::Fail);
+    let got = w.run_command(&mut buffers, Command::Install { uri: SIM_A });
+    assert_eq!(completion(got), Completion::Failed);
+    assert_eq!(
+        w.scripts_run(),
+        [
+            "Download_Enter",
+            "Download_Leave",
+            "ArtifactInstall_Enter",
+            "ArtifactInstall_Error",
+            "ArtifactRollback_Enter",
+            "ArtifactRollback_Leave",
+            "ArtifactFailure_Enter",
+            "ArtifactFailure_Leave",
+        ]
+    );
+    assert!(w.env_writes().is_empty());
+    assert!(w.persisted().is_empty(), "nothing to record");
+    w.check_at_rest();
+
+    // The same with a failing rollback script: the update's name, marked.
+    let mut buffers = Buffers::default();
+    let mut w = World::standalone();
+    w.scripts
+        .insert((G::ArtifactInstall, P::Enter), Script::Fail);
+    w.scripts
+        .insert((G::ArtifactRollback, P::Leave), Script::Fail);
+    let got = w.run_command(&mut buffers, Command::Install { uri: SIM_A });
+    assert_eq!(completion(got), Completion::Failed);
+    assert!(w.env_writes().is_empty());
+    assert_eq!(
+        w.record().installed.artifact_name.as_str(),
+        "sim-a_INCONSISTENT"
+    );
+    w.check_at_rest();
+
+    // `rollback` whose ArtifactRollback_Enter fails: rolled back all the
+    // same, then the failure scripts, exit "failed", the name marked.
+    let mut buffers = Buffers::default();
+    let mut w = standalone_installed(&mut buffers);
+    w.scripts
+        .insert((G::ArtifactRollback, P::Enter), Script::Fail);
+    let got = w.run_command(&mut buffers, Command::Rollback);
+    assert_eq!(completion(got), Completion::Failed);
+    assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::RollBack(A)]);
+    let after_install = w.scripts_run().len() - 4;
+    assert_eq!(
+        w.scripts_run()[after_install..],
+        [
+            "ArtifactRollback_Enter",
+            "ArtifactRollback_Leave",
+            "ArtifactFailure_Enter",
+            "ArtifactFailure_Leave",
+        ]
+    );
+    assert_eq!(
+        w.record().installed.artifact_name.as_str(),
+        "sim-a_INCONSISTENT"
+    );
+    w.power_on();
+    w.check_at_rest();
+
+    // A failing ArtifactCommit_Leave: committed, marked.
+    let mut buffers = Buffers::default();
+    let mut w = standalone_installed(&mut buffers);
+    w.power_on();
+    w.scripts
+        .insert((G::ArtifactCommit, P::Leave), Script::Fail);
+    let got = w.run_command(&mut buffers, Command::Commit);
+    assert_eq!(completion(got), Completion::Failed);
+    assert_eq!(w.env_writes(), [Ev::SetTrial(B), Ev::CommitBoot]);
+    assert_eq!(
+        w.record().installed.artifact_name.as_str(),
+        "sim-a_INCONSISTENT"
+    );
+    assert_eq!(w.running_image().as_deref(), Some("sim-a"));
+}
+
 /// A failing script at each standalone state: before the env switch the
 /// env is untouched; after it, the env is rolled back; a failing
 /// `ArtifactCommit_Leave` comes too late to undo the commit.
