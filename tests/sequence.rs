@@ -54,11 +54,11 @@
 mod common;
 
 use common::managed::*;
+use common::reference::*;
 use common::*;
 use otalite_testserver::{RequestRecord, ServerConfig, TestServer};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Set to re-record the reference's sequences into the fixtures (root and
@@ -137,172 +137,6 @@ impl Case {
                 artifact
             }
         }
-    }
-}
-
-/// A daemon under test: otalite ([`Managed`]) or the reference ([`Reference`]).
-trait Client {
-    fn server(&self) -> &TestServer;
-    /// A directory for the artifact (removed with the client).
-    fn dir(&self) -> PathBuf;
-    fn start(&self) -> DaemonProcess;
-    fn reboots(&self) -> usize;
-    /// What the bootloader does when it boots the trial slot.
-    fn trial_boot(&self);
-    fn log(&self) -> String;
-}
-
-impl Client for Managed {
-    fn server(&self) -> &TestServer {
-        &self.server
-    }
-    fn dir(&self) -> PathBuf {
-        self.device.root()
-    }
-    fn start(&self) -> DaemonProcess {
-        Self::start(self)
-    }
-    fn reboots(&self) -> usize {
-        Self::reboots(self)
-    }
-    fn trial_boot(&self) {
-        Self::trial_boot(self);
-    }
-    fn log(&self) -> String {
-        Self::log(self)
-    }
-}
-
-/// Serializes the reference runs (each attaches two loop devices).
-static REFERENCE: Mutex<()> = Mutex::new(());
-
-fn device_sh() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/refdevice/device.sh")
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-}
-
-/// Whether the real `mender` can run here (root for loop devices and mount
-/// namespaces, and the tools `device.sh` uses).
-fn reference_available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    root && ["mender", "fw_setenv", "mkenvimage", "losetup", "unshare"]
-        .iter()
-        .all(|tool| on_path(tool))
-}
-
-/// The real `mender daemon` in a `device.sh` device (slot A active,
-/// `release-1`, [`DEVICE_TYPE`]), with its own test server and the same
-/// identity, inventory and polling as [`Managed`].
-struct Reference {
-    server: TestServer,
-    dir: tempfile::TempDir,
-}
-
-impl Reference {
-    fn new() -> Self {
-        let server = TestServer::start(ServerConfig::default());
-        let dir = tempfile::tempdir().unwrap();
-        let reference = Self { server, dir };
-        let w = reference.workdir();
-        run_ok(Command::new(device_sh()).arg("create").arg(&w).args([
-            "8",
-            DEVICE_TYPE,
-            "release-1",
-        ]));
-        std::fs::write(
-            w.join("upper/etc/mender/mender.conf"),
-            format!(
-                r#"{{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3", "DBus": {{"Enabled": false}}, "ServerURL": "{}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1}}"#,
-                reference.server.url()
-            ),
-        )
-        .unwrap();
-        executable(
-            &w.join("upper/share/identity/mender-device-identity"),
-            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
-        );
-        executable(
-            &w.join("upper/share/inventory/mender-inventory-test"),
-            "#!/bin/sh\necho kernel=test-kernel\necho ipv4=10.0.0.2/8\necho ipv4=192.168.1.10/24\n",
-        );
-        reference
-    }
-
-    fn workdir(&self) -> PathBuf {
-        self.dir.path().join("device")
-    }
-
-    fn version() -> String {
-        Command::new("mender")
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace('\t', " "))
-            .unwrap_or_default()
-    }
-}
-
-impl Client for Reference {
-    fn server(&self) -> &TestServer {
-        &self.server
-    }
-    fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-    fn start(&self) -> DaemonProcess {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mender.log"))
-            .unwrap();
-        // device.sh execs unshare, which execs mender: the child is mender.
-        DaemonProcess(
-            Command::new(device_sh())
-                .arg("run")
-                .arg(self.workdir())
-                .args(["--", "mender", "--no-syslog", "daemon"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("start mender in device.sh"),
-        )
-    }
-    fn reboots(&self) -> usize {
-        std::fs::read_to_string(self.workdir().join("reboot.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    }
-    fn trial_boot(&self) {
-        run_ok(
-            Command::new("fw_setenv")
-                .arg("-c")
-                .arg(self.workdir().join("fw_env.config"))
-                .args(["bootcount", "1"]),
-        );
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mender.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        // Detaches this device's loop devices (device.sh checks the backing
-        // files), nothing else.
-        let _ = Command::new(device_sh())
-            .arg("destroy")
-            .arg(self.workdir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
 
 pub mod managed;
+pub mod reference;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,221 @@
+//! The real `mender daemon` 3.4 (Debian's `mender-client`) on a
+//! `tests/refdevice/device.sh` device, and the [`Client`] trait that runs it
+//! and otalite's daemon ([`Managed`]) through the same cases.
+#![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
+
+use super::managed::*;
+use super::*;
+use otalite_testserver::{ServerConfig, TestServer};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// A daemon under test: otalite ([`Managed`]) or the reference ([`Reference`]).
+pub trait Client {
+    fn server(&self) -> &TestServer;
+    /// A directory for the artifact (removed with the client).
+    fn dir(&self) -> PathBuf;
+    fn start(&self) -> DaemonProcess;
+    fn reboots(&self) -> usize;
+    /// What the bootloader does when it boots the trial slot.
+    fn trial_boot(&self);
+    /// What U-Boot does when the counted trial is still pending at a boot:
+    /// back to the other slot (nothing when no trial is pending).
+    fn bootloader_fallback(&self);
+    /// The device's `/etc/mender/scripts` (root-filesystem state scripts).
+    fn rootfs_scripts(&self) -> PathBuf;
+    /// A U-Boot env variable ("" when unset).
+    fn env_var(&self, name: &str) -> String;
+    fn log(&self) -> String;
+}
+
+impl Client for Managed {
+    fn server(&self) -> &TestServer {
+        &self.server
+    }
+    fn dir(&self) -> PathBuf {
+        self.device.root()
+    }
+    fn start(&self) -> DaemonProcess {
+        Self::start(self)
+    }
+    fn reboots(&self) -> usize {
+        Self::reboots(self)
+    }
+    fn trial_boot(&self) {
+        Self::trial_boot(self);
+    }
+    fn bootloader_fallback(&self) {
+        Self::bootloader_fallback(self);
+    }
+    fn rootfs_scripts(&self) -> PathBuf {
+        self.device.root().join("etc/scripts")
+    }
+    fn env_var(&self, name: &str) -> String {
+        self.device.env().get(name).cloned().unwrap_or_default()
+    }
+    fn log(&self) -> String {
+        Self::log(self)
+    }
+}
+
+/// Serializes the reference runs (each attaches two loop devices).
+pub static REFERENCE: Mutex<()> = Mutex::new(());
+
+pub fn device_sh() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/refdevice/device.sh")
+}
+
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Whether the real `mender` can run here (root for loop devices and mount
+/// namespaces, and the tools `device.sh` uses).
+pub fn reference_available() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    root && ["mender", "fw_setenv", "mkenvimage", "losetup", "unshare"]
+        .iter()
+        .all(|tool| on_path(tool))
+}
+
+/// The real `mender daemon` in a `device.sh` device (slot A active,
+/// `release-1`, [`DEVICE_TYPE`]), with its own test server and the same
+/// identity, inventory and polling as [`Managed`].
+pub struct Reference {
+    server: TestServer,
+    dir: tempfile::TempDir,
+}
+
+impl Reference {
+    pub fn new() -> Self {
+        let server = TestServer::start(ServerConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let reference = Self { server, dir };
+        let w = reference.workdir();
+        run_ok(Command::new(device_sh()).arg("create").arg(&w).args([
+            "8",
+            DEVICE_TYPE,
+            "release-1",
+        ]));
+        std::fs::write(
+            w.join("upper/etc/mender/mender.conf"),
+            format!(
+                r#"{{"RootfsPartA": "/dev/mmcblk0p2", "RootfsPartB": "/dev/mmcblk0p3", "DBus": {{"Enabled": false}}, "ServerURL": "{}", "UpdatePollIntervalSeconds": 1, "InventoryPollIntervalSeconds": 1, "RetryPollIntervalSeconds": 1}}"#,
+                reference.server.url()
+            ),
+        )
+        .unwrap();
+        executable(
+            &w.join("upper/share/identity/mender-device-identity"),
+            "#!/bin/sh\necho mac=02:00:00:00:00:01\n",
+        );
+        executable(
+            &w.join("upper/share/inventory/mender-inventory-test"),
+            "#!/bin/sh\necho kernel=test-kernel\necho ipv4=10.0.0.2/8\necho ipv4=192.168.1.10/24\n",
+        );
+        reference
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.path().join("device")
+    }
+
+    pub fn version() -> String {
+        Command::new("mender")
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().replace('\t', " "))
+            .unwrap_or_default()
+    }
+}
+
+impl Client for Reference {
+    fn server(&self) -> &TestServer {
+        &self.server
+    }
+    fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+    fn start(&self) -> DaemonProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mender.log"))
+            .unwrap();
+        // device.sh execs unshare, which execs mender: the child is mender.
+        DaemonProcess(
+            Command::new(device_sh())
+                .arg("run")
+                .arg(self.workdir())
+                .args(["--", "mender", "--no-syslog", "daemon"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start mender in device.sh"),
+        )
+    }
+    fn reboots(&self) -> usize {
+        std::fs::read_to_string(self.workdir().join("reboot.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+    fn trial_boot(&self) {
+        run_ok(
+            Command::new("fw_setenv")
+                .arg("-c")
+                .arg(self.workdir().join("fw_env.config"))
+                .args(["bootcount", "1"]),
+        );
+    }
+    fn env_var(&self, name: &str) -> String {
+        let out = Command::new("fw_printenv")
+            .arg("-c")
+            .arg(self.workdir().join("fw_env.config"))
+            .args(["-n", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+    fn bootloader_fallback(&self) {
+        let config = self.workdir().join("fw_env.config");
+        let get = |name: &str| self.env_var(name);
+        if get("upgrade_available") != "1" || get("bootcount") == "0" {
+            return;
+        }
+        let back = if get("mender_boot_part") == "3" { "2" } else { "3" };
+        let script = self.dir.path().join("boot.env");
+        std::fs::write(
+            &script,
+            format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
+        )
+        .unwrap();
+        run_ok(Command::new("fw_setenv").arg("-c").arg(&config).arg("-s").arg(&script));
+    }
+    fn rootfs_scripts(&self) -> PathBuf {
+        self.workdir().join("upper/etc/mender/scripts")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mender.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        // Detaches this device's loop devices (device.sh checks the backing
+        // files), nothing else.
+        let _ = Command::new(device_sh())
+            .arg("destroy")
+            .arg(self.workdir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+

@@ -1,0 +1,351 @@
+//! The daemon's state-script order against the reference's: the real
+//! `otalite daemon` and the real `mender daemon` 3.4 (Debian's
+//! `mender-client`, on a `tests/refdevice/device.sh` device) go through the
+//! same deployment with every state script installed, and the order in
+//! which the scripts ran is compared.
+//!
+//! Every script appends its own name to a log and exits 0, unless the case
+//! makes it fail (exit 1). The artifact carries every `Artifact*` script
+//! (`Enter`, `Leave`, `Error`); `/etc/mender/scripts` has the `Idle`,
+//! `Sync` and `Download` ones and `version` 3.
+//!
+//! | case | what happens | final status |
+//! |---|---|---|
+//! | `success` | deploy, reboot into the trial, commit | `success` |
+//! | `install-fails` | `ArtifactInstall_Enter_01` fails, before the reboot | `failure` |
+//! | `commit-fails` | `ArtifactCommit_Enter_01` fails on the new system: rollback, rollback reboot | `failure` |
+//! | `reboot-leave-fails` | `ArtifactReboot_Leave_01` fails on the new system: rollback, rollback reboot | `failure` |
+//! | `aborted` | the server aborts the deployment when it is reported `installing` | none (aborted) |
+//!
+//! A reboot is the fake `reboot` in `PATH`: the test kills the daemon as
+//! the machine would, does what U-Boot (`bootlimit=1`) does at the next
+//! boot (a pending trial: `bootcount=1`; a trial still pending at the next
+//! boot: the fallback) and starts the daemon again. `(reboot)`
+//! marks it in the order.
+//!
+//! # What is compared
+//!
+//! The script runs between the first `Download_Enter` and the final
+//! report, exactly (order and count). `Idle` and `Sync` runs before and
+//! after the deployment depend on the clock (1 s polls) and are not
+//! compared; inside the deployment they are.
+//!
+//! The reference runs live when it can (root, `mender` installed: CI); its
+//! order must then also match the recording in `tests/fixtures/scripts/`
+//! (re-record with `OTALITE_RECORD_SCRIPTS=1`). Without root or `mender`,
+//! otalite is compared with the recording alone.
+
+#![allow(clippy::std_instead_of_core)]
+
+mod common;
+
+use common::managed::*;
+use common::reference::*;
+use common::*;
+use otalite_testserver::{Fault, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Set to re-record the reference's orders into the fixtures.
+const RECORD: &str = "OTALITE_RECORD_SCRIPTS";
+const REBOOT: &str = "(reboot)";
+const GROUPS: [&str; 6] = [
+    "ArtifactInstall",
+    "ArtifactReboot",
+    "ArtifactCommit",
+    "ArtifactRollback",
+    "ArtifactRollbackReboot",
+    "ArtifactFailure",
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    Success,
+    InstallFails,
+    CommitFails,
+    RebootLeaveFails,
+    Aborted,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InstallFails => "install-fails",
+            Self::CommitFails => "commit-fails",
+            Self::RebootLeaveFails => "reboot-leave-fails",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    fn failing(self) -> Option<&'static str> {
+        match self {
+            Self::InstallFails => Some("ArtifactInstall_Enter_01"),
+            Self::CommitFails => Some("ArtifactCommit_Enter_01"),
+            Self::RebootLeaveFails => Some("ArtifactReboot_Leave_01"),
+            Self::Success | Self::Aborted => None,
+        }
+    }
+
+    fn final_status(self) -> Option<&'static str> {
+        match self {
+            Self::Success => Some("success"),
+            Self::Aborted => None,
+            _ => Some("failure"),
+        }
+    }
+
+    fn fixture(self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/scripts")
+            .join(format!("{}.txt", self.name()))
+    }
+}
+
+/// A script that logs its name to `log` and fails when `fails/<name>`
+/// exists.
+fn script(dir: &Path, name: &str, log: &Path, fails: &Path) -> PathBuf {
+    let path = dir.join(name);
+    executable(
+        &path,
+        &format!(
+            "#!/bin/sh\necho {name} >> {log}\nif [ -e {fails}/{name} ]; then echo \"{name} fails\" >&2; exit 1; fi\nexit 0\n",
+            log = log.display(),
+            fails = fails.display()
+        ),
+    );
+    path
+}
+
+/// Installs the rootfs scripts, writes the artifact with the artifact
+/// scripts, marks the failing script; returns (artifact, log).
+fn prepare(client: &dyn Client, case: Case) -> (PathBuf, PathBuf) {
+    let dir = client.dir().join("scripts-case");
+    let (log, fails, artifact_scripts) = (dir.join("ran.log"), dir.join("fail"), dir.join("artifact"));
+    std::fs::create_dir_all(&fails).unwrap();
+    let rootfs = client.rootfs_scripts();
+    for group in ["Idle", "Sync", "Download"] {
+        for phase in ["Enter", "Leave", "Error"] {
+            script(&rootfs, &format!("{group}_{phase}_01"), &log, &fails);
+        }
+    }
+    std::fs::write(rootfs.join("version"), "3\n").unwrap();
+    let mut args = Vec::new();
+    for group in GROUPS {
+        for phase in ["Enter", "Leave", "Error"] {
+            let path = script(&artifact_scripts, &format!("{group}_{phase}_01"), &log, &fails);
+            args.push("-s".to_string());
+            args.push(path.display().to_string());
+        }
+    }
+    if let Some(name) = case.failing() {
+        std::fs::write(fails.join(name), "").unwrap();
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let artifact = write_artifact(&dir, "release-2", &image_bytes(1 << 20, 31), &args);
+    (artifact, log)
+}
+
+fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for {what}; daemon log:\n{}",
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ran(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `case` on `client`: the raw order of script runs, `(reboot)`
+/// marking each reboot.
+fn run(client: &dyn Client, case: Case) -> Vec<String> {
+    let (artifact, log) = prepare(client, case);
+    let server = client.server();
+    let id = server.add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    if let Case::Aborted = case {
+        server.inject(Fault::abort_on_status("installing"));
+    }
+    let mut daemon = client.start();
+    let mut reboots = 0;
+    let mut marks = Vec::new();
+    let finished = || {
+        let statuses: Vec<String> = server.statuses(&id).into_iter().map(|(s, _)| s).collect();
+        match case.final_status() {
+            Some(status) => statuses.iter().any(|s| s == status),
+            // Aborted: the deployment ended (409) and the daemon asks for
+            // updates again.
+            None => {
+                let requests = server.requests();
+                requests.iter().position(|r| r.status == 409).is_some_and(|at| {
+                    requests[at..].iter().any(|r| r.path.ends_with("/deployments/next"))
+                })
+            }
+        }
+    };
+    loop {
+        wait_for(client, "a reboot or the end of the deployment", || {
+            client.reboots() > reboots || finished()
+        });
+        if client.reboots() > reboots {
+            // The machine goes down: the daemon dies with it.
+            daemon.kill().unwrap();
+            daemon.wait().unwrap();
+            reboots = client.reboots();
+            marks.push(ran(&log).len());
+            // U-Boot with bootlimit=1: a pending trial boots once
+            // (bootcount=1); still pending at the next boot, it falls back.
+            if client.env_var("upgrade_available") == "1" {
+                if client.env_var("bootcount") == "1" {
+                    client.bootloader_fallback();
+                } else {
+                    client.trial_boot();
+                }
+            }
+            daemon = client.start();
+            continue;
+        }
+        break;
+    }
+    // Settle: the scripts after the final report (Idle, Sync) are dropped
+    // by `compared`, but let the deployment's last ones finish.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(daemon);
+    let mut lines = ran(&log);
+    for at in marks.into_iter().rev() {
+        lines.insert(at, REBOOT.into());
+    }
+    lines
+}
+
+/// The compared part: from the first `Download_Enter` to the last
+/// non-`Idle`/`Sync` run.
+fn compared(lines: &[String]) -> Vec<String> {
+    let idle = |l: &String| l.starts_with("Idle_") || l.starts_with("Sync_");
+    let Some(start) = lines.iter().position(|l| l.starts_with("Download_Enter")) else {
+        return Vec::new();
+    };
+    let end = lines.iter().rposition(|l| !idle(l)).map_or(start, |e| e + 1);
+    lines[start..end.max(start)].to_vec()
+}
+
+fn read_fixture(case: Case) -> Vec<String> {
+    let path = case.fixture();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; record it with {RECORD}=1 (root, mender installed)",
+            path.display()
+        )
+    });
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_fixture(case: Case, lines: &[String]) {
+    let path = case.fixture();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = format!(
+        "# The reference's state-script runs, case `{}` of tests/script_order.rs.\n\
+         # Recorded with {RECORD}=1 and `{}`\n\
+         # (tests/refdevice/device.sh, otalite-testserver, 1 s polls).\n",
+        case.name(),
+        Reference::version()
+    );
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    eprintln!("recorded {}", path.display());
+}
+
+fn side_by_side(a: &[String], b: &[String]) -> String {
+    let first = (0..a.len().max(b.len()))
+        .find(|&i| a.get(i) != b.get(i))
+        .unwrap_or(usize::MAX);
+    let mut out = format!("   {:34} | reference\n", "otalite");
+    for i in 0..a.len().max(b.len()) {
+        let mark = if i == first { ">> " } else { "   " };
+        out.push_str(&format!(
+            "{mark}{:34} | {}\n",
+            a.get(i).map_or("", String::as_str),
+            b.get(i).map_or("", String::as_str)
+        ));
+    }
+    out
+}
+
+fn check(case: Case) {
+    let reference = if reference_available() {
+        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+        let client = Reference::new();
+        let live = compared(&run(&client, case));
+        if std::env::var_os(RECORD).is_some() {
+            write_fixture(case, &live);
+            return;
+        }
+        let recorded = read_fixture(case);
+        assert!(
+            live == recorded,
+            "the reference no longer does what tests/fixtures/scripts/{}.txt says \
+             (re-record with {RECORD}=1 and review the diff):\n{}",
+            case.name(),
+            side_by_side(&live, &recorded)
+        );
+        live
+    } else {
+        assert!(std::env::var_os(RECORD).is_none(), "recording needs root and mender");
+        eprintln!(
+            "note: the real mender cannot run here (needs root and mender); comparing with {}",
+            case.fixture().display()
+        );
+        read_fixture(case)
+    };
+    let managed = Managed::new(ServerConfig::default());
+    let otalite = compared(&run(&managed, case));
+    assert!(
+        otalite == reference,
+        "otalite's script order differs from the reference's (case {}):\n{}\notalite's log:\n{}",
+        case.name(),
+        side_by_side(&otalite, &reference),
+        managed.log()
+    );
+    managed.done(&format!("script order {}", case.name()));
+}
+
+#[test]
+fn success() {
+    check(Case::Success);
+}
+
+#[test]
+fn install_enter_fails_before_the_reboot() {
+    check(Case::InstallFails);
+}
+
+#[test]
+fn commit_enter_fails_after_the_reboot() {
+    check(Case::CommitFails);
+}
+
+#[test]
+fn reboot_leave_fails_after_the_reboot() {
+    check(Case::RebootLeaveFails);
+}
+
+#[test]
+fn aborted_deployment() {
+    check(Case::Aborted);
+}
