@@ -21,7 +21,7 @@
 //! | `Installed` | payload fully written and verified, *before* the boot env is switched | if the env shows the trial (`upgrade_available=1`, `mender_boot_part` = trial): wait for `commit` / `rollback`; else the switch never happened or the bootloader fell back: back to `Idle` |
 //! | `Committing` | `commit` decided, before `upgrade_available=0` | finishes the commit (idempotent) and stores the new provides |
 //! | `RollingBack` | `rollback` decided, before the env points back | finishes the rollback (idempotent) |
-//! | `Downloading`, `Rebooting`, `Reporting` | managed mode only | see [`crate::agent`] |
+//! | `Downloading`, `Rebooting`, `Reporting`, `RollbackRebooting` | managed mode only | see [`crate::agent`] |
 
 use crate::board::PartNumber;
 use crate::crc32::crc32;
@@ -93,6 +93,11 @@ pub enum UpdateStep {
     Rebooting(PendingUpdate),
     /// Managed mode: the deployment ended; its final status is being sent.
     Reporting(FinalReport),
+    /// Managed mode: the deployment failed and the rollback reboot was
+    /// requested; the next start runs `ArtifactRollbackReboot_Leave` and the
+    /// failure scripts, then reports the status (as the reference's daemon).
+    /// Last, so records written before it existed decode unchanged.
+    RollbackRebooting(FinalReport),
 }
 
 /// The whole persisted state.

@@ -121,7 +121,8 @@ fn script(dir: &Path, name: &str, log: &Path, fails: &Path) -> PathBuf {
 /// scripts, marks the failing script; returns (artifact, log).
 fn prepare(client: &dyn Client, case: Case) -> (PathBuf, PathBuf) {
     let dir = client.dir().join("scripts-case");
-    let (log, fails, artifact_scripts) = (dir.join("ran.log"), dir.join("fail"), dir.join("artifact"));
+    let (log, fails, artifact_scripts) =
+        (dir.join("ran.log"), dir.join("fail"), dir.join("artifact"));
     std::fs::create_dir_all(&fails).unwrap();
     let rootfs = client.rootfs_scripts();
     for group in ["Idle", "Sync", "Download"] {
@@ -133,7 +134,12 @@ fn prepare(client: &dyn Client, case: Case) -> (PathBuf, PathBuf) {
     let mut args = Vec::new();
     for group in GROUPS {
         for phase in ["Enter", "Leave", "Error"] {
-            let path = script(&artifact_scripts, &format!("{group}_{phase}_01"), &log, &fails);
+            let path = script(
+                &artifact_scripts,
+                &format!("{group}_{phase}_01"),
+                &log,
+                &fails,
+            );
             args.push("-s".to_string());
             args.push(path.display().to_string());
         }
@@ -186,9 +192,14 @@ fn run(client: &dyn Client, case: Case) -> Vec<String> {
             // updates again.
             None => {
                 let requests = server.requests();
-                requests.iter().position(|r| r.status == 409).is_some_and(|at| {
-                    requests[at..].iter().any(|r| r.path.ends_with("/deployments/next"))
-                })
+                requests
+                    .iter()
+                    .position(|r| r.status == 409)
+                    .is_some_and(|at| {
+                        requests[at..]
+                            .iter()
+                            .any(|r| r.path.ends_with("/deployments/next"))
+                    })
             }
         }
     };
@@ -234,7 +245,10 @@ fn compared(lines: &[String]) -> Vec<String> {
     let Some(start) = lines.iter().position(|l| l.starts_with("Download_Enter")) else {
         return Vec::new();
     };
-    let end = lines.iter().rposition(|l| !idle(l)).map_or(start, |e| e + 1);
+    let end = lines
+        .iter()
+        .rposition(|l| !idle(l))
+        .map_or(start, |e| e + 1);
     lines[start..end.max(start)].to_vec()
 }
 
@@ -306,7 +320,10 @@ fn check(case: Case) {
         );
         live
     } else {
-        assert!(std::env::var_os(RECORD).is_none(), "recording needs root and mender");
+        assert!(
+            std::env::var_os(RECORD).is_none(),
+            "recording needs root and mender"
+        );
         eprintln!(
             "note: the real mender cannot run here (needs root and mender); comparing with {}",
             case.fixture().display()

@@ -170,6 +170,9 @@ enum Mark {
     /// The pending provides become the installed ones; then `Idle`, or
     /// `Reporting(success)` with a deployment.
     Committed,
+    /// Managed: the deployment failed, the rollback reboot follows
+    /// ([`UpdateStep::RollbackRebooting`]).
+    RollbackRebooting,
     /// Standalone end of a failure, rollback or late commit failure:
     /// `Idle`, or, when an `ArtifactRollback` script failed (or the commit
     /// is inconsistent), the pending provides installed under
@@ -379,7 +382,9 @@ fn id_of(step: &UpdateStep) -> Option<DeploymentId> {
         | UpdateStep::Rebooting(p)
         | UpdateStep::Committing(p)
         | UpdateStep::RollingBack(p) => p.deployment_id.clone(),
-        UpdateStep::Reporting(r) => Some(r.deployment_id.clone()),
+        UpdateStep::Reporting(r) | UpdateStep::RollbackRebooting(r) => {
+            Some(r.deployment_id.clone())
+        }
         UpdateStep::Idle => None,
     }
 }
@@ -452,7 +457,7 @@ impl<'b> Agent<'b> {
             deployment_id: None,
         });
         let report = match &record.step {
-            UpdateStep::Reporting(report) => report.clone(),
+            UpdateStep::Reporting(report) | UpdateStep::RollbackRebooting(report) => report.clone(),
             _ => FinalReport {
                 deployment_id: DeploymentId::new(),
                 success: false,
@@ -1080,6 +1085,14 @@ impl<'b> Agent<'b> {
                 };
                 UpdateStep::Reporting(self.report.clone())
             }
+            Mark::RollbackRebooting => {
+                self.report = FinalReport {
+                    deployment_id: self.deployment_id.clone().unwrap_or_default(),
+                    success: false,
+                    attempts: 0,
+                };
+                UpdateStep::RollbackRebooting(self.report.clone())
+            }
             Mark::ReportAttempt => {
                 self.record.step = UpdateStep::Reporting(self.report.clone());
                 return;
@@ -1119,7 +1132,10 @@ impl<'b> Agent<'b> {
         let boot = self.boot;
         match self.record.step.clone() {
             UpdateStep::Idle => Repaired::Nothing,
-            UpdateStep::Downloading(_) | UpdateStep::Rebooting(_) | UpdateStep::Reporting(_) => {
+            UpdateStep::Downloading(_)
+            | UpdateStep::Rebooting(_)
+            | UpdateStep::Reporting(_)
+            | UpdateStep::RollbackRebooting(_) => {
                 self.fail(text!(
                     "a deployment from the server is in progress; the daemon finishes it (run 'otalite daemon')"
                 ));
@@ -1233,33 +1249,74 @@ impl<'b> Agent<'b> {
     /// back first would leave the new system running, unnoticed, under the
     /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {
-        self.push_ops(&[
-            Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
-            Op::Mark(Mark::RollingBack),
-        ]);
         // While the trial runs, the bootloader's own fallback (bootcount
         // past bootlimit) boots the old slot at the reboot and the env
         // keeps saying "trial" until then, so a restart in between still
         // knows the failed system runs. A bootloader that does not count
         // trial boots (no `bootcount`) gets the explicit switch.
-        if !self.boot.upgrade_available || self.boot.bootcount.is_none() {
+        let switch_env = !self.boot.upgrade_available || self.boot.bootcount.is_none();
+        self.rollback_reboot(true, switch_env);
+    }
+
+    /// Managed failure past `Download_Leave`, as the reference's daemon
+    /// handles it: `ArtifactRollback_Enter`, (persist `RollingBack` and
+    /// switch the env back when `switch_env`), `ArtifactRollback_Leave`,
+    /// `ArtifactRollbackReboot_Enter`, persist `RollbackRebooting`, reboot.
+    /// The next start runs `ArtifactRollbackReboot_Leave` and the failure
+    /// scripts, then reports `failure` (see [`Recovery::AfterRollbackReboot`]).
+    fn rollback_reboot(&mut self, rolling_back: bool, switch_env: bool) {
+        self.push_op(Op::Script(
+            ScriptGroup::ArtifactRollback,
+            ScriptPhase::Enter,
+        ));
+        if rolling_back {
+            self.push_op(Op::Mark(Mark::RollingBack));
+        }
+        if switch_env {
             self.push_op(Op::EnvRollBack);
         }
         self.push_ops(&[
             Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Leave),
-            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+            Op::Script(ScriptGroup::ArtifactRollbackReboot, ScriptPhase::Enter),
+            Op::Mark(Mark::RollbackRebooting),
         ]);
-        self.finish(false);
-        self.push_op(Op::Script(
-            ScriptGroup::ArtifactRollbackReboot,
-            ScriptPhase::Enter,
-        ));
         info!(
             "rebooting back into partition {}",
             self.pending.previous_part
         );
         self.step = Step::RollbackReboot;
+    }
+
+    /// Managed: a failed deployment fails with `message` and goes through
+    /// the rollback reboot ([`Self::rollback_reboot`]).
+    fn fail_with_rollback_reboot(&mut self, message: Message, switch_env: bool) {
+        self.set_reason(message);
+        let id = self.deployment_id.clone().unwrap_or_default();
+        error!(
+            "deployment {} failed: {}",
+            id.as_str(),
+            self.reason.as_str()
+        );
+        let reason = self.reason.clone();
+        self.deployment_log(LogLevel::Error, text!("{}", reason.as_str()));
+        self.rollback_reboot(switch_env, switch_env);
+    }
+
+    /// After the rollback reboot (or when it did not happen): the scripts
+    /// that follow it, then the `failure` report.
+    fn after_rollback_reboot(&mut self, rebooted: bool) {
+        if rebooted {
+            self.push_op(Op::Script(
+                ScriptGroup::ArtifactRollbackReboot,
+                ScriptPhase::Leave,
+            ));
+        }
+        self.push_ops(&[
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
+            Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
+            Op::Mark(Mark::Reporting(false)),
+        ]);
+        self.step = Step::Report;
     }
 
     /// The update the verified artifact makes: its provides after commit,
@@ -1288,13 +1345,12 @@ impl<'b> Agent<'b> {
             // What a failed rollback script records as inconsistent.
             self.pending = self.pending_from_artifact();
             self.standalone_rollback_ops(false);
+            self.fail(message);
         } else {
-            self.push_ops(&[
-                Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter),
-                Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave),
-            ]);
+            // The env still names the running slot: nothing to switch back,
+            // but the reference's daemon reboots all the same.
+            self.fail_with_rollback_reboot(message, false);
         }
-        self.fail(message);
     }
 
     /// Standalone rollback whose `ArtifactRollback` scripts failed: the
@@ -1509,7 +1565,9 @@ impl<'b> Agent<'b> {
                 self.step = Step::DepInstallLeave;
             }
             (Step::DepSetTrial, Some(why)) => {
-                self.fail(text!("cannot switch the bootloader: {why}"))
+                self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
+                // The env write is atomic: it still names the running slot.
+                self.fail_with_rollback_reboot(text!("cannot switch the bootloader: {why}"), false);
             }
             (Step::DepInstallLeave, None) => {
                 self.push_op(Op::Mark(Mark::Rebooting));
@@ -1517,8 +1575,7 @@ impl<'b> Agent<'b> {
             }
             (Step::DepInstallLeave, Some(why)) => {
                 self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
-                self.rollback_ops();
-                self.fail(text!("{why}"));
+                self.fail_with_rollback_reboot(text!("{why}"), true);
             }
             (Step::DepRebootEnter, None) => {
                 info!("rebooting into partition {}", self.pending.trial_part);
@@ -1526,16 +1583,14 @@ impl<'b> Agent<'b> {
             }
             (Step::DepRebootEnter, Some(why)) => {
                 self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Error));
-                self.rollback_ops();
-                self.fail(text!("{why}"));
+                self.fail_with_rollback_reboot(text!("{why}"), true);
             }
             (Step::DepReboot, None) => {
                 self.sleep_until = Some(self.now.after(self.config.timing.reboot_wait));
                 self.step = Step::RebootWait;
             }
             (Step::DepReboot, Some(why)) => {
-                self.rollback_ops();
-                self.fail(text!("cannot reboot: {why}"));
+                self.fail_with_rollback_reboot(text!("cannot reboot: {why}"), true);
             }
             (Step::RebootLeave, None) => self.step_after_reboot_leave(),
             (Step::RebootLeave, Some(why)) => {
@@ -1570,7 +1625,7 @@ impl<'b> Agent<'b> {
             }
             (Step::RollbackReboot, Some(why)) => {
                 error!("cannot reboot after the rollback: {why}");
-                self.step = Step::Report;
+                self.after_rollback_reboot(false);
             }
             // API transport errors.
             (Step::Call(_), Some(why)) => self.transport_error(why),
@@ -1763,7 +1818,7 @@ impl<'b> Agent<'b> {
             }
             Step::RollbackRebootWait => {
                 error!("the rollback reboot did not happen");
-                self.step = Step::Report;
+                self.after_rollback_reboot(false);
                 Dispatch::Again
             }
             Step::GatherInventory => Dispatch::Action(StepKind::GatherInventory),
@@ -1976,6 +2031,18 @@ impl Agent<'_> {
                 self.step = Step::RollbackReboot;
             }
             Recovery::Report => self.step = Step::Report,
+            Recovery::AfterRollbackReboot
+                if self.boot.upgrade_available
+                    && self.boot.bootcount.is_some_and(|count| count > 0) =>
+            {
+                warn!("the failed update still runs; rebooting into the previous partition");
+                self.push_op(Op::Script(
+                    ScriptGroup::ArtifactRollbackReboot,
+                    ScriptPhase::Enter,
+                ));
+                self.step = Step::RollbackReboot;
+            }
+            Recovery::AfterRollbackReboot => self.after_rollback_reboot(true),
             Recovery::ReportFailure => {
                 warn!("the deployment was interrupted; reporting failure");
                 self.deployment_log(
@@ -2442,7 +2509,9 @@ impl Agent<'_> {
                 }
             },
             Purpose::Installing => match reply {
-                Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
+                Reply::Aborted => self.install_failed_before_switch(text!(
+                    "the deployment was aborted on the server"
+                )),
                 _ if self.stopping => self
                     .install_failed_before_switch(text!("stopped by a signal before the install")),
                 _ => {
@@ -2451,10 +2520,10 @@ impl Agent<'_> {
                 }
             },
             Purpose::Rebooting => match reply {
-                Reply::Aborted => {
-                    self.rollback_ops();
-                    self.fail(text!("the deployment was aborted on the server"));
-                }
+                Reply::Aborted => self.fail_with_rollback_reboot(
+                    text!("the deployment was aborted on the server"),
+                    true,
+                ),
                 _ => self.step = Step::DepRebootEnter,
             },
             Purpose::Confirm => match reply {

@@ -12,6 +12,8 @@
 //! | `Committing` | trial slot | finish the commit, report `success` |
 //! | `Committing` | fell back | report `failure` |
 //! | `RollingBack` | - | finish the rollback, report `failure` |
+//! | `RollbackRebooting` | the failed trial still runs (no reboot happened) | reboot again (`ArtifactRollbackReboot_Enter` first) |
+//! | `RollbackRebooting` | anything else | `ArtifactRollbackReboot_Leave`, `ArtifactFailure_Enter`/`_Leave`, report `failure` |
 //! | `Reporting` | - | send the stored final status again (the reference always sends `failure` here; otalite sends what was decided) |
 
 use crate::board::BootState;
@@ -82,6 +84,9 @@ pub enum Recovery {
     Commit(PendingUpdate),
     /// Send the stored final report.
     Report,
+    /// The rollback reboot was requested: run the scripts that follow it
+    /// (`ArtifactRollbackReboot_Leave`, `ArtifactFailure_*`), then report.
+    AfterRollbackReboot,
 }
 
 /// Decides the first action after a restart from the persisted step and the
@@ -108,6 +113,7 @@ pub fn recover(step: &UpdateStep, boot: &BootState) -> Recovery {
         }
         UpdateStep::RollingBack(pending) => Recovery::RollBack(pending.clone()),
         UpdateStep::Reporting(_) => Recovery::Report,
+        UpdateStep::RollbackRebooting(_) => Recovery::AfterRollbackReboot,
     }
 }
 

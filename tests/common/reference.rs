@@ -189,14 +189,24 @@ impl Client for Reference {
         if get("upgrade_available") != "1" || get("bootcount") == "0" {
             return;
         }
-        let back = if get("mender_boot_part") == "3" { "2" } else { "3" };
+        let back = if get("mender_boot_part") == "3" {
+            "2"
+        } else {
+            "3"
+        };
         let script = self.dir.path().join("boot.env");
         std::fs::write(
             &script,
             format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
         )
         .unwrap();
-        run_ok(Command::new("fw_setenv").arg("-c").arg(&config).arg("-s").arg(&script));
+        run_ok(
+            Command::new("fw_setenv")
+                .arg("-c")
+                .arg(&config)
+                .arg("-s")
+                .arg(&script),
+        );
     }
     fn rootfs_scripts(&self) -> PathBuf {
         self.workdir().join("upper/etc/mender/scripts")
@@ -218,4 +228,3 @@ impl Drop for Reference {
             .status();
     }
 }
-

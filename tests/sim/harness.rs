@@ -1391,6 +1391,7 @@ pub fn step_name(record: &StateRecord) -> String {
         UpdateStep::RollingBack(_) => "RollingBack".into(),
         UpdateStep::Downloading(_) => "Downloading".into(),
         UpdateStep::Rebooting(_) => "Rebooting".into(),
+        UpdateStep::RollbackRebooting(_) => "RollbackRebooting".into(),
         UpdateStep::Reporting(r) => {
             format!(
                 "Reporting({})",

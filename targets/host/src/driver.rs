@@ -139,6 +139,7 @@ fn step_name(step: &UpdateStep) -> &'static str {
         UpdateStep::Downloading(_) => "downloading",
         UpdateStep::Rebooting(_) => "rebooting",
         UpdateStep::Reporting(_) => "reporting",
+        UpdateStep::RollbackRebooting(_) => "rollback-rebooting",
     }
 }
 

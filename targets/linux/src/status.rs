@@ -82,6 +82,13 @@ fn describe(step: &UpdateStep) -> Step {
             trial_part: None,
             previous_part: None,
         },
+        UpdateStep::RollbackRebooting(r) => Step {
+            name: "rollback-rebooting",
+            artifact: None,
+            deployment: Some(r.deployment_id.to_string()),
+            trial_part: None,
+            previous_part: None,
+        },
         UpdateStep::Reporting(r) => Step {
             name: if r.success {
                 "reporting-success"
