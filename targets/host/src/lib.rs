@@ -13,6 +13,8 @@
 // A std crate: `std::` paths are the natural ones here.
 #![allow(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 
+#[cfg(feature = "dbus")]
+pub mod dbus;
 pub mod driver;
 pub mod fs;
 pub mod http;

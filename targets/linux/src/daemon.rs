@@ -88,6 +88,40 @@ fn device_key(
         .map_err(|e| Failure::error(format!("device key: {e}")))
 }
 
+/// The D-Bus API's answers until the agent's side is wired (the Update
+/// Control Map and the token live in the agent): no token yet (the
+/// reference's answer before authentication), maps refused with a clear
+/// error, fetches refused.
+#[cfg(feature = "dbus")]
+struct DbusPlaceholder {
+    server_url: String,
+}
+
+#[cfg(feature = "dbus")]
+impl otalite_host::dbus::Handler for DbusPlaceholder {
+    fn set_update_control_map(&mut self, _json: &str) -> Result<i32, String> {
+        Err("this otalite does not apply update control maps yet".into())
+    }
+    fn jwt(&mut self) -> (String, String) {
+        (String::new(), self.server_url.clone())
+    }
+    fn fetch_jwt(&mut self) -> bool {
+        false
+    }
+}
+
+/// The D-Bus service on the system bus, or one warning and none (as the
+/// reference, the daemon runs without D-Bus).
+#[cfg(feature = "dbus")]
+fn start_dbus(server_url: &str) -> Option<otalite_host::dbus::Service> {
+    let handler = DbusPlaceholder {
+        server_url: server_url.to_owned(),
+    };
+    otalite_host::dbus::Service::start_system(handler)
+        .map_err(|e| log::warn!("D-Bus API not available, running without it: {e}"))
+        .ok()
+}
+
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
 ///
 /// Never inlined into `main`'s `run`, whose frame would otherwise hold the
@@ -150,6 +184,9 @@ pub fn run_daemon<B: BootControl>(
     // Held (written and flock-ed) until the daemon returns; removed on drop.
     let pid_lock = crate::signals::PidLock::acquire(&paths.data_dir).map_err(Failure::error)?;
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
+    // Stopped (the names released) when the daemon returns.
+    #[cfg(feature = "dbus")]
+    let _dbus = start_dbus(&servers[0]);
     let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
     host.server = Some(ServerIo { client, key });
     host.wake = Some(wake);

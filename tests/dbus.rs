@@ -1,0 +1,401 @@
+//! The D-Bus service (targets/host/src/dbus.rs) on a private `dbus-daemon`
+//! that enforces the policy the package ships (targets/linux/dist/dbus/,
+//! the reference's content), called by Debian's pydbus exactly as the
+//! reference's example application does, and introspected by `dbus-send`.
+//! The introspection XML is compared with the reference's own answers
+//! (tests/fixtures/dbus/, captured from mender 3.4.0 on such a bus).
+
+use core::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use otalite_host::dbus::{Handler, Service};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed (bash .ci/setup: dbus-daemon, dbus-bin)"
+    );
+}
+
+/// A private system bus with the shipped policy; killed (by its PID) and
+/// its directory removed on drop.
+struct Bus {
+    daemon: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Bus {
+    fn start() -> Self {
+        require("dbus-daemon");
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("system.d");
+        std::fs::create_dir(&policies).unwrap();
+        for name in [
+            "io.mender.UpdateManager.conf",
+            "io.mender.AuthenticationManager.conf",
+        ] {
+            std::fs::copy(
+                root().join("targets/linux/dist/dbus").join(name),
+                policies.join(name),
+            )
+            .unwrap();
+        }
+        // The default policy of Debian's system bus (/usr/share/dbus-1/
+        // system.conf): nobody owns names or calls methods unless a policy
+        // file allows it.
+        let config = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={bus}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <includedir>{policies}</includedir>
+</busconfig>
+"#,
+            bus = dir.path().join("bus").display(),
+            policies = policies.display(),
+        );
+        let config_path = dir.path().join("bus.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config_path.display()))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let bus = Self { daemon, dir };
+        let start = Instant::now();
+        while !bus.socket().exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "dbus-daemon did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bus
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("bus")
+    }
+
+    fn address(&self) -> String {
+        format!("unix:path={}", self.socket().display())
+    }
+
+    /// A client command on this bus.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("DBUS_SYSTEM_BUS_ADDRESS", self.address())
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// What a test handler saw and answers.
+#[derive(Default)]
+struct Seen {
+    maps: Vec<String>,
+    fetches: usize,
+}
+
+struct TestHandler {
+    seen: Arc<Mutex<Seen>>,
+    fetched: mpsc::Sender<()>,
+}
+
+impl Handler for TestHandler {
+    fn set_update_control_map(&mut self, json: &str) -> Result<i32, String> {
+        // Stands in for the Update Control Map validation: an object with
+        // an "id".
+        if !(json.trim_start().starts_with('{') && json.contains("\"id\"")) {
+            return Err("not a JSON object with an \"id\"".into());
+        }
+        self.seen.lock().unwrap().maps.push(json.to_owned());
+        Ok(1800)
+    }
+
+    fn jwt(&mut self) -> (String, String) {
+        (
+            "header.payload.signature".into(),
+            "https://hosted.example".into(),
+        )
+    }
+
+    fn fetch_jwt(&mut self) -> bool {
+        self.seen.lock().unwrap().fetches += 1;
+        let _ = self.fetched.send(());
+        true
+    }
+}
+
+fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The calls of the reference's example application (pydbus), and a
+/// subscription to `JwtTokenStateChange` that the test's "daemon" emits
+/// after `FetchJwtToken`. Prints one line per call.
+const PYDBUS_SCRIPT: &str = r#"
+import sys
+from pydbus import SystemBus
+from gi.repository import GLib
+
+bus = SystemBus()
+update = bus.get("io.mender.UpdateManager", "/io/mender/UpdateManager")["io.mender.Update1"]
+good = sys.argv[1]
+print("SetUpdateControlMap(valid) ->", update.SetUpdateControlMap(good))
+try:
+    update.SetUpdateControlMap("not json")
+    print("SetUpdateControlMap(invalid) -> no error")
+except GLib.Error as e:
+    print("SetUpdateControlMap(invalid) -> GLib.Error:", e.message)
+print("SetUpdateControlMap(valid, again) ->", update.SetUpdateControlMap(good))
+
+auth = bus.get("io.mender.AuthenticationManager", "/io/mender/AuthenticationManager")["io.mender.Authentication1"]
+print("GetJwtToken ->", auth.GetJwtToken())
+
+loop = GLib.MainLoop()
+def fired(sender, obj, iface, signal, params):
+    print("signal", iface + "." + signal, "from", obj, "->", params)
+    loop.quit()
+bus.subscribe(iface="io.mender.Authentication1", signal="JwtTokenStateChange", signal_fired=fired)
+print("FetchJwtToken ->", auth.FetchJwtToken())
+GLib.timeout_add_seconds(10, loop.quit)
+loop.run()
+sys.stdout.flush()
+"#;
+
+/// The Introspect answers, compared as canonical XML (no comments, no
+/// whitespace-only text) with the reference's.
+const COMPARE_XML: &str = r#"
+import sys, xml.etree.ElementTree as ET
+ours, theirs = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+c = lambda x: ET.canonicalize(xml_data=x, strip_text=True)
+sys.exit(0 if c(ours) == c(theirs) else 1)
+"#;
+
+#[test]
+fn pydbus_calls_like_the_reference_example() {
+    require("dbus-send");
+    let pydbus = Command::new(PYTHON)
+        .args(["-c", "import pydbus"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        pydbus,
+        "python3-pydbus is not installed (bash .ci/setup installs it)"
+    );
+    let bus = Bus::start();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (fetched_tx, fetched_rx) = mpsc::channel();
+    let handler = TestHandler {
+        seen: Arc::clone(&seen),
+        fetched: fetched_tx,
+    };
+    let service = Service::start(&bus.address(), handler).expect("start the D-Bus service");
+
+    // The daemon's side: a new token after each FetchJwtToken.
+    let emitter = service.emitter();
+    let announcer = std::thread::spawn(move || {
+        while fetched_rx.recv().is_ok() {
+            // After the reply to FetchJwtToken, as the reference's worker.
+            std::thread::sleep(Duration::from_millis(200));
+            emitter
+                .jwt_token_state_change("new.jwt.token", "https://hosted.example")
+                .unwrap();
+        }
+    });
+
+    let map = r#"{"id":"01234567-89ab-cdef-0123-456789abcdef","priority":0,"states":{"ArtifactInstall_Enter":{"action":"pause"}}}"#;
+    let output = bus
+        .command(PYTHON)
+        .args(["-c", PYDBUS_SCRIPT, map])
+        .output()
+        .unwrap();
+    let transcript = output_text(&output);
+    println!("{transcript}");
+    assert!(output.status.success(), "pydbus: {transcript}");
+    let expected = [
+        "SetUpdateControlMap(valid) -> 1800",
+        "SetUpdateControlMap(invalid) -> GLib.Error: GDBus.Error:io.mender.Failed: Invalid update control map: not a JSON object with an \"id\"",
+        "SetUpdateControlMap(valid, again) -> 1800",
+        "GetJwtToken -> ('header.payload.signature', 'https://hosted.example')",
+        "FetchJwtToken -> True",
+        "signal io.mender.Authentication1.JwtTokenStateChange from /io/mender/AuthenticationManager -> ('new.jwt.token', 'https://hosted.example')",
+    ];
+    let lines: Vec<&str> = transcript.lines().collect();
+    assert_eq!(lines, expected, "pydbus transcript");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.maps, [map, map]);
+        assert_eq!(seen.fetches, 1);
+    }
+
+    // Introspection, as dbus-send asks it, equal to the reference's.
+    for (path, name, fixture) in [
+        ("/", "io.mender.UpdateManager", "root.xml"),
+        ("/io", "io.mender.UpdateManager", "io.xml"),
+        (
+            "/io/mender",
+            "io.mender.AuthenticationManager",
+            "io_mender.xml",
+        ),
+        (
+            "/io/mender/UpdateManager",
+            "io.mender.UpdateManager",
+            "io_mender_UpdateManager.xml",
+        ),
+        (
+            "/io/mender/AuthenticationManager",
+            "io.mender.AuthenticationManager",
+            "io_mender_AuthenticationManager.xml",
+        ),
+    ] {
+        let output = bus
+            .command("dbus-send")
+            .args([
+                "--system",
+                "--print-reply=literal",
+                &format!("--dest={name}"),
+                path,
+                "org.freedesktop.DBus.Introspectable.Introspect",
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{path}: {}", output_text(&output));
+        let ours = bus.dir.path().join("ours.xml");
+        std::fs::write(&ours, &output.stdout).unwrap();
+        let same = bus
+            .command(PYTHON)
+            .args(["-c", COMPARE_XML])
+            .arg(&ours)
+            .arg(root().join("tests/fixtures/dbus").join(fixture))
+            .status()
+            .unwrap();
+        assert!(
+            same.success(),
+            "Introspect {path} differs from the reference's {fixture}:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
+    // Errors as the reference's, and Peer.Ping.
+    for (args, want) in [
+        (
+            vec![
+                "/io/mender/UpdateManager",
+                "io.mender.Update1.SetUpdateControlMap",
+            ],
+            "org.freedesktop.DBus.Error.InvalidArgs: Type of message, “()”, does not match expected type “(s)”",
+        ),
+        (
+            vec!["/io/mender/Nope", "io.mender.Update1.SetUpdateControlMap"],
+            "org.freedesktop.DBus.Error.UnknownMethod: Object does not exist at path “/io/mender/Nope”",
+        ),
+        (
+            vec!["/io/mender/UpdateManager", "io.mender.Update1.Nope"],
+            "org.freedesktop.DBus.Error.UnknownMethod: No such method “Nope”",
+        ),
+        (
+            vec!["/io/mender/UpdateManager", "org.freedesktop.DBus.Peer.Ping"],
+            "method return",
+        ),
+    ] {
+        let output = bus
+            .command("dbus-send")
+            .args(["--system", "--print-reply", "--dest=io.mender.UpdateManager"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert!(text.contains(want), "{args:?}: {text}");
+    }
+
+    // The shipped policy is enforced: only root may call.
+    if Path::new("/usr/bin/setpriv").exists() {
+        let output = bus
+            .command("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "dbus-send",
+                "--system",
+                "--print-reply",
+                "--dest=io.mender.AuthenticationManager",
+                "/io/mender/AuthenticationManager",
+                "io.mender.Authentication1.GetJwtToken",
+            ])
+            .output()
+            .unwrap();
+        let text = output_text(&output);
+        assert!(
+            !output.status.success() && text.contains("AccessDenied"),
+            "a non-root caller was not refused: {text}"
+        );
+    }
+
+    service.stop();
+    announcer.join().unwrap();
+}
+
+#[test]
+fn no_bus_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("unix:path={}", dir.path().join("none").display());
+    let (tx, _rx) = mpsc::channel();
+    let handler = TestHandler {
+        seen: Arc::default(),
+        fetched: tx,
+    };
+    let err = Service::start(&address, handler)
+        .err()
+        .expect("no bus there");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+}
