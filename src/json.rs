@@ -104,6 +104,38 @@ impl<'a> Json<'a> {
         Ok(Some(key))
     }
 
+    /// Like [`Self::next_key`], but a key longer than `N` is consumed and
+    /// given as `Some(None)`.
+    pub(crate) fn next_key_capped<const N: usize>(
+        &mut self,
+        first: &mut bool,
+    ) -> Result<Option<Option<String<N>>>, JsonError> {
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(None);
+        }
+        if !*first {
+            self.expect(b',')?;
+        }
+        *first = false;
+        let key = self.string_capped::<N>()?;
+        self.expect(b':')?;
+        Ok(Some(key))
+    }
+
+    /// A string, or `None` (consumed) when it is longer than `N`.
+    pub(crate) fn string_capped<const N: usize>(&mut self) -> Result<Option<String<N>>, JsonError> {
+        let mut out = String::new();
+        let mut fits = true;
+        self.string_with(|c| {
+            if fits && out.push(c).is_err() {
+                fits = false;
+            }
+            true
+        })?;
+        Ok(fits.then_some(out))
+    }
+
     /// Starts an array: consumes `[`.
     pub(crate) fn begin_array(&mut self) -> Result<(), JsonError> {
         self.expect(b'[')

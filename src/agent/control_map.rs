@@ -415,35 +415,24 @@ fn members(
 ) -> Result<(), Error> {
     json.begin_object().map_err(json_error)?;
     let mut first = true;
-    loop {
-        match json.next_key::<MAX_KEY_LEN>(&mut first) {
-            Ok(Some(key)) => field(json, Some(&key))?,
-            Ok(None) => return Ok(()),
-            // A name too long for any known member.
-            Err(JsonError {
-                kind: JsonErrorKind::Capacity,
-                ..
-            }) => field(json, None)?,
-            Err(error) => return Err(json_error(error)),
-        }
+    // `Some(None)`: a name too long for any known member.
+    while let Some(key) = json
+        .next_key_capped::<MAX_KEY_LEN>(&mut first)
+        .map_err(json_error)?
+    {
+        field(json, key.as_deref())?;
     }
+    Ok(())
 }
 
 fn raw_action(json: &mut Json<'_>, slot: &mut RawAction) -> Result<(), Error> {
     if json.null() {
         return Ok(());
     }
-    *slot = match json.string::<MAX_VALUE_LEN>() {
-        Ok(text) if text.is_empty() => RawAction::Unset,
-        Ok(text) => Action::from_name(&text).map_or(RawAction::Invalid, RawAction::Valid),
-        Err(JsonError {
-            kind: JsonErrorKind::Capacity,
-            ..
-        }) => {
-            json.skip_value().map_err(json_error)?;
-            RawAction::Invalid
-        }
-        Err(error) => return Err(json_error(error)),
+    *slot = match json.string_capped::<MAX_VALUE_LEN>().map_err(json_error)? {
+        Some(text) if text.is_empty() => RawAction::Unset,
+        Some(text) => Action::from_name(&text).map_or(RawAction::Invalid, RawAction::Valid),
+        None => RawAction::Invalid,
     };
     Ok(())
 }
@@ -454,7 +443,7 @@ fn raw_state(json: &mut Json<'_>) -> Result<RawState, Error> {
         return Ok(state);
     }
     if json.peek() != Some(b'{') {
-        return Err(json.error(JsonErrorKind::Syntax)).map_err(json_error);
+        return Err(json_error(json.error(JsonErrorKind::Syntax)));
     }
     members(json, |json, key| {
         let key = key.ok_or(Error::UnknownMember)?;
@@ -523,7 +512,7 @@ impl ControlMap {
         let mut json = Json::new(body);
         let mut found = None;
         if json.peek() != Some(b'{') {
-            return Err(json.error(JsonErrorKind::Syntax)).map_err(json_error);
+            return Err(json_error(json.error(JsonErrorKind::Syntax)));
         }
         members(&mut json, |json, key| {
             if key.is_some_and(|key| key.eq_ignore_ascii_case("update_control_map")) {
@@ -548,23 +537,13 @@ impl ControlMap {
         let mut states = [None::<RawState>; STATE_COUNT];
         let mut unknown_state = false;
         if json.peek() != Some(b'{') {
-            return Err(json.error(JsonErrorKind::Syntax)).map_err(json_error);
+            return Err(json_error(json.error(JsonErrorKind::Syntax)));
         }
         members(json, |json, key| {
             let key = key.ok_or(Error::UnknownMember)?;
             if key.eq_ignore_ascii_case("id") {
                 if !json.null() {
-                    id = match json.string::<ID_LEN>() {
-                        Ok(text) => Some(text),
-                        Err(JsonError {
-                            kind: JsonErrorKind::Capacity,
-                            ..
-                        }) => {
-                            json.skip_value().map_err(json_error)?;
-                            None
-                        }
-                        Err(error) => return Err(json_error(error)),
-                    };
+                    id = json.string_capped::<ID_LEN>().map_err(json_error)?;
                 }
                 Ok(())
             } else if key.eq_ignore_ascii_case("priority") {
@@ -580,7 +559,7 @@ impl ControlMap {
                     return Ok(());
                 }
                 if json.peek() != Some(b'{') {
-                    return Err(json.error(JsonErrorKind::Syntax)).map_err(json_error);
+                    return Err(json_error(json.error(JsonErrorKind::Syntax)));
                 }
                 members(json, |json, name| {
                     let state = raw_state(json)?;
@@ -1160,5 +1139,639 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.0.split_first_chunk::<N>().ok_or(Error::Corrupt)?;
         self.0 = rest;
         Ok(*head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+    use std::string::ToString;
+    use Action::{Continue as C, Fail as F, ForceContinue as FC, Pause as P};
+    use ControlState::ArtifactInstallEnter as INSTALL;
+
+    const UUID: &str = "3380e4f2-c913-11eb-9119-c39aba66b261";
+    const UUID2: &str = "68711312-c913-11eb-a0ab-1ba9e86afdfd";
+    const UUID3: &str = "01234567-89ab-cdef-0123-456789abcdef";
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn one(json: &str) -> Result<ControlMap, Error> {
+        ControlMap::parse(json.as_bytes())
+    }
+
+    fn map_with(id: &str, priority: i8, states: &str) -> ControlMap {
+        let json = format!(r#"{{"id":"{id}","priority":{priority},"states":{{{states}}}}}"#);
+        one(&json).unwrap()
+    }
+
+    /// Expected outcome of a parse row: an error, or the install entry as
+    /// (action, on_map_expire, on_action_executed) plus the state count.
+    type Parsed = Result<(Option<(Action, Action, Action)>, usize), Error>;
+
+    /// Validation and defaults, ported from the reference's
+    /// `app/updatecontrolmap/updatecontrolmap_test.go` (3.5.3).
+    const PARSE_CASES: &[(&str, &str, Parsed)] = &[
+        // TestUpdateControlMapValidation: "Empty, shall invalidate".
+        ("Validation/empty", r#"{}"#, Err(Error::InvalidId)),
+        // "Only ID, shall validate" (no states: a delete).
+        (
+            "Validation/only-id",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261"}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/uuid+a",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261a"}"#,
+            Err(Error::InvalidId),
+        ),
+        (
+            "Validation/hyphens",
+            r#"{"id":"3380e4f2-c913-11eb-91199-c39aba66b26"}"#,
+            Err(Error::InvalidId),
+        ),
+        (
+            "Validation/illegal-char",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b26g"}"#,
+            Err(Error::InvalidId),
+        ),
+        // isUUID lower-cases first: upper-case hex is a UUID.
+        (
+            "isUUID/upper-case",
+            r#"{"id":"3380E4F2-C913-11EB-9119-C39ABA66B261"}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority-10",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-10}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority-9",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-9}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority1",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":1}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority9",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":9}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority10",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":10}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/priority-11",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-11}"#,
+            Err(Error::InvalidPriority),
+        ),
+        (
+            "Validation/priority11",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":11}"#,
+            Err(Error::InvalidPriority),
+        ),
+        (
+            "Validation/priority999",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":999}"#,
+            Err(Error::InvalidPriority),
+        ),
+        (
+            "Validation/priority-999",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-999}"#,
+            Err(Error::InvalidPriority),
+        ),
+        // Go decodes into an int: a fraction is a type error.
+        (
+            "decode/priority-fraction",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":1.0}"#,
+            Err(Error::Syntax(56)),
+        ),
+        // "Legal values" of state keys (empty entries: all defaults, dropped).
+        (
+            "Validation/ArtifactInstall_Enter",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{}}}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/ArtifactReboot_Enter",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactReboot_Enter":{}}}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/ArtifactCommit_Enter",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactCommit_Enter":{}}}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Validation/ArtifactInstall_Enter0",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter0":{}}}"#,
+            Err(Error::InvalidState),
+        ),
+        (
+            "Validation/0ArtifactReboot_Enter",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"0ArtifactReboot_Enter":{}}}"#,
+            Err(Error::InvalidState),
+        ),
+        (
+            "Validation/ArtifactCommit_Leave",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactCommit_Leave":{}}}"#,
+            Err(Error::InvalidState),
+        ),
+        // TestUpdateControlMapStateValidation: legal and illegal values.
+        (
+            "StateValidation/action-pause",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"pause"}}}"#,
+            Ok((Some((P, F, P)), 1)),
+        ),
+        (
+            "StateValidation/on_map_expire-pause",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_map_expire":"pause"}}}"#,
+            Err(Error::InvalidAction),
+        ),
+        (
+            "StateValidation/on_action_executed-pause",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_action_executed":"pause"}}}"#,
+            Ok((Some((C, C, P)), 1)),
+        ),
+        (
+            "StateValidation/action-foo",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"foo"}}}"#,
+            Err(Error::InvalidAction),
+        ),
+        (
+            "StateValidation/on_map_expire-bar",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_map_expire":"bar"}}}"#,
+            Err(Error::InvalidAction),
+        ),
+        (
+            "StateValidation/on_action_executed-baz",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_action_executed":"baz"}}}"#,
+            Err(Error::InvalidAction),
+        ),
+        // TestUpdateControlMapStateSanitize, cases 0 to 7.
+        (
+            "StateSanitize/0",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"pause","on_map_expire":"force_continue","on_action_executed":"fail"}}}"#,
+            Ok((Some((P, FC, F)), 1)),
+        ),
+        (
+            "StateSanitize/1",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"","on_map_expire":"","on_action_executed":""}}}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "StateSanitize/2",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"force_continue"}}}"#,
+            Ok((Some((FC, FC, FC)), 1)),
+        ),
+        (
+            "StateSanitize/3",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_map_expire":"force_continue"}}}"#,
+            Ok((Some((C, FC, C)), 1)),
+        ),
+        (
+            "StateSanitize/4",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_action_executed":"force_continue"}}}"#,
+            Ok((Some((C, C, FC)), 1)),
+        ),
+        (
+            "StateSanitize/5",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"fail"}}}"#,
+            Ok((Some((F, F, F)), 1)),
+        ),
+        (
+            "StateSanitize/6",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"pause"}}}"#,
+            Ok((Some((P, F, P)), 1)),
+        ),
+        (
+            "StateSanitize/7",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"on_map_expire":"fail","on_action_executed":"fail"}}}"#,
+            Ok((Some((C, F, F)), 1)),
+        ),
+        // TestUpdateControlMapSanitize: all-default states are removed.
+        (
+            "Sanitize/all-default",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":10,"states":{"ArtifactInstall_Enter":{"action":"continue","on_map_expire":"continue","on_action_executed":"continue"},"ArtifactReboot_Enter":{"action":"continue","on_map_expire":"continue","on_action_executed":"continue"},"ArtifactCommit_Enter":{"action":"continue","on_map_expire":"continue","on_action_executed":"continue"}}}"#,
+            Ok((None, 0)),
+        ),
+        (
+            "Sanitize/one-state",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":10,"states":{"ArtifactInstall_Enter":{"action":"continue","on_map_expire":"continue","on_action_executed":"continue"},"ArtifactReboot_Enter":{"action":"fail","on_map_expire":"continue","on_action_executed":"continue"},"ArtifactCommit_Enter":{"action":"continue","on_map_expire":"continue","on_action_executed":"continue"}}}"#,
+            Ok((None, 1)),
+        ),
+        // TestUpdateControlMapValidationFromJSON.
+        (
+            "ValidationFromJSON",
+            r#"{"priority":0,"states":{"ArtifactInstall_Enter":{"action":"continue","on_map_expire":"force_continue","on_action_executed":"pause"},"ArtifactReboot_Enter":{"action":"pause","on_map_expire":"fail","on_action_executed":"continue"}},"id":"01234567-89ab-cdef-0123-456789abcdef"}"#,
+            Ok((Some((C, FC, P)), 2)),
+        ),
+        // UnmarshalJSON: DisallowUnknownFields, at both levels.
+        (
+            "UnmarshalJSON/unknown-member",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","extra":1}"#,
+            Err(Error::UnknownMember),
+        ),
+        (
+            "UnmarshalJSON/unknown-state-member",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"actions":"pause"}}}"#,
+            Err(Error::UnknownMember),
+        ),
+        // encoding/json: names match case-insensitively, the last repeat wins.
+        (
+            "decode/case-insensitive",
+            r#"{"ID":"3380e4f2-c913-11eb-9119-c39aba66b261","States":{"ArtifactInstall_Enter":{"Action":"fail"}}}"#,
+            Ok((Some((F, F, F)), 1)),
+        ),
+        (
+            "decode/last-repeat-wins",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"foo","action":"pause"}}}"#,
+            Ok((Some((P, F, P)), 1)),
+        ),
+        (
+            "decode/states-null",
+            r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","states":{"ArtifactInstall_Enter":{"action":"fail"}},"states":null}"#,
+            Ok((None, 0)),
+        ),
+        ("decode/null", "null", Err(Error::Null)),
+    ];
+
+    #[test]
+    fn parse_table() {
+        for (name, json, expected) in PARSE_CASES {
+            let got = one(json).map(|map| {
+                let install = map
+                    .state(INSTALL)
+                    .map(|s| (s.action(), s.on_map_expire(), s.on_action_executed()));
+                (install, map.states.iter().flatten().count())
+            });
+            assert_eq!(&got, expected, "{name}");
+        }
+    }
+
+    /// (priority, expired, install entry as action/on_map_expire/
+    /// on_action_executed, `None` = no entry). Entries are built as the Go
+    /// tests build them (unsanitized; Go's "" is `continue` here).
+    type MapRow = (i8, bool, Option<(Action, Action, Action)>);
+
+    /// Precedence, ported from `TestQueryLogic` in the reference's
+    /// `app/updatemanager_test.go` (3.5.3): maps, then the decisions of
+    /// successive queries.
+    const QUERY_CASES: &[(&str, &[MapRow], &[Decision])] = &[
+        (
+            "Fail exists: Action",
+            &[
+                (2, false, Some((F, F, F))),
+                (1, false, Some((C, C, C))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Fail],
+        ),
+        (
+            "Fail exists: OnMapExpire",
+            &[
+                (2, true, Some((C, F, C))),
+                (1, false, Some((C, C, C))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Fail],
+        ),
+        (
+            "Pause exists: Action",
+            &[
+                (2, false, Some((P, F, P))),
+                (1, false, Some((F, F, F))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Pause],
+        ),
+        (
+            "Pause exists: OnMapExpire",
+            &[
+                (2, true, Some((C, P, C))),
+                (1, false, Some((F, F, F))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Pause],
+        ),
+        (
+            "force_continue exists: Action",
+            &[
+                (2, false, Some((FC, FC, FC))),
+                (1, false, Some((F, F, F))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Continue],
+        ),
+        (
+            "force_continue exists: OnMapExpire",
+            &[
+                (2, true, Some((C, FC, C))),
+                (1, false, Some((F, F, F))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Continue],
+        ),
+        (
+            "No value exist - return continue",
+            &[(0, false, None), (1, false, None), (1, false, None)],
+            &[Decision::Continue],
+        ),
+        // The Go test checks the first query; the second shows the override.
+        (
+            "on_action_executed - overrides",
+            &[
+                (0, false, Some((F, F, P))),
+                (1, false, Some((C, C, C))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Fail, Decision::Pause, Decision::Pause],
+        ),
+        (
+            "Fail overrides pause - equal priorities: Action",
+            &[
+                (2, false, Some((F, F, F))),
+                (2, false, Some((P, F, P))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Fail],
+        ),
+        (
+            "Fail overrides pause - equal priorities: OnMapExpire",
+            &[
+                (2, true, Some((C, F, C))),
+                (2, true, Some((C, P, C))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Fail],
+        ),
+        (
+            "Check Action overrides OnMapExpire for active map",
+            &[
+                (2, false, Some((P, F, P))),
+                (1, false, Some((C, C, C))),
+                (1, false, Some((C, C, C))),
+            ],
+            &[Decision::Pause],
+        ),
+        // Go code (queryActionList): plain continue never overrides.
+        (
+            "continue does not override a lower pause",
+            &[(5, false, Some((C, C, C))), (-5, false, Some((P, F, C)))],
+            &[Decision::Pause, Decision::Continue],
+        ),
+        // pause, then once consulted its on_action_executed: continue.
+        (
+            "pause once then continue",
+            &[(0, false, Some((P, F, C)))],
+            &[Decision::Pause, Decision::Continue],
+        ),
+        // A lower level not reached keeps its action.
+        (
+            "lower level untouched",
+            &[(3, false, Some((FC, FC, C))), (1, false, Some((F, F, C)))],
+            &[Decision::Continue, Decision::Fail, Decision::Continue],
+        ),
+    ];
+
+    #[test]
+    fn query_table() {
+        let ids = [UUID, UUID2, UUID3, UUID, UUID2];
+        for (name, maps, decisions) in QUERY_CASES {
+            let mut pool = Pool::new();
+            for (index, (priority, expired, install)) in maps.iter().enumerate() {
+                let mut map = ControlMap::new(ids[index], *priority).unwrap();
+                map.states[0] =
+                    install.map(|(action, on_map_expire, on_action_executed)| StateActions {
+                        action,
+                        on_map_expire,
+                        on_action_executed,
+                    });
+                let mut entry = Entry::stamped(map, t(0), 3);
+                entry.expired = *expired;
+                pool.entries.push(entry).unwrap();
+            }
+            for (round, expected) in decisions.iter().enumerate() {
+                assert_eq!(
+                    pool.query_and_update(INSTALL, t(1)),
+                    *expected,
+                    "{name}, query {round}"
+                );
+            }
+        }
+    }
+
+    /// TestMapExpired, TestCleanExpiredMaps: expiry by time, removal at idle.
+    #[test]
+    fn expiry_and_clear() {
+        let mut pool = Pool::new();
+        let map = map_with(UUID, 0, r#""ArtifactInstall_Enter":{"action":"pause"}"#);
+        pool.insert_local(map, t(1000), 4).unwrap();
+        assert_eq!(pool.next_expiry(), Some(t(5000)));
+        assert_eq!(pool.entries()[0].half_way(), t(3000));
+        assert!(!pool.expire(t(4999)));
+        assert_eq!(pool.query_and_update(INSTALL, t(4999)), Decision::Pause);
+        // Expired: on_map_expire (default for pause: fail).
+        assert_eq!(pool.query_and_update(INSTALL, t(5000)), Decision::Fail);
+        assert!(pool.entries()[0].is_expired());
+        assert_eq!(pool.next_expiry(), None);
+        pool.clear_expired();
+        assert!(pool.is_empty());
+    }
+
+    /// TestInsertMatchingMap, TestInsertMatching, TestDelete,
+    /// TestDeleteAllPriorities, TestInsertReplaceAllPriorities,
+    /// TestUpdateControlMapEqual (id and priority identify a local map).
+    #[test]
+    fn insert_and_delete() {
+        let pause = r#""ArtifactInstall_Enter":{"action":"pause"}"#;
+        let fail = r#""ArtifactInstall_Enter":{"action":"fail"}"#;
+        let mut pool = Pool::new();
+        pool.insert_local(map_with(UUID, 1, pause), t(0), 60)
+            .unwrap();
+        pool.insert_local(map_with(UUID, 2, pause), t(0), 60)
+            .unwrap();
+        pool.insert_local(map_with(UUID2, 1, pause), t(0), 60)
+            .unwrap();
+        assert_eq!(pool.len(), 3);
+        // Same id and priority: replaced.
+        pool.insert_local(map_with(UUID, 1, fail), t(0), 60)
+            .unwrap();
+        assert_eq!(pool.len(), 3);
+        // No states: deletes that id and priority only.
+        pool.insert_local(map_with(UUID, 2, ""), t(0), 60).unwrap();
+        assert_eq!(pool.len(), 2);
+        // Server map: replaces every priority of its id.
+        pool.insert_server(UUID2, Some(map_with(UUID2, 5, fail)), t(0), 60)
+            .unwrap();
+        assert_eq!(pool.len(), 2);
+        assert_eq!(
+            pool.insert_server(UUID3, Some(map_with(UUID2, 5, fail)), t(0), 60),
+            Err(Error::IdMismatch)
+        );
+        let mut empty_id = map_with(UUID2, 0, fail);
+        empty_id.id.clear();
+        pool.insert_server(UUID3, Some(empty_id), t(0), 60).unwrap();
+        assert!(pool.has_map(UUID3));
+        pool.insert_server(UUID3, None, t(0), 60).unwrap();
+        assert!(!pool.has_map(UUID3));
+        pool.delete(UUID, 1);
+        assert!(!pool.has_map(UUID));
+        pool.delete_all(UUID2);
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn full_pool_is_refused_unchanged() {
+        let pause = r#""ArtifactInstall_Enter":{"action":"pause"}"#;
+        let mut pool = Pool::new();
+        for priority in 0..MAX_MAPS as i8 {
+            pool.insert_local(map_with(UUID, priority, pause), t(0), 60)
+                .unwrap();
+        }
+        let before = pool.clone();
+        assert_eq!(
+            pool.insert_local(map_with(UUID2, 0, pause), t(0), 60),
+            Err(Error::PoolFull)
+        );
+        assert_eq!(pool, before);
+        // Replacing is still possible.
+        pool.insert_local(map_with(UUID, 0, pause), t(5), 60)
+            .unwrap();
+        assert_eq!(pool.insert_server(UUID, None, t(0), 60), Ok(()));
+        assert!(pool.is_empty());
+        assert!(Error::PoolFull.to_string().contains('8'));
+    }
+
+    /// TestSaveAndLoadToDB, TestActiveAndExpiredPoolKeys: the pool survives
+    /// a reboot, re-stamped, expired maps staying expired.
+    #[test]
+    fn persist_and_reload() {
+        let mut pool = Pool::new();
+        let state = r#""ArtifactInstall_Enter":{"action":"pause","on_action_executed":"fail"},"ArtifactCommit_Enter":{"action":"force_continue"}"#;
+        pool.insert_local(map_with(UUID, -3, state), t(0), 10)
+            .unwrap();
+        pool.insert_server(UUID2, Some(map_with(UUID2, 7, state)), t(0), 100)
+            .unwrap();
+        assert!(pool.expire(t(10_000)));
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        let len = pool.encode(&mut buf).unwrap();
+        assert_eq!(
+            pool.encode(&mut [0u8; 10]),
+            Err(Error::BufferTooSmall { required: len })
+        );
+        let loaded = Pool::load(&buf[..len], t(50_000), 600).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert!(loaded.entries()[0].is_expired());
+        assert!(!loaded.entries()[1].is_expired());
+        assert_eq!(loaded.entries()[1].expiry(), t(650_000));
+        assert_eq!(loaded.entries()[1].half_way(), t(350_000));
+        assert_eq!(loaded.entries()[1].map(), pool.entries()[1].map());
+        // Any flipped byte is refused.
+        for index in 0..len {
+            let mut bad = buf;
+            bad[index] ^= 0x10;
+            assert_eq!(Pool::load(&bad[..len], t(0), 600), Err(Error::Corrupt));
+        }
+        assert_eq!(Pool::load(&buf[..len - 1], t(0), 600), Err(Error::Corrupt));
+        // Empty pool round trip.
+        let len = Pool::new().encode(&mut buf).unwrap();
+        assert_eq!(Pool::load(&buf[..len], t(0), 600), Ok(Pool::new()));
+    }
+
+    /// TestUpdateControlMapHalfTime and `controlMapPauseState`.
+    #[test]
+    fn pause_timer() {
+        let pause = r#""ArtifactInstall_Enter":{"action":"pause"}"#;
+        let mut pool = Pool::new();
+        assert_eq!(pool.pause_timer(UUID, t(0), 60), PauseTimer::NoActiveMaps);
+        pool.insert_local(map_with(UUID2, 0, pause), t(0), 1000)
+            .unwrap();
+        assert_eq!(
+            pool.pause_timer(UUID, t(0), 60),
+            PauseTimer::Requery { after_ms: 500_000 }
+        );
+        assert_eq!(
+            pool.pause_timer(UUID, t(600_000), 60),
+            PauseTimer::Requery { after_ms: 30_000 }
+        );
+        pool.insert_server(UUID, Some(map_with(UUID, 0, pause)), t(0), 1000)
+            .unwrap();
+        // Capped at the poll interval.
+        assert_eq!(
+            pool.pause_timer(UUID, t(0), 60),
+            PauseTimer::RefreshServerMap { after_ms: 60_000 }
+        );
+        assert_eq!(
+            pool.pause_timer(UUID, t(0), 6000),
+            PauseTimer::RefreshServerMap { after_ms: 500_000 }
+        );
+        assert_eq!(
+            pool.pause_timer(UUID, t(700_000), 6000),
+            PauseTimer::RefreshServerMap { after_ms: 0 }
+        );
+        assert_eq!(refresh_interval_secs(3601), 1800);
+    }
+
+    #[test]
+    fn local_json_and_response_body() {
+        let mut pool = Pool::new();
+        assert_eq!(pool.set_local_json(b" null ", t(0), 60), Ok(()));
+        assert_eq!(
+            pool.set_local_json(b"{\"id\":\"x\"}", t(0), 60),
+            Err(Error::InvalidId)
+        );
+        let body = format!(
+            r#"{{"id":"{UUID}","artifact":{{}},"update_control_map":{{"id":"{UUID}","states":{{"ArtifactReboot_Enter":{{"action":"pause"}}}}}}}}"#
+        );
+        let map = ControlMap::from_response_body(body.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(map.id(), UUID);
+        assert!(map.state(ControlState::ArtifactRebootEnter).is_some());
+        assert_eq!(
+            ControlMap::from_response_body(br#"{"update_control_map":null}"#),
+            Ok(None)
+        );
+        assert_eq!(ControlMap::from_response_body(b"{}"), Ok(None));
+        assert!(ControlMap::from_response_body(br#"{"update_control_map":{}}"#).is_err());
+    }
+
+    #[test]
+    fn write_json_round_trips() {
+        let json = r#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-10,"states":{"ArtifactCommit_Enter":{"action":"force_continue","on_map_expire":"force_continue","on_action_executed":"force_continue"},"ArtifactInstall_Enter":{"action":"pause","on_map_expire":"fail","on_action_executed":"continue"}}}"#;
+        let map = one(json).unwrap();
+        let mut out = [0u8; 512];
+        let len = map.write_json(&mut out).unwrap();
+        assert_eq!(core::str::from_utf8(&out[..len]).unwrap(), json);
+        assert_eq!(
+            map.write_json(&mut [0u8; 8]),
+            Err(Error::BufferTooSmall { required: len })
+        );
+        for priority in [-10i8, -1, 0, 7, 10, -128, 127] {
+            let mut buf = [0u8; 4];
+            assert_eq!(priority_text(priority, &mut buf), priority.to_string());
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let base = br#"{"id":"3380e4f2-c913-11eb-9119-c39aba66b261","priority":-1,"states":{"ArtifactInstall_Enter":{"action":"pause"}}}"#;
+        for cut in 0..base.len() {
+            let _ = ControlMap::parse(&base[..cut]);
+            let mut flipped = *base;
+            flipped[cut] = b'"';
+            let _ = ControlMap::parse(&flipped);
+        }
+        let _ = ControlMap::parse(b"\"\\ud800\"");
+        assert!(ControlMap::parse(b"{\"id\":\"1\"} x").is_err());
     }
 }
