@@ -19,6 +19,8 @@
 //! | `InventoryPollIntervalSeconds` | int | 1800 |
 //! | `RetryPollIntervalSeconds` | int | 300 |
 //! | `RetryPollCount` | int | 0 (automatic) |
+//! | `UpdateControlMapExpirationTimeSeconds` | int | 2 x `UpdatePollIntervalSeconds` (0 = default) |
+//! | `UpdateControlMapBootExpirationTimeSeconds` | int | 600 (0 = default) |
 //! | `StateScriptTimeoutSeconds` | int | 3600 |
 //! | `StateScriptRetryTimeoutSeconds` | int | 1800 |
 //! | `StateScriptRetryIntervalSeconds` | int | 60 |
@@ -110,6 +112,10 @@ pub struct MenderConfig {
     pub retry_poll_interval_seconds: Option<u32>,
     #[serde(rename = "retrypollcount")]
     pub retry_poll_count: Option<u32>,
+    #[serde(rename = "updatecontrolmapexpirationtimeseconds")]
+    pub update_control_map_expiration_time_seconds: Option<u32>,
+    #[serde(rename = "updatecontrolmapbootexpirationtimeseconds")]
+    pub update_control_map_boot_expiration_time_seconds: Option<u32>,
     #[serde(rename = "statescripttimeoutseconds")]
     pub state_script_timeout_seconds: Option<u32>,
     #[serde(rename = "statescriptretrytimeoutseconds")]
@@ -246,7 +252,7 @@ const SHORT: &str = "a string of at most 16 bytes";
 
 /// Every member the parse knows: its documented name, what its value must
 /// be, and whether it is a list limited to [`MAX_LIST_LEN`].
-const FIELDS: [(&str, &str, bool); 23] = [
+const FIELDS: [(&str, &str, bool); 25] = [
     ("RootfsPartA", PATH, false),
     ("RootfsPartB", PATH, false),
     ("ArtifactVerifyKey", PATH, false),
@@ -269,6 +275,8 @@ const FIELDS: [(&str, &str, bool); 23] = [
     ("InventoryPollIntervalSeconds", NUMBER, false),
     ("RetryPollIntervalSeconds", NUMBER, false),
     ("RetryPollCount", NUMBER, false),
+    ("UpdateControlMapExpirationTimeSeconds", NUMBER, false),
+    ("UpdateControlMapBootExpirationTimeSeconds", NUMBER, false),
     ("StateScriptTimeoutSeconds", NUMBER, false),
     ("StateScriptRetryTimeoutSeconds", NUMBER, false),
     ("StateScriptRetryIntervalSeconds", NUMBER, false),
@@ -783,6 +791,12 @@ impl MenderConfig {
                 .retry_poll_interval_seconds
                 .or(self.retry_poll_interval_seconds),
             retry_poll_count: main.retry_poll_count.or(self.retry_poll_count),
+            update_control_map_expiration_time_seconds: main
+                .update_control_map_expiration_time_seconds
+                .or(self.update_control_map_expiration_time_seconds),
+            update_control_map_boot_expiration_time_seconds: main
+                .update_control_map_boot_expiration_time_seconds
+                .or(self.update_control_map_boot_expiration_time_seconds),
             state_script_timeout_seconds: main
                 .state_script_timeout_seconds
                 .or(self.state_script_timeout_seconds),
@@ -819,6 +833,27 @@ impl MenderConfig {
     /// `InventoryPollIntervalSeconds` or its default (1800).
     pub fn inventory_poll_interval(&self) -> u32 {
         self.inventory_poll_interval_seconds.unwrap_or(1800)
+    }
+
+    /// `UpdateControlMapExpirationTimeSeconds` or its default, twice
+    /// [`Self::update_poll_interval`] (0 also means the default, as in the
+    /// reference; which doubles the raw `UpdatePollIntervalSeconds`, 0 when
+    /// unset, where this doubles the effective interval).
+    pub fn update_control_map_expiration(&self) -> u32 {
+        match self.update_control_map_expiration_time_seconds {
+            Some(0) | None => self.update_poll_interval().saturating_mul(2),
+            Some(seconds) => seconds,
+        }
+    }
+
+    /// `UpdateControlMapBootExpirationTimeSeconds` or its default (600; 0
+    /// also means the default, as in the reference): the expiration given
+    /// to the maps reloaded at start-up.
+    pub fn update_control_map_boot_expiration(&self) -> u32 {
+        match self.update_control_map_boot_expiration_time_seconds {
+            Some(0) | None => crate::agent::control_map::DEFAULT_BOOT_EXPIRATION_SECS,
+            Some(seconds) => seconds,
+        }
     }
 
     /// `RetryPollIntervalSeconds` or its default (300).

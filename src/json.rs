@@ -104,6 +104,38 @@ impl<'a> Json<'a> {
         Ok(Some(key))
     }
 
+    /// Like [`Self::next_key`], but a key longer than `N` is consumed and
+    /// given as `Some(None)`.
+    pub(crate) fn next_key_capped<const N: usize>(
+        &mut self,
+        first: &mut bool,
+    ) -> Result<Option<Option<String<N>>>, JsonError> {
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(None);
+        }
+        if !*first {
+            self.expect(b',')?;
+        }
+        *first = false;
+        let key = self.string_capped::<N>()?;
+        self.expect(b':')?;
+        Ok(Some(key))
+    }
+
+    /// A string, or `None` (consumed) when it is longer than `N`.
+    pub(crate) fn string_capped<const N: usize>(&mut self) -> Result<Option<String<N>>, JsonError> {
+        let mut out = String::new();
+        let mut fits = true;
+        self.string_with(|c| {
+            if fits && out.push(c).is_err() {
+                fits = false;
+            }
+            true
+        })?;
+        Ok(fits.then_some(out))
+    }
+
     /// Starts an array: consumes `[`.
     pub(crate) fn begin_array(&mut self) -> Result<(), JsonError> {
         self.expect(b'[')
@@ -151,6 +183,51 @@ impl<'a> Json<'a> {
         }
         if let Some(b'.' | b'e' | b'E') = self.text.get(self.pos) {
             return Err(self.syntax());
+        }
+        Ok(value)
+    }
+
+    /// A signed integer as Go decodes one into an `int`: `-?(0|[1-9][0-9]*)`
+    /// within `i64`; a fraction or an exponent is an error.
+    pub(crate) fn integer(&mut self) -> Result<i64, JsonError> {
+        self.ws();
+        let start = self.pos;
+        let negative = self.text.get(self.pos) == Some(&b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let digits = self.pos;
+        let mut value: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = self.text.get(self.pos) {
+            let digit = i64::from(d - b'0');
+            value = value
+                .checked_mul(10)
+                .and_then(|v| {
+                    if negative {
+                        v.checked_sub(digit)
+                    } else {
+                        v.checked_add(digit)
+                    }
+                })
+                .ok_or(JsonError {
+                    offset: start,
+                    kind: JsonErrorKind::Syntax,
+                })?;
+            self.pos += 1;
+        }
+        let count = self.pos - digits;
+        let leading_zero = count > 1 && self.text.get(digits) == Some(&b'0');
+        if count == 0 || leading_zero {
+            return Err(JsonError {
+                offset: start,
+                kind: JsonErrorKind::Syntax,
+            });
+        }
+        if let Some(b'.' | b'e' | b'E') = self.text.get(self.pos) {
+            return Err(JsonError {
+                offset: start,
+                kind: JsonErrorKind::Syntax,
+            });
         }
         Ok(value)
     }

@@ -76,6 +76,7 @@
 //! waiting, downloading, before persisting `Installed`, or waiting for a
 //! reboot. The persisted record says where the next start goes on.
 
+pub mod control_map;
 mod mender;
 pub mod policy;
 mod types;

@@ -12,4 +12,5 @@ pub mod inventory;
 pub mod keyvalue;
 mod write;
 
+pub(crate) use write::JsonWriter;
 pub use write::WriteError;

@@ -25,6 +25,7 @@ pub const FUZZ_TARGETS: &[&str] = &[
     "http_reader",
     "agent_managed",
     "lmdb_store",
+    "control_map",
 ];
 const FUZZ_SECONDS: u32 = 5;
 
@@ -433,6 +434,7 @@ fn fuzz_seeds(target: &str) -> &'static [&'static str] {
         "http_response" | "deployment_next" | "http_reader" => &["fuzz/seeds/http"],
         "agent_managed" => &["fuzz/seeds/agent"],
         "lmdb_store" => &["tests/fixtures/lmdb"],
+        "control_map" => &["fuzz/seeds/control_map"],
         _ => &[],
     }
 }
