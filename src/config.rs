@@ -27,6 +27,7 @@
 //! | `DaemonLogLevel` | string | none |
 //! | `Security.AuthPrivateKey` | path | none (a key is generated in `<DATA>`) |
 //! | `HttpsClient.Certificate`, `HttpsClient.Key` | paths | none |
+//! | `DBus.Enabled` | bool | `true` (the D-Bus API, when the binary has it) |
 //! | `DeviceKeyType` (otalite) | `ed25519` / `ecdsa-p256` / `rsa3072` | `ed25519` |
 //! | `FwEnvConfig` (otalite) | path | `/etc/fw_env.config` |
 //! | `GrubEnvDir` (otalite) | path | searched as grub-mender-grubenv does |
@@ -80,6 +81,14 @@ pub struct HttpsClientConfig {
     pub key: Option<ConfigPath>,
 }
 
+/// `DBus` (the reference's D-Bus API on the system bus).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct DBusConfig {
+    /// `Enabled`: serve the API (default `true`).
+    #[serde(rename = "enabled")]
+    pub enabled: Option<bool>,
+}
+
 /// The parsed configuration; `None` means "not set in this file".
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[allow(missing_docs)]
@@ -128,6 +137,8 @@ pub struct MenderConfig {
     pub security: Option<SecurityConfig>,
     #[serde(rename = "httpsclient")]
     pub https_client: Option<HttpsClientConfig>,
+    #[serde(rename = "dbus")]
+    pub dbus: Option<DBusConfig>,
     /// otalite extension: type of a generated device key: `ed25519`
     /// (default), `ecdsa-p256` or `rsa3072`.
     #[serde(rename = "devicekeytype")]
@@ -252,7 +263,7 @@ const SHORT: &str = "a string of at most 16 bytes";
 
 /// Every member the parse knows: its documented name, what its value must
 /// be, and whether it is a list limited to [`MAX_LIST_LEN`].
-const FIELDS: [(&str, &str, bool); 25] = [
+const FIELDS: [(&str, &str, bool); 26] = [
     ("RootfsPartA", PATH, false),
     ("RootfsPartB", PATH, false),
     ("ArtifactVerifyKey", PATH, false),
@@ -291,6 +302,7 @@ const FIELDS: [(&str, &str, bool); 25] = [
         "an object like {\"Certificate\": \"/path\", \"Key\": \"/path\"} (paths of at most 256 bytes)",
         false,
     ),
+    ("DBus", "an object like {\"Enabled\": true}", false),
     ("DeviceKeyType", SHORT, false),
     ("FwEnvConfig", PATH, false),
     ("GrubEnvDir", PATH, false),
@@ -809,6 +821,7 @@ impl MenderConfig {
             daemon_log_level: main.daemon_log_level.or(self.daemon_log_level),
             security: main.security.or(self.security),
             https_client: main.https_client.or(self.https_client),
+            dbus: main.dbus.or(self.dbus),
             device_key_type: main.device_key_type.or(self.device_key_type),
             fw_env_config: main.fw_env_config.or(self.fw_env_config),
             grub_env_dir: main.grub_env_dir.or(self.grub_env_dir),
@@ -859,6 +872,11 @@ impl MenderConfig {
     /// `RetryPollIntervalSeconds` or its default (300).
     pub fn retry_poll_interval(&self) -> u32 {
         self.retry_poll_interval_seconds.unwrap_or(300)
+    }
+
+    /// `DBus.Enabled` or its default (`true`).
+    pub fn dbus_enabled(&self) -> bool {
+        self.dbus.as_ref().and_then(|d| d.enabled).unwrap_or(true)
     }
 
     /// `StateScriptTimeoutSeconds` or its default (3600).

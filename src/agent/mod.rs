@@ -517,6 +517,15 @@ impl<'b> Agent<'b> {
         &self.record
     }
 
+    /// The current device token and the server that issued it (both empty
+    /// before the first authentication), as D-Bus `GetJwtToken` answers.
+    pub fn jwt(&self) -> (&str, &str) {
+        if self.jwt.is_empty() {
+            return ("", "");
+        }
+        (&self.jwt, self.server_url().unwrap_or(""))
+    }
+
     /// The last failure or result message.
     pub fn message(&self) -> &str {
         &self.reason
@@ -625,7 +634,7 @@ impl<'b> Agent<'b> {
                 }
                 Ok(())
             }
-            Command::CheckUpdate | Command::SendInventory if !managed => {
+            Command::CheckUpdate | Command::SendInventory | Command::FetchJwt if !managed => {
                 Err(CommandError::WrongMode)
             }
             Command::CheckUpdate => {
@@ -633,6 +642,15 @@ impl<'b> Agent<'b> {
                 if self.step == Step::Ready {
                     self.sleep_until = None;
                 }
+                Ok(())
+            }
+            Command::FetchJwt if self.step != Step::Ready || self.outstanding.is_some() => {
+                Err(CommandError::Busy)
+            }
+            Command::FetchJwt => {
+                self.jwt.clear();
+                self.next_inventory = now;
+                self.sleep_until = None;
                 Ok(())
             }
             Command::SendInventory => {

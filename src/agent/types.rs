@@ -110,6 +110,11 @@ pub enum Command<'a> {
     CheckUpdate,
     /// Managed: send the inventory now (`send-inventory`, SIGUSR2).
     SendInventory,
+    /// Managed: authenticate again now (D-Bus `FetchJwtToken`): the token
+    /// is dropped and the inventory goes out first thing, which
+    /// authenticates. Taken only between deployments (during one, the
+    /// token in use is renewed on its own at a 401).
+    FetchJwt,
     /// Stop at the next safe point ([`Action::Exit`] follows). The
     /// persisted record says where to go on after the next start.
     Stop,

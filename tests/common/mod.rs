@@ -3,6 +3,7 @@
 //! boot environment read back by the real `fw_printenv`.
 #![allow(dead_code, unreachable_pub, clippy::std_instead_of_core)]
 
+pub mod bus;
 pub mod managed;
 pub mod reference;
 
@@ -154,6 +155,12 @@ impl Device {
         cmd.env("MENDER_CONF_DIR", self.root().join("etc"))
             .env("MENDER_DATA_DIR", self.root().join("share"))
             .env_remove("OTALITE_TEST_CRASH_AT")
+            // Never the machine's system bus: a test that wants D-Bus
+            // starts its own (common::bus) and sets this again.
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", self.root().join("no-bus").display()),
+            )
             .arg("-c")
             .arg(self.root().join("etc/mender.conf"))
             .arg("-d")

@@ -66,7 +66,13 @@ pub enum Wake {
     CheckUpdate,
     /// SIGUSR2 (`otalite send-inventory`).
     SendInventory,
+    /// D-Bus `FetchJwtToken`: authenticate again now.
+    FetchJwt,
 }
+
+/// Told the device token and its server each time the token changes (the
+/// D-Bus `JwtTokenStateChange` signal); `("", "")` when it is dropped.
+pub type JwtListener = Box<dyn FnMut(&str, &str) + Send>;
 
 /// The Mender server side of the host (managed mode).
 pub struct ServerIo {
@@ -117,6 +123,10 @@ pub struct LinuxHost<B, R> {
     /// The open artifact stream (`OpenArtifact` .. `ReadArtifact`).
     source: Option<Source>,
     started: std::time::Instant,
+    /// See [`JwtListener`] (managed mode, D-Bus).
+    pub on_jwt: Option<JwtListener>,
+    /// The token last told to `on_jwt`.
+    last_jwt: String,
 }
 
 /// A completion to feed back once the action's borrow of the agent ended.
@@ -166,6 +176,8 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             download_total: None,
             source: None,
             started: std::time::Instant::now(),
+            on_jwt: None,
+            last_jwt: String::new(),
         }
     }
 
@@ -202,6 +214,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             }
         }
         loop {
+            self.tell_jwt(agent);
             let done = match agent.poll() {
                 Some(action) => self.execute(action),
                 None => {
@@ -235,6 +248,18 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Read(id) => self.read_artifact(agent, id),
                 Done::Ended(ended) => return ended,
             }
+        }
+    }
+
+    /// Tells [`Self::on_jwt`] when the agent's token changed.
+    fn tell_jwt(&mut self, agent: &Agent<'_>) {
+        let Some(listener) = self.on_jwt.as_mut() else {
+            return;
+        };
+        let (token, server) = agent.jwt();
+        if token != self.last_jwt {
+            self.last_jwt = token.to_owned();
+            listener(token, server);
         }
     }
 
@@ -280,6 +305,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Wake::Stop => Command::Stop,
                 Wake::CheckUpdate => Command::CheckUpdate,
                 Wake::SendInventory => Command::SendInventory,
+                Wake::FetchJwt => Command::FetchJwt,
             };
             let _ = agent.handle_command(now, command);
         }

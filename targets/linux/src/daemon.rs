@@ -88,38 +88,71 @@ fn device_key(
         .map_err(|e| Failure::error(format!("device key: {e}")))
 }
 
-/// The D-Bus API's answers until the agent's side is wired (the Update
-/// Control Map and the token live in the agent): no token yet (the
-/// reference's answer before authentication), maps refused with a clear
-/// error, fetches refused.
+/// The D-Bus API's side in the daemon: the token as the agent last had it
+/// (kept by the loop through [`otalite_host::driver::JwtListener`]), and
+/// `FetchJwtToken` sent to the loop as a wake-up.
 #[cfg(feature = "dbus")]
-struct DbusPlaceholder {
-    server_url: String,
+struct DbusHandler {
+    jwt: std::sync::Arc<std::sync::Mutex<(String, String)>>,
+    wake: std::sync::mpsc::Sender<otalite_host::driver::Wake>,
 }
 
 #[cfg(feature = "dbus")]
-impl otalite_host::dbus::Handler for DbusPlaceholder {
+impl otalite_host::dbus::Handler for DbusHandler {
     fn set_update_control_map(&mut self, _json: &str) -> Result<i32, String> {
+        // The maps' logic is in the core (otalite::agent::control_map) but
+        // the agent does not pause on them yet: refusing is honest, a
+        // caller must not believe its pause holds.
         Err("this otalite does not apply update control maps yet".into())
     }
     fn jwt(&mut self) -> (String, String) {
-        (String::new(), self.server_url.clone())
+        self.jwt
+            .lock()
+            .map(|guard| guard.clone())
+            .unwrap_or_default()
     }
     fn fetch_jwt(&mut self) -> bool {
-        false
+        self.wake.send(otalite_host::driver::Wake::FetchJwt).is_ok()
     }
 }
 
-/// The D-Bus service on the system bus, or one warning and none (as the
-/// reference, the daemon runs without D-Bus).
+/// The D-Bus service on the system bus (unless `DBus.Enabled` is false),
+/// or one warning and none (as the reference, the daemon runs without
+/// D-Bus); with it, the listener the loop tells token changes to.
 #[cfg(feature = "dbus")]
-fn start_dbus(server_url: &str) -> Option<otalite_host::dbus::Service> {
-    let handler = DbusPlaceholder {
-        server_url: server_url.to_owned(),
+fn start_dbus(
+    config: &otalite::config::MenderConfig,
+    wake: std::sync::mpsc::Sender<otalite_host::driver::Wake>,
+) -> Option<(
+    otalite_host::dbus::Service,
+    otalite_host::driver::JwtListener,
+)> {
+    if !config.dbus_enabled() {
+        log::info!("D-Bus API disabled (DBus.Enabled is false)");
+        return None;
+    }
+    let jwt = std::sync::Arc::new(std::sync::Mutex::new((String::new(), String::new())));
+    let handler = DbusHandler {
+        jwt: std::sync::Arc::clone(&jwt),
+        wake,
     };
-    otalite_host::dbus::Service::start_system(handler)
+    let service = otalite_host::dbus::Service::start_system(handler)
         .map_err(|e| log::warn!("D-Bus API not available, running without it: {e}"))
-        .ok()
+        .ok()?;
+    let emitter = service.emitter();
+    let listener: otalite_host::driver::JwtListener = Box::new(move |token, server| {
+        if let Ok(mut guard) = jwt.lock() {
+            *guard = (token.to_owned(), server.to_owned());
+        }
+        // A dropped token (re-authentication under way) is not news; the
+        // new one is.
+        if !token.is_empty() {
+            if let Err(e) = emitter.jwt_token_state_change(token, server) {
+                log::warn!("D-Bus: cannot send JwtTokenStateChange: {e}");
+            }
+        }
+    });
+    Some((service, listener))
 }
 
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
@@ -133,7 +166,7 @@ pub fn run_daemon<B: BootControl>(
     mut boot: B,
 ) -> Result<i32, Failure> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let wake = crate::signals::wake_channel(std::sync::Arc::clone(&stop))
+    let (waker, wake) = crate::signals::wake_channel(std::sync::Arc::clone(&stop))
         .map_err(|e| Failure::error(format!("cannot set up signals: {e}")))?;
     std::fs::create_dir_all(&paths.data_dir)
         .map_err(|e| Failure::error(format!("cannot create {}: {e}", paths.data_dir.display())))?;
@@ -186,8 +219,15 @@ pub fn run_daemon<B: BootControl>(
     log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
     // Stopped (the names released) when the daemon returns.
     #[cfg(feature = "dbus")]
-    let _dbus = start_dbus(&servers[0]);
+    let dbus = start_dbus(&config, waker);
+    #[cfg(not(feature = "dbus"))]
+    drop(waker);
     let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
+    #[cfg(feature = "dbus")]
+    let _service = dbus.map(|(service, listener)| {
+        host.on_jwt = Some(listener);
+        service
+    });
     host.server = Some(ServerIo { client, key });
     host.wake = Some(wake);
     host.stop = Some(stop);

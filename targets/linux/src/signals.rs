@@ -11,16 +11,19 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
 /// Starts forwarding signals into a channel the daemon waits on (no
 /// polling: an idle daemon sleeps in `recv_timeout`). SIGTERM/SIGINT also
 /// raise `stop`, which a network exchange in progress polls (it may be
 /// blocked far from the channel).
-pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Wake>> {
+///
+/// The sender also goes to the D-Bus service (`FetchJwtToken`).
+pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<(Sender<Wake>, Receiver<Wake>)> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2])?;
     let (sender, receiver) = channel();
+    let to_return = sender.clone();
     std::thread::Builder::new()
         .name("otalite-signals".into())
         .stack_size(64 * 1024)
@@ -39,7 +42,7 @@ pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Wake>> {
                 }
             }
         })?;
-    Ok(receiver)
+    Ok((to_return, receiver))
 }
 
 /// `<data>/otalite.pid`.
