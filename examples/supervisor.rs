@@ -597,6 +597,8 @@ fn power_on(
             retry_poll_count: 0,
             backoff_unit: 100,
             reboot_wait: 30_000,
+            control_map_expiration: 3_600_000,
+            control_map_boot_expiration: 600_000,
         },
         mode: Mode::Managed(ServerSettings {
             servers: &servers,

@@ -154,15 +154,21 @@ fn aborted_deployment_stops_cleanly() {
         .server
         .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
     managed.server.inject(Fault::abort_on_status("installing"));
-    let daemon = managed.start();
+    let mut daemon = managed.start();
     managed.wait("the abort", |m| {
         m.server.deployment_state(&id) == Some(DeploymentState::Aborted)
     });
+    // As the reference (tests/fixtures/scripts/aborted.txt): the rollback
+    // reboot, then the failure from the (unchanged) old system.
+    managed.wait("the rollback reboot", |m| m.reboots() == 1);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let daemon = managed.start();
     managed.wait("the daemon going idle", |m| {
         m.log().contains("reported failure")
     });
     assert_eq!(stop(daemon), Some(0));
-    assert_eq!(managed.reboots(), 0);
+    assert_eq!(managed.reboots(), 1);
     assert_eq!(managed.device.env_var("mender_boot_part"), "2");
     assert_eq!(managed.device.env_var("upgrade_available"), "0");
     managed.server.assert_conformant();

@@ -13,8 +13,11 @@ mod common;
 
 use common::bus::Bus;
 use common::managed::*;
+use common::reference::*;
+use common::*;
 use otalite_testserver::ServerConfig;
 use std::process::Output;
+use std::time::Duration;
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -161,4 +164,156 @@ fn dbus_disabled_in_the_configuration_keeps_the_daemon_off_the_bus() {
         managed.log()
     );
     managed.done("daemon dbus disabled");
+}
+
+/// The reference's example application (seed `mender-client-python-example`,
+/// `do_handle_update_control_map`), as a loop: it sends the map in the file
+/// `argv[1]` with pydbus, exactly as the example calls it, and sends it
+/// again before the returned refresh interval runs out; a new file content
+/// is sent at once. Errors (the daemon restarting) are printed and retried.
+const CONTROL_APP: &str = r#"
+import sys, time
+from pydbus import SystemBus
+from gi.repository import GLib
+
+path = sys.argv[1]
+last, due = None, 0.0
+while True:
+    try:
+        current = open(path).read()
+    except OSError:
+        break
+    if current != last or time.time() >= due:
+        try:
+            update = SystemBus().get("io.mender.UpdateManager", "/io/mender/UpdateManager")["io.mender.Update1"]
+            interval = update.SetUpdateControlMap(current)
+            if current != last:
+                print("sent", current.strip(), "->", interval, flush=True)
+            last = current
+            due = time.time() + max(interval / 2.0, 0.2)
+        except GLib.Error as e:
+            print("error", e.message, flush=True)
+            time.sleep(0.2)
+    time.sleep(0.1)
+"#;
+
+fn control_map(install: &str, reboot: &str, commit: &str) -> String {
+    format!(
+        r#"{{"id": "01234567-89ab-cdef-0123-456789abcdef", "priority": -1, "states": {{"ArtifactInstall_Enter": {{"action": "{install}"}}, "ArtifactReboot_Enter": {{"action": "{reboot}"}}, "ArtifactCommit_Enter": {{"action": "{commit}"}}}}}}"#
+    )
+}
+
+/// Runs a whole managed deployment on `client`, held at each of the three
+/// states by a map an application keeps sending over D-Bus (`bus`), and
+/// let go state by state; the maps survive the reboot into the new
+/// system. Returns the deployment's statuses.
+fn pause_and_continue(client: &dyn Client, bus: &Bus) -> Vec<String> {
+    let address = bus.address();
+    let env = [("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())];
+    let mut daemon = client.start_with(&env);
+    let map_file = bus.dir.path().join("map.json");
+    std::fs::write(&map_file, control_map("pause", "pause", "pause")).unwrap();
+    let app_log = bus.dir.path().join("app.log");
+    let mut app = bus
+        .command(PYTHON)
+        .args(["-c", CONTROL_APP])
+        .arg(&map_file)
+        .stdout(std::fs::File::create(&app_log).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the control application");
+    let app_says = || std::fs::read_to_string(&app_log).unwrap_or_default();
+    let server = client.server();
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < WAIT,
+                "timed out waiting for {what}; application:\n{}\ndaemon log:\n{}",
+                app_says(),
+                client.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the map to be accepted", &|| app_says().contains("sent"));
+    let artifact = write_artifact(
+        &client.dir(),
+        "release-2",
+        &image_bytes(1 << 20, 17),
+        &["--compression", "none"],
+    );
+    let id = server.add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let statuses = || -> Vec<String> { server.statuses(&id).into_iter().map(|(s, _)| s).collect() };
+    let holds = |status: &str| {
+        wait(status, &|| statuses().iter().any(|s| s == status));
+        // Held: nothing after the pause for a few refresh intervals.
+        let at = statuses().len();
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(
+            statuses().len(),
+            at,
+            "not held at {status}: {:?}\n{}",
+            statuses(),
+            client.log()
+        );
+    };
+    holds("pause_before_installing");
+    assert_eq!(client.reboots(), 0);
+    std::fs::write(&map_file, control_map("continue", "pause", "pause")).unwrap();
+    holds("pause_before_rebooting");
+    assert_eq!(client.reboots(), 0, "rebooted while paused");
+    std::fs::write(&map_file, control_map("continue", "continue", "pause")).unwrap();
+    wait("the reboot", &|| client.reboots() > 0);
+    // The machine goes down with the daemon; the bootloader boots the trial.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    client.trial_boot();
+    daemon = client.start_with(&env);
+    holds("pause_before_committing");
+    std::fs::write(&map_file, control_map("continue", "continue", "continue")).unwrap();
+    wait("success", &|| statuses().iter().any(|s| s == "success"));
+    drop(daemon);
+    std::fs::remove_file(&map_file).unwrap();
+    let _ = app.kill();
+    let _ = app.wait();
+    eprintln!("application:\n{}", app_says());
+    statuses()
+}
+
+/// The pause/continue run on otalite and, where it can run (root,
+/// `mender` installed), on the reference on its own bus: the statuses are
+/// the same.
+#[test]
+fn pause_and_continue_at_each_state_through_dbus() {
+    let reference = reference_available().then(|| {
+        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+        let bus = Bus::start();
+        let client = Reference::new();
+        client.enable_dbus();
+        pause_and_continue(&client, &bus)
+    });
+    let bus = Bus::start();
+    let managed = Managed::new(ServerConfig::default());
+    let got = pause_and_continue(&managed, &bus);
+    let expected = [
+        "downloading",
+        "downloading",
+        "downloading",
+        "pause_before_installing",
+        "installing",
+        "pause_before_rebooting",
+        "rebooting",
+        "pause_before_committing",
+        "installing",
+        "success",
+    ];
+    assert_eq!(got, expected, "otalite's statuses");
+    match reference {
+        Some(reference) => assert_eq!(got, reference, "otalite vs the reference"),
+        None => {
+            eprintln!("note: the real mender cannot run here; compared with the recorded order")
+        }
+    }
+    managed.done("pause and continue through D-Bus");
 }

@@ -76,6 +76,8 @@ fuzz_target!(|data: &[u8]| {
             retry_poll_count: 0,
             backoff_unit: 100,
             reboot_wait: 10_000,
+            control_map_expiration: 3_600_000,
+            control_map_boot_expiration: 600_000,
         },
         mode: Mode::Managed(ServerSettings {
             servers: &servers,

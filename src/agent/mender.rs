@@ -8,6 +8,7 @@
 //! | next | `POST /api/devices/v2/deployments/device/deployments/next` | 200 (instructions) / 204 (none) | 404: `GET` v1 `...next?artifact_name=&device_type=` from then on |
 //! | status | `PUT .../deployments/{id}/status` | 200 / 204 | 409: the deployment was aborted |
 //! | log | `PUT .../deployments/{id}/log` | 200 / 204 | 409: aborted |
+//! | update control map | `GET /api/devices/v2/deployments/device/deployments/{id}/update_control_map` | 200, body `{"update_control_map": {...}}` | 404: the deployment is gone (aborted) |
 //!
 //! Every call but authentication carries the JWT. A 401 or a transport
 //! error on the first try clears the JWT, authenticates again and retries
@@ -24,6 +25,8 @@ pub(super) enum Call {
     Next,
     Status(DeploymentStatus),
     Log,
+    /// `GET` the deployment's Update Control Map (Enterprise).
+    ControlMap,
 }
 
 /// How a call ended.
@@ -46,6 +49,7 @@ pub(super) const INVENTORY_PATH: &str = "/api/devices/v1/inventory/device/attrib
 pub(super) const NEXT_V2_PATH: &str = "/api/devices/v2/deployments/device/deployments/next";
 pub(super) const NEXT_V1_PATH: &str = "/api/devices/v1/deployments/device/deployments/next";
 pub(super) const DEPLOYMENTS_PATH: &str = "/api/devices/v1/deployments/device/deployments/";
+pub(super) const DEPLOYMENTS_V2_PATH: &str = "/api/devices/v2/deployments/device/deployments/";
 
 /// What a call's answer means, by status code (the body of a 200 `next`
 /// is parsed by the caller).
@@ -55,6 +59,8 @@ pub(super) fn classify(call: Call, status: u16) -> Reply {
         (Call::Next, 200) => Reply::Update,
         (_, 200 | 204) => Reply::Ok,
         (Call::Status(_) | Call::Log, 409) => Reply::Aborted,
+        // The deployment is gone (the reference: aborted).
+        (Call::ControlMap, 404) => Reply::Aborted,
         (_, 401) => Reply::Unauthorized,
         _ => Reply::Failed,
     }
@@ -68,6 +74,7 @@ pub(super) fn method(call: Call, patch_inventory: bool, next_v2: bool) -> Method
         Call::Next if next_v2 => Method::Post,
         Call::Next => Method::Get,
         Call::Status(_) | Call::Log => Method::Put,
+        Call::ControlMap => Method::Get,
     }
 }
 

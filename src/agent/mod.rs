@@ -127,6 +127,9 @@ macro_rules! text {
     }};
 }
 
+// After `text!`: it uses the macro.
+mod control;
+
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -195,6 +198,8 @@ enum Op {
     /// A deployment-log line (text queued in `logs`).
     DeploymentLog(LogLevel),
     ClearDeploymentLog,
+    /// Store the Update Control Map pool (a failure is logged).
+    PersistMaps,
 }
 
 /// Why an API call is made: decides what its reply leads to.
@@ -215,6 +220,10 @@ enum Purpose {
     Confirm,
     Final,
     Log,
+    /// Refresh the deployment's server map before a control point.
+    FetchMap(control_map::ControlState),
+    /// `pause_before_*`.
+    Paused(control_map::ControlState),
 }
 
 /// Where the authentication of a call stands.
@@ -240,6 +249,8 @@ enum Repaired {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     /// Standalone: waiting for a command. Managed: the poll schedule.
+    /// Managed: at an Update Control Map point ([`control`]).
+    Control(control_map::ControlState),
     Ready,
     Complete(Completion),
     Exit {
@@ -330,6 +341,17 @@ pub struct Agent<'b> {
     // Managed.
     offer: DeploymentInstructions,
     jwt: String<MAX_JWT_LEN>,
+    /// Update Control Maps ([`control`]).
+    control_maps: control_map::Pool,
+    /// Refresh the deployment's server map before the next query.
+    control_fetch: bool,
+    control_fetch_attempts: u32,
+    /// `pause_before_*` already reported in this deployment, per state.
+    pause_reported: [bool; 3],
+    /// `ArtifactReboot_Enter` ran before a pause at the reboot point.
+    reboot_pause_prepared: bool,
+    /// The encoded pool for [`Action::PersistControlMaps`].
+    maps_buf: [u8; control_map::MAX_ENCODED_LEN],
     api_phase: ApiPhase,
     call: Call,
     call_attempt: u8,
@@ -496,6 +518,12 @@ impl<'b> Agent<'b> {
             inconsistent: false,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
+            control_maps: control_map::Pool::new(),
+            control_fetch: false,
+            control_fetch_attempts: 0,
+            pause_reported: [false; 3],
+            reboot_pause_prepared: false,
+            maps_buf: [0; control_map::MAX_ENCODED_LEN],
             api_phase: ApiPhase::Identity,
             call: Call::Next,
             call_attempt: 0,
@@ -1017,6 +1045,13 @@ impl<'b> Agent<'b> {
                 Some(OpKind::Log(level))
             }
             Op::ClearDeploymentLog => Some(OpKind::ClearLog),
+            Op::PersistMaps => match self.control_maps.encode(&mut self.maps_buf) {
+                Ok(len) => Some(OpKind::PersistMaps(len)),
+                Err(error) => {
+                    warn!("cannot encode the update control maps: {error}");
+                    None
+                }
+            },
         }
     }
 
@@ -1050,6 +1085,10 @@ impl<'b> Agent<'b> {
                 message: &self.log_text,
             },
             OpKind::ClearLog => Action::ClearDeploymentLog,
+            OpKind::PersistMaps(len) => Action::PersistControlMaps {
+                id: self.take_id(true),
+                record: self.maps_buf.get(..len).unwrap_or_default(),
+            },
         }
     }
 
@@ -1077,6 +1116,7 @@ impl<'b> Agent<'b> {
             Some(Op::EnvRollBack) => self.fatal(text!("rollback failed: {why}")),
             Some(Op::EnvCommit) => self.fatal(text!("commit failed: {why}")),
             Some(Op::DeploymentLog(_) | Op::ClearDeploymentLog) => {}
+            Some(Op::PersistMaps) => warn!("cannot save the update control maps: {why}"),
         }
     }
 
@@ -1589,8 +1629,7 @@ impl<'b> Agent<'b> {
                 self.fail_with_rollback_reboot(text!("cannot switch the bootloader: {why}"), false);
             }
             (Step::DepInstallLeave, None) => {
-                self.push_op(Op::Mark(Mark::Rebooting));
-                self.start_call(Purpose::Rebooting);
+                self.control_point(control_map::ControlState::ArtifactRebootEnter);
             }
             (Step::DepInstallLeave, Some(why)) => {
                 self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
@@ -1740,7 +1779,8 @@ impl<'b> Agent<'b> {
     fn step_after_reboot_leave(&mut self) {
         self.confirm_attempts = 0;
         match self.deployment_id {
-            Some(_) => self.start_call(Purpose::Confirm),
+            // The reference's order: the control point, then `installing`.
+            Some(_) => self.control_point(control_map::ControlState::ArtifactCommitEnter),
             None => self.step = Step::CommitEnter,
         }
     }
@@ -1753,6 +1793,10 @@ impl<'b> Agent<'b> {
             Step::Exited => Dispatch::Wait,
             Step::Exit { .. } | Step::Complete(_) => Dispatch::Action(StepKind::Finish),
             Step::Ready => self.schedule(),
+            Step::Control(state) => {
+                self.control_dispatch(state);
+                Dispatch::Again
+            }
             Step::RollbackSettle => {
                 if self.inconsistent {
                     self.standalone_rollback_failed();
@@ -1994,6 +2038,7 @@ enum StepKind {
 enum OpKind {
     Script(ScriptGroup, ScriptPhase),
     Persist(usize),
+    PersistMaps(usize),
     RollBack(PartNumber),
     Commit,
     Log(LogLevel),
@@ -2132,6 +2177,18 @@ impl Agent<'_> {
             }
             Purpose::Installing | Purpose::Confirm => DeploymentStatus::Installing,
             Purpose::Rebooting => DeploymentStatus::Rebooting,
+            Purpose::FetchMap(_) => return Call::ControlMap,
+            Purpose::Paused(state) => match state {
+                control_map::ControlState::ArtifactInstallEnter => {
+                    DeploymentStatus::PauseBeforeInstalling
+                }
+                control_map::ControlState::ArtifactRebootEnter => {
+                    DeploymentStatus::PauseBeforeRebooting
+                }
+                control_map::ControlState::ArtifactCommitEnter => {
+                    DeploymentStatus::PauseBeforeCommitting
+                }
+            },
             Purpose::Final if self.report.success => DeploymentStatus::Success,
             Purpose::Final => DeploymentStatus::Failure,
         };
@@ -2166,7 +2223,7 @@ impl Agent<'_> {
                 write_next_request(
                     &self.record.installed,
                     self.config.device_type,
-                    false,
+                    true,
                     self.request_buf,
                 )
                 .map(|len| self.request_len = len)
@@ -2203,8 +2260,17 @@ impl Agent<'_> {
                 let _ = self.path.push_str("/log");
                 Ok(())
             }
+            Call::ControlMap => {
+                self.request_len = 0;
+                let _ = self.path.push_str(mender::DEPLOYMENTS_V2_PATH);
+                let _ = self.path.push_str(&id);
+                let _ = self.path.push_str("/update_control_map");
+                Ok(())
+            }
         };
-        if matches!(self.call, Call::Status(_) | Call::Log) && !mender::valid_deployment_id(&id) {
+        if matches!(self.call, Call::Status(_) | Call::Log | Call::ControlMap)
+            && !mender::valid_deployment_id(&id)
+        {
             self.set_reason(text!("invalid deployment id"));
             self.on_reply(Reply::Failed);
             return false;
@@ -2356,7 +2422,10 @@ impl Agent<'_> {
         let mut reply = mender::classify(self.call, status);
         match reply {
             Reply::Update => match DeploymentInstructions::parse(body) {
-                Ok(offer) if mender::valid_deployment_id(&offer.id) => self.offer = offer,
+                Ok(offer) if mender::valid_deployment_id(&offer.id) => {
+                    self.offer = offer;
+                    self.control_map_offered(body);
+                }
                 Ok(_) => {
                     self.set_reason(text!("invalid deployment instructions: bad id"));
                     reply = Reply::Failed;
@@ -2375,11 +2444,18 @@ impl Agent<'_> {
                         Call::Next => "update check",
                         Call::Status(_) => "status report",
                         Call::Log => "log upload",
+                        Call::ControlMap => "update control map",
                     },
                     text.trim()
                 ));
             }
             Reply::Aborted => self.set_reason(text!("the deployment was aborted on the server")),
+            Reply::Ok if self.call == Call::ControlMap => {
+                if let Err(error) = self.control_map_fetched(body) {
+                    self.set_reason(text!("the server's update control map: {error}"));
+                    reply = Reply::Failed;
+                }
+            }
             Reply::Ok => {}
         }
         self.on_reply(reply);
@@ -2462,7 +2538,9 @@ impl Agent<'_> {
     /// The final report is delivered (or given up): idle, inventory next.
     fn report_done(&mut self) {
         self.push_ops(&[Op::ClearDeploymentLog, Op::Mark(Mark::Idle)]);
-        self.deployment_id = None;
+        if let Some(id) = self.deployment_id.take() {
+            self.control_cleanup(&id);
+        }
         // The reference sends the inventory right after a deployment.
         self.next_inventory = self.now;
         self.step = Step::Ready;
@@ -2524,8 +2602,15 @@ impl Agent<'_> {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
                 _ => {
                     self.pending = self.pending_from_artifact();
-                    self.step = Step::DepInstallEnter;
+                    self.control_point(control_map::ControlState::ArtifactInstallEnter);
                 }
+            },
+            Purpose::FetchMap(state) => self.control_fetch_reply(state, reply),
+            Purpose::Paused(state) => match reply {
+                Reply::Aborted => {
+                    self.control_fail(state, text!("the deployment was aborted on the server"))
+                }
+                _ => self.step = Step::Control(state),
             },
             Purpose::Installing => match reply {
                 Reply::Aborted => self.install_failed_before_switch(text!(

@@ -262,6 +262,15 @@ pub enum Action<'a> {
         /// The encoded [`crate::store::StateRecord`].
         record: &'a [u8],
     },
+    /// Store the Update Control Map pool atomically (its own file, read
+    /// back at start with [`super::Agent::load_control_maps`]), then
+    /// `handle_done`; a failure is logged, the agent goes on.
+    PersistControlMaps {
+        /// Completion id.
+        id: ActionId,
+        /// The encoded [`super::control_map::Pool`].
+        record: &'a [u8],
+    },
     /// Run the state scripts of `group`/`phase`, then `handle_done`
     /// (`Failed` with the reason when one failed).
     RunScripts {
@@ -422,6 +431,12 @@ pub struct Timing {
     pub backoff_unit: u64,
     /// How long to wait to be stopped after asking for a reboot.
     pub reboot_wait: u64,
+    /// `UpdateControlMapExpirationTimeSeconds` (default: twice the update
+    /// poll interval).
+    pub control_map_expiration: u64,
+    /// `UpdateControlMapBootExpirationTimeSeconds` (default 600 s): maps
+    /// restored at start expire this long after it.
+    pub control_map_boot_expiration: u64,
 }
 
 impl Timing {
@@ -435,6 +450,8 @@ impl Timing {
             retry_poll_count: config.retry_poll_count.unwrap_or(0),
             backoff_unit: 60_000,
             reboot_wait: 600_000,
+            control_map_expiration: ms(config.update_control_map_expiration()),
+            control_map_boot_expiration: ms(config.update_control_map_boot_expiration()),
         }
     }
 

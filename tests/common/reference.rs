@@ -15,7 +15,11 @@ pub trait Client {
     fn server(&self) -> &TestServer;
     /// A directory for the artifact (removed with the client).
     fn dir(&self) -> PathBuf;
-    fn start(&self) -> DaemonProcess;
+    fn start(&self) -> DaemonProcess {
+        self.start_with(&[])
+    }
+    /// Starts the daemon with extra environment variables.
+    fn start_with(&self, env: &[(&str, &str)]) -> DaemonProcess;
     fn reboots(&self) -> usize;
     /// What the bootloader does when it boots the trial slot.
     fn trial_boot(&self);
@@ -36,8 +40,8 @@ impl Client for Managed {
     fn dir(&self) -> PathBuf {
         self.device.root()
     }
-    fn start(&self) -> DaemonProcess {
-        Self::start(self)
+    fn start_with(&self, env: &[(&str, &str)]) -> DaemonProcess {
+        Self::start_with(self, env)
     }
     fn reboots(&self) -> usize {
         Self::reboots(self)
@@ -121,6 +125,19 @@ impl Reference {
         reference
     }
 
+    /// Turns the reference's D-Bus API on (`DBus.Enabled`), for a test
+    /// that gives it a private bus (`DBUS_SYSTEM_BUS_ADDRESS`).
+    pub fn enable_dbus(&self) {
+        let conf = self.workdir().join("upper/etc/mender/mender.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let enabled = text.replace(
+            r#""DBus": {"Enabled": false}"#,
+            r#""DBus": {"Enabled": true}"#,
+        );
+        assert_ne!(text, enabled, "the reference's mender.conf changed shape");
+        std::fs::write(&conf, enabled).unwrap();
+    }
+
     pub fn workdir(&self) -> PathBuf {
         self.dir.path().join("device")
     }
@@ -141,7 +158,7 @@ impl Client for Reference {
     fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
-    fn start(&self) -> DaemonProcess {
+    fn start_with(&self, env: &[(&str, &str)]) -> DaemonProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -153,6 +170,7 @@ impl Client for Reference {
                 .arg("run")
                 .arg(self.workdir())
                 .args(["--", "mender", "--no-syslog", "daemon"])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(log))

@@ -51,6 +51,8 @@ pub const TIMING: Timing = Timing {
     retry_poll_count: 0,
     backoff_unit: 60_000,
     reboot_wait: 600_000,
+    control_map_expiration: 3_600_000,
+    control_map_boot_expiration: 600_000,
 };
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -359,6 +361,8 @@ pub struct World {
     pub mode: Mode<'static>,
     /// The persisted state record (replaced atomically).
     pub disk: Vec<u8>,
+    /// The persisted Update Control Map pool (empty: none).
+    pub maps_disk: Vec<u8>,
     pub env: MenderBootControl<MemBootEnv>,
     /// Slot A (2) and B (3).
     pub slots: [Box<MemPartition<SLOT_LEN>>; 2],
@@ -447,6 +451,7 @@ pub fn fresh_record() -> StateRecord {
 #[derive(Clone, Debug)]
 enum Act {
     Persist(ActionId, Vec<u8>),
+    PersistMaps(ActionId, Vec<u8>),
     Scripts(ActionId, ScriptGroup, ScriptPhase, bool),
     Prepare(ActionId, bool),
     Open(ActionId, String, u64),
@@ -469,6 +474,7 @@ impl From<Action<'_>> for Act {
     fn from(action: Action<'_>) -> Self {
         match action {
             Action::Persist { id, record } => Self::Persist(id, record.to_vec()),
+            Action::PersistControlMaps { id, record } => Self::PersistMaps(id, record.to_vec()),
             Action::RunScripts {
                 id,
                 group,
@@ -568,6 +574,7 @@ impl World {
             now: Instant::from_millis(1_000_000),
             mode,
             disk: Vec::new(),
+            maps_disk: Vec::new(),
             env: MenderBootControl::new(env),
             slots,
             running: A,
@@ -629,7 +636,13 @@ impl World {
             timing: TIMING,
             mode: self.mode,
         };
-        Agent::new(config, record, boot, buffers.agent()).expect("agent")
+        let mut agent = Agent::new(config, record, boot, buffers.agent()).expect("agent");
+        if !self.maps_disk.is_empty() {
+            agent
+                .load_control_maps(self.now, &self.maps_disk)
+                .expect("the persisted control maps load");
+        }
+        agent
     }
 
     /// The name of the image `part` holds completely, if any.
@@ -820,6 +833,14 @@ impl World {
                 if self.effect(true) {
                     return Stepped::Stop(Stop::PowerCut);
                 }
+                agent.handle_done(now, id, Outcome::Done);
+            }
+            Act::PersistMaps(id, bytes) => {
+                // Its own file, written atomically: the old or the new pool.
+                if self.effect(false) {
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                self.maps_disk = bytes;
                 agent.handle_done(now, id, Outcome::Done);
             }
             Act::Scripts(id, group, phase, ignore) => {

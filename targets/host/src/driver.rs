@@ -58,7 +58,7 @@ pub fn crashpoint(name: &str) {
 }
 
 /// Signals the loop reacts to (managed mode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Wake {
     /// SIGTERM / SIGINT: stop, exit 0.
     Stop,
@@ -68,6 +68,9 @@ pub enum Wake {
     SendInventory,
     /// D-Bus `FetchJwtToken`: authenticate again now.
     FetchJwt,
+    /// D-Bus `SetUpdateControlMap`: the map's JSON, and where to send the
+    /// refresh interval (seconds) or the error.
+    SetControlMap(String, std::sync::mpsc::Sender<Result<i32, String>>),
 }
 
 /// Told the device token and its server each time the token changes (the
@@ -151,6 +154,19 @@ fn step_name(step: &UpdateStep) -> &'static str {
         UpdateStep::Reporting(_) => "reporting",
         UpdateStep::RollbackRebooting(_) => "rollback-rebooting",
     }
+}
+
+/// D-Bus `SetUpdateControlMap` on the agent: the refresh interval, or the
+/// reason the map was refused.
+fn set_control_map(agent: &mut Agent<'_>, now: Instant, json: &str) -> Result<i32, String> {
+    let answer = agent
+        .set_control_map(now, json.as_bytes())
+        .map(|secs| i32::try_from(secs).unwrap_or(i32::MAX))
+        .map_err(|e| format!("Invalid update control map: {e}"));
+    if let Err(error) = &answer {
+        log::warn!("D-Bus SetUpdateControlMap: {error}");
+    }
+    answer
 }
 
 /// The `status` value of a status-report body (for crash points).
@@ -251,6 +267,24 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         }
     }
 
+    /// Gives the agent the Update Control Maps persisted before this start
+    /// (managed mode); a damaged file is named in a warning and ignored.
+    pub fn load_control_maps(&self, agent: &mut Agent<'_>) {
+        let path = self.paths.data_dir.join(crate::state::CONTROL_MAPS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                if let Err(error) = agent.load_control_maps(self.now(), &bytes) {
+                    log::warn!(
+                        "{}: {error}; starting without update control maps",
+                        path.display()
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("cannot read {}: {e}", path.display()),
+        }
+    }
+
     /// Tells [`Self::on_jwt`] when the agent's token changed.
     fn tell_jwt(&mut self, agent: &Agent<'_>) {
         let Some(listener) = self.on_jwt.as_mut() else {
@@ -306,6 +340,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Wake::CheckUpdate => Command::CheckUpdate,
                 Wake::SendInventory => Command::SendInventory,
                 Wake::FetchJwt => Command::FetchJwt,
+                Wake::SetControlMap(json, reply) => {
+                    let _ = reply.send(set_control_map(agent, now, &json));
+                    agent.handle_timeout(now);
+                    return None;
+                }
             };
             let _ = agent.handle_command(now, command);
         }
@@ -362,6 +401,13 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                         )
                     });
                 crashpoint(&format!("after-persist-{name}"));
+                Done::Outcome(id, result)
+            }
+            Action::PersistControlMaps { id, record } => {
+                let path = self.paths.data_dir.join(crate::state::CONTROL_MAPS_FILE);
+                let result = fs::create_dir_all(&self.paths.data_dir)
+                    .and_then(|()| atomic_write(&path, record))
+                    .map_err(|e| (false, format!("cannot write {}: {e}", path.display())));
                 Done::Outcome(id, result)
             }
             Action::RunScripts {
@@ -607,10 +653,17 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             if let Some(wake) = &self.wake {
                 // A stop during a long download ends it (the next start
                 // reports the deployment); other signals wait.
-                if let Ok(Wake::Stop) | Err(TryRecvError::Disconnected) = wake.try_recv() {
-                    let _ = agent.handle_command(now(), Command::Stop);
-                    let _ = agent.handle_artifact(now(), &[], partition, hooks);
-                    return;
+                match wake.try_recv() {
+                    Ok(Wake::Stop) | Err(TryRecvError::Disconnected) => {
+                        let _ = agent.handle_command(now(), Command::Stop);
+                        let _ = agent.handle_artifact(now(), &[], partition, hooks);
+                        return;
+                    }
+                    // A map is answered at once (its caller waits).
+                    Ok(Wake::SetControlMap(json, reply)) => {
+                        let _ = reply.send(set_control_map(agent, now(), &json));
+                    }
+                    Ok(_) | Err(TryRecvError::Empty) => {}
                 }
             }
         }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// File name of the state record inside the data directory.
 pub const STATE_FILE: &str = "otalite.state";
+/// The Update Control Map pool (`otalite::agent::control_map`), in the
+/// data dir; written atomically like the state record.
+pub const CONTROL_MAPS_FILE: &str = "otalite.control-maps";
 
 /// Why the state file could not be used.
 #[derive(Debug)]

@@ -99,11 +99,18 @@ struct DbusHandler {
 
 #[cfg(feature = "dbus")]
 impl otalite_host::dbus::Handler for DbusHandler {
-    fn set_update_control_map(&mut self, _json: &str) -> Result<i32, String> {
-        // The maps' logic is in the core (otalite::agent::control_map) but
-        // the agent does not pause on them yet: refusing is honest, a
-        // caller must not believe its pause holds.
-        Err("this otalite does not apply update control maps yet".into())
+    fn set_update_control_map(&mut self, json: &str) -> Result<i32, String> {
+        // The agent (the daemon's loop) owns the maps: ask it and wait.
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.wake
+            .send(otalite_host::driver::Wake::SetControlMap(
+                json.to_owned(),
+                reply,
+            ))
+            .map_err(|_| "the daemon is stopping".to_owned())?;
+        answer
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .map_err(|_| "the daemon did not answer in time; try again".to_owned())?
     }
     fn jwt(&mut self) -> (String, String) {
         self.jwt
@@ -231,6 +238,7 @@ pub fn run_daemon<B: BootControl>(
     host.server = Some(ServerIo { client, key });
     host.wake = Some(wake);
     host.stop = Some(stop);
+    host.load_control_maps(&mut agent);
     let ended = host.run(&mut agent, None);
     drop(pid_lock);
     log::info!("otalite daemon stopped");
