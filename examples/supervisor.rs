@@ -669,6 +669,10 @@ fn power_on(
                     let result = atomic_write(&dir.join("state.rec"), record);
                     Completion::Done(id, result.map_err(|e| e.to_string()))
                 }
+                Action::PersistControlMaps { id, record } => {
+                    let result = atomic_write(&dir.join("control-maps.rec"), record);
+                    Completion::Done(id, result.map_err(|e| e.to_string()))
+                }
                 Action::RunScripts { id, .. } => Completion::Done(id, Ok(())),
                 Action::PrepareSlots { id, install } => {
                     let inactive = if booted == SLOTS[0] {

@@ -300,3 +300,80 @@ fn new_system_that_cannot_reach_the_server_rolls_back_and_reboots() {
     managed.assert_one_final(&id, "failure");
     managed.server.assert_conformant();
 }
+
+/// `otalite control-map` on a device without D-Bus: a running daemon takes
+/// the map (SIGHUP and a request file) and pauses before the install, goes
+/// on when the map says so; `show` prints the map, `clear` removes it;
+/// without a daemon the stored maps change for its next start, and an
+/// invalid map is refused with the reason.
+#[test]
+fn control_map_cli_pauses_and_continues_without_dbus() {
+    let managed = Managed::with_config(ServerConfig::default(), |server, root| {
+        format!(
+            r#"{}, "UpdateControlMapExpirationTimeSeconds": 120"#,
+            fast_polling(server, root)
+        )
+    });
+    let map = |action: &str| {
+        let path = managed.device.root().join("map.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"id": "01234567-89ab-cdef-0123-456789abcdef", "priority": 2, "states": {{"ArtifactInstall_Enter": {{"action": "{action}"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    // Offline: stored for the next start; refused with the reason.
+    let bad = managed.device.root().join("bad.json");
+    std::fs::write(&bad, r#"{"id": "not-a-uuid", "priority": 0}"#).unwrap();
+    let out = managed
+        .device
+        .otalite(&["control-map", "set", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid update control map"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        managed
+            .device
+            .otalite_ok(&["control-map", "set", &map("pause")])
+            .trim(),
+        "60"
+    );
+    assert!(managed
+        .device
+        .otalite_ok(&["control-map", "show"])
+        .contains(r#""action":"pause""#));
+    let daemon = managed.start();
+    let (id, _) = managed.deployment(1 << 20);
+    managed.wait("pause_before_installing", |m| {
+        m.statuses(&id)
+            .iter()
+            .any(|s| s == "pause_before_installing")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !managed.statuses(&id).iter().any(|s| s == "installing"),
+        "not held"
+    );
+    // Through the running daemon.
+    assert_eq!(
+        managed
+            .device
+            .otalite_ok(&["control-map", "set", &map("continue")])
+            .trim(),
+        "60"
+    );
+    managed.wait("installing", |m| {
+        m.statuses(&id).iter().any(|s| s == "installing")
+    });
+    managed.wait("the reboot", |m| m.reboots() > 0);
+    managed.device.otalite_ok(&["control-map", "clear"]);
+    assert_eq!(managed.device.otalite_ok(&["control-map", "show"]), "");
+    drop(daemon);
+    managed.done("control-map CLI");
+}

@@ -781,6 +781,14 @@ static enum life power_on(uint32_t booted) {
                                     why ? OTALITE_OUTCOME_FAILED : OTALITE_OUTCOME_DONE, why,
                                     why ? strlen(why) : 0);
                 break;
+            case OTALITE_ACTION_PERSIST_CONTROL_MAPS:
+                if (write_file_atomic("control-maps.rec", action.record.ptr, action.record.len) != 0) {
+                    why = "cannot write the update control maps";
+                }
+                otalite_handle_done(&agent, now, action.id,
+                                    why ? OTALITE_OUTCOME_FAILED : OTALITE_OUTCOME_DONE, why,
+                                    why ? strlen(why) : 0);
+                break;
             case OTALITE_ACTION_RUN_SCRIPTS:
                 /* This board runs no state scripts. */
                 otalite_handle_done(&agent, now, action.id, OTALITE_OUTCOME_DONE, NULL, 0);

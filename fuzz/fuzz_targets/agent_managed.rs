@@ -124,6 +124,16 @@ fuzz_target!(|data: &[u8]| {
                 assert!(StateRecord::decode(record).is_ok());
                 agent.handle_done(now, id, Outcome::Done);
             }
+            Action::PersistControlMaps { id, record } => {
+                // What was written loads back.
+                let record = record.to_vec();
+                agent.handle_done(now, id, Outcome::Done);
+                assert!(agent.load_control_maps(now, &record).is_ok());
+                // A map from a local application, from the input.
+                let take = usize::from(input.byte()) % 64;
+                let json = input.bytes(take).to_vec();
+                let _ = agent.set_control_map(now, &json);
+            }
             Action::SetTrial { .. } => panic!("the bootloader was switched to unverified bytes"),
             Action::RunScripts { id, .. }
             | Action::CommitBoot { id }
@@ -171,6 +181,12 @@ fuzz_target!(|data: &[u8]| {
                 if choice == 0xff {
                     agent.handle_done(now, id, Outcome::Transient("reset"));
                     continue;
+                }
+                if choice == 0xfe {
+                    // A map from a local application arrives meanwhile.
+                    let len = usize::from(input.byte());
+                    let json = input.bytes(len).to_vec();
+                    let _ = agent.set_control_map(now, &json);
                 }
                 let status = STATUSES[usize::from(choice % 8)];
                 let len = usize::from(input.byte()) * 2;

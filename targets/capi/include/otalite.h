@@ -162,6 +162,10 @@ typedef enum otalite_action_kind {
   // The agent stopped (`failed`, `message`); the host exits. No
   // completion.
   OTALITE_ACTION_EXIT = 16,
+  // Store `record` (the Update Control Map pool) atomically in its own
+  // file, then `otalite_handle_done` (a failure is only logged); give
+  // it back at the next start with `otalite_agent_load_control_maps`.
+  OTALITE_ACTION_PERSIST_CONTROL_MAPS = 18,
 } otalite_action_kind;
 
 // The state script group of a `RUN_SCRIPTS` action
@@ -252,6 +256,9 @@ typedef enum otalite_step {
   OTALITE_STEP_ROLLING_BACK = 5,
   // Managed: the final status is being sent.
   OTALITE_STEP_REPORTING = 6,
+  // Managed: the deployment failed and the rollback reboot was
+  // requested; the next start runs the scripts after it and reports.
+  OTALITE_STEP_ROLLBACK_REBOOTING = 7,
 } otalite_step;
 
 // Where a response stands (`otalite_response_feed`).
@@ -709,6 +716,34 @@ enum otalite_feed otalite_handle_artifact(struct otalite_agent *agent,
 // # Safety
 // `agent` is NULL or valid agent storage.
 enum otalite_step otalite_agent_step(struct otalite_agent *agent);
+
+// Gives the agent the Update Control Map pool stored from an
+// `OTALITE_ACTION_PERSIST_CONTROL_MAPS` before this start (call it once,
+// after `otalite_agent_init`, before the first poll).
+// `OTALITE_ERROR_INVALID_RECORD` when the bytes are damaged (the pool
+// stays empty).
+//
+// # Safety
+// `agent` is NULL or valid agent storage; `record` is valid for `len`
+// bytes.
+enum otalite_status otalite_agent_load_control_maps(struct otalite_agent *agent,
+                                                    uint64_t now_ms,
+                                                    const uint8_t *record,
+                                                    size_t len);
+
+// An Update Control Map from a local application (the JSON of
+// `io.mender.Update1.SetUpdateControlMap`): on success `*refresh_s` is the
+// interval to send it again within. `OTALITE_ERROR_INVALID_ARGUMENT` for
+// an invalid map (nothing changes).
+//
+// # Safety
+// `agent` is NULL or valid agent storage; `json` is valid for `len`
+// bytes; `refresh_s` is NULL or writable.
+enum otalite_status otalite_set_control_map(struct otalite_agent *agent,
+                                            uint64_t now_ms,
+                                            const uint8_t *json,
+                                            size_t len,
+                                            uint32_t *refresh_s);
 
 // The installed artifact's name (valid until the next call that takes
 // the agent).

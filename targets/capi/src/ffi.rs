@@ -408,6 +408,9 @@ pub unsafe extern "C" fn otalite_agent_init(
                 retry_poll_count: timing.retry_poll_count,
                 backoff_unit: timing.backoff_unit_ms,
                 reboot_wait: timing.reboot_wait_ms,
+                // The reference's defaults (the C struct keeps its layout).
+                control_map_expiration: timing.update_poll_ms.saturating_mul(2),
+                control_map_boot_expiration: 600_000,
             },
             mode,
         },
@@ -509,6 +512,12 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
     match action {
         Action::Persist { id, record } => otalite_action {
             kind: OTALITE_ACTION_PERSIST,
+            id: id.0,
+            record: otalite_bytes::new(record),
+            ..base
+        },
+        Action::PersistControlMaps { id, record } => otalite_action {
+            kind: OTALITE_ACTION_PERSIST_CONTROL_MAPS,
             id: id.0,
             record: otalite_bytes::new(record),
             ..base
@@ -880,6 +889,67 @@ pub unsafe extern "C" fn otalite_agent_step(agent: *mut otalite_agent) -> otalit
         Some(UpdateStep::Committing(_)) => OTALITE_STEP_COMMITTING,
         Some(UpdateStep::RollingBack(_)) => OTALITE_STEP_ROLLING_BACK,
         Some(UpdateStep::Reporting(_)) => OTALITE_STEP_REPORTING,
+        Some(UpdateStep::RollbackRebooting(_)) => OTALITE_STEP_ROLLBACK_REBOOTING,
+    }
+}
+
+/// Gives the agent the Update Control Map pool stored from an
+/// `OTALITE_ACTION_PERSIST_CONTROL_MAPS` before this start (call it once,
+/// after `otalite_agent_init`, before the first poll).
+/// `OTALITE_ERROR_INVALID_RECORD` when the bytes are damaged (the pool
+/// stays empty).
+///
+/// # Safety
+/// `agent` is NULL or valid agent storage; `record` is valid for `len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otalite_agent_load_control_maps(
+    agent: *mut otalite_agent,
+    now_ms: u64,
+    record: *const u8,
+    len: usize,
+) -> otalite_status {
+    use otalite_status::*;
+    // SAFETY: per the function's contract.
+    let (Some(agent), Some(record)) = (unsafe { (self::agent(agent), bytes(record, len)) }) else {
+        return OTALITE_ERROR_INVALID_ARGUMENT;
+    };
+    match agent.load_control_maps(now(now_ms), record) {
+        Ok(()) => OTALITE_OK,
+        Err(_) => OTALITE_ERROR_INVALID_RECORD,
+    }
+}
+
+/// An Update Control Map from a local application (the JSON of
+/// `io.mender.Update1.SetUpdateControlMap`): on success `*refresh_s` is the
+/// interval to send it again within. `OTALITE_ERROR_INVALID_ARGUMENT` for
+/// an invalid map (nothing changes).
+///
+/// # Safety
+/// `agent` is NULL or valid agent storage; `json` is valid for `len`
+/// bytes; `refresh_s` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn otalite_set_control_map(
+    agent: *mut otalite_agent,
+    now_ms: u64,
+    json: *const u8,
+    len: usize,
+    refresh_s: *mut u32,
+) -> otalite_status {
+    use otalite_status::*;
+    // SAFETY: per the function's contract.
+    let (Some(agent), Some(json)) = (unsafe { (self::agent(agent), bytes(json, len)) }) else {
+        return OTALITE_ERROR_INVALID_ARGUMENT;
+    };
+    match agent.set_control_map(now(now_ms), json) {
+        Ok(secs) => {
+            if !refresh_s.is_null() {
+                // SAFETY: non-null and writable by the caller's contract.
+                unsafe { refresh_s.write(secs) };
+            }
+            OTALITE_OK
+        }
+        Err(_) => OTALITE_ERROR_INVALID_ARGUMENT,
     }
 }
 

@@ -350,6 +350,9 @@ pub enum otalite_step {
     OTALITE_STEP_ROLLING_BACK = 5,
     /// Managed: the final status is being sent.
     OTALITE_STEP_REPORTING = 6,
+    /// Managed: the deployment failed and the rollback reboot was
+    /// requested; the next start runs the scripts after it and reports.
+    OTALITE_STEP_ROLLBACK_REBOOTING = 7,
 }
 
 /// The state script group of a `RUN_SCRIPTS` action
@@ -484,6 +487,10 @@ pub enum otalite_action_kind {
     /// The agent stopped (`failed`, `message`); the host exits. No
     /// completion.
     OTALITE_ACTION_EXIT = 16,
+    /// Store `record` (the Update Control Map pool) atomically in its own
+    /// file, then `otalite_handle_done` (a failure is only logged); give
+    /// it back at the next start with `otalite_agent_load_control_maps`.
+    OTALITE_ACTION_PERSIST_CONTROL_MAPS = 18,
 }
 
 /// A device-API request (`OTALITE_ACTION_REQUEST`).

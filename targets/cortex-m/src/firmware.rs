@@ -50,6 +50,8 @@ const TIMING: Timing = Timing {
     retry_poll_count: 0,
     backoff_unit: 60_000,
     reboot_wait: 600_000,
+    control_map_expiration: 3_600_000,
+    control_map_boot_expiration: 600_000,
 };
 
 /// The agent's buffers ([`AgentBuffers`]), zeroed in `.bss`.
@@ -207,6 +209,10 @@ impl Host {
     fn execute(&mut self, action: Action<'_>) -> Done {
         match action {
             Action::Persist { id, record } => Done::Outcome(id, board::write_record(record)),
+            // This board has one flash record (the state): the agent keeps
+            // the Update Control Maps in RAM, and a reset forgets them
+            // (maps from the server come back with the next deployment).
+            Action::PersistControlMaps { id, .. } => Done::Outcome(id, Ok(())),
             // No state scripts on this device.
             Action::RunScripts { id, .. } => Done::Outcome(id, Ok(())),
             Action::PrepareSlots { id, .. } => Done::Slots(id, board::slots()),

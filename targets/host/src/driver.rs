@@ -68,6 +68,9 @@ pub enum Wake {
     SendInventory,
     /// D-Bus `FetchJwtToken`: authenticate again now.
     FetchJwt,
+    /// SIGHUP from `otalite control-map`: a request in
+    /// [`crate::state::CONTROL_MAP_REQUEST_FILE`].
+    ControlMapRequest,
     /// D-Bus `SetUpdateControlMap`: the map's JSON, and where to send the
     /// refresh interval (seconds) or the error.
     SetControlMap(String, std::sync::mpsc::Sender<Result<i32, String>>),
@@ -285,6 +288,34 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
         }
     }
 
+    /// Answers an `otalite control-map` request (see
+    /// [`crate::state::CONTROL_MAP_REQUEST_FILE`]).
+    fn control_map_request(&mut self, agent: &mut Agent<'_>, now: Instant) {
+        let dir = &self.paths.data_dir;
+        let request = dir.join(crate::state::CONTROL_MAP_REQUEST_FILE);
+        let Ok(text) = std::fs::read_to_string(&request) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&request);
+        let answer = match text.split_once('\n') {
+            Some(("set", json)) => {
+                set_control_map(agent, now, json).map(|secs| format!("ok {secs}"))
+            }
+            _ if text.trim() == "clear" => {
+                agent.clear_control_maps(now);
+                Ok("ok 0".to_owned())
+            }
+            _ => Err("unknown control-map request".to_owned()),
+        };
+        let reply = answer.unwrap_or_else(|e| format!("error {e}"));
+        if let Err(e) = atomic_write(
+            &dir.join(crate::state::CONTROL_MAP_REPLY_FILE),
+            reply.as_bytes(),
+        ) {
+            log::warn!("cannot answer the control-map request: {e}");
+        }
+    }
+
     /// Tells [`Self::on_jwt`] when the agent's token changed.
     fn tell_jwt(&mut self, agent: &Agent<'_>) {
         let Some(listener) = self.on_jwt.as_mut() else {
@@ -342,6 +373,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Wake::FetchJwt => Command::FetchJwt,
                 Wake::SetControlMap(json, reply) => {
                     let _ = reply.send(set_control_map(agent, now, &json));
+                    agent.handle_timeout(now);
+                    return None;
+                }
+                Wake::ControlMapRequest => {
+                    self.control_map_request(agent, now);
                     agent.handle_timeout(now);
                     return None;
                 }

@@ -10,6 +10,12 @@ pub const STATE_FILE: &str = "otalite.state";
 /// The Update Control Map pool (`otalite::agent::control_map`), in the
 /// data dir; written atomically like the state record.
 pub const CONTROL_MAPS_FILE: &str = "otalite.control-maps";
+/// `otalite control-map set|clear` asks the running daemon through this
+/// file (first line `set` and the map, or `clear`) and SIGHUP.
+pub const CONTROL_MAP_REQUEST_FILE: &str = "otalite.control-map.request";
+/// The daemon's answer: `ok <refresh interval in seconds>` or
+/// `error <reason>`.
+pub const CONTROL_MAP_REPLY_FILE: &str = "otalite.control-map.reply";
 
 /// Why the state file could not be used.
 #[derive(Debug)]

@@ -42,6 +42,9 @@ pub enum Command {
         /// `--json`: one JSON object instead of text.
         json: bool,
     },
+    /// `control-map set <file|->`, `control-map show`, `control-map clear`
+    /// (otalite): Update Control Maps without D-Bus.
+    ControlMap(ControlMapVerb),
     /// A reference verb otalite does not implement (`bootstrap`, `setup`,
     /// `snapshot`): refused with a clear message.
     Unsupported(&'static str),
@@ -49,6 +52,17 @@ pub enum Command {
     Version,
     /// `--help`, `help`, `help <verb>` or `<verb> --help`: the text to print.
     Help(&'static str),
+}
+
+/// What `control-map` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlMapVerb {
+    /// Set (or, without states, delete) the map in this file (`-`: stdin).
+    Set(OsString),
+    /// Print the maps, one JSON object a line.
+    Show,
+    /// Remove every map.
+    Clear,
 }
 
 /// Parsed arguments.
@@ -123,6 +137,7 @@ COMMANDS:
    show-artifact   Print the current artifact name to the command line and exit.
    show-provides   Print the current provides to the command line and exit.
    status          Print the update step, pending deployment, slots and boot env (--json).
+   control-map     Update Control Maps without D-Bus: set <file|->, show, clear.
    help, h         Shows a list of commands or help for one command
 
 GLOBAL OPTIONS:
@@ -182,13 +197,31 @@ const SIMPLE_VERBS: [(&str, &str); 9] = [
     ("setup", "otalite setup - Not supported by otalite: write mender.conf yourself."),
 ];
 
+const HELP_CONTROL_MAP: &str = "\
+NAME:
+   otalite control-map - Update Control Maps for devices without D-Bus
+   (the same maps as io.mender.Update1.SetUpdateControlMap).
+
+USAGE:
+   otalite control-map set <file|->   Set the map in the file (- for stdin); a map
+                                      without states deletes the map with its id and
+                                      priority. Prints the refresh interval in seconds:
+                                      send the map again within it, or it expires.
+   otalite control-map show           Print the maps, one JSON object a line.
+   otalite control-map clear          Remove every map.
+
+   With a running daemon, the daemon applies the request (it answers within
+   20 s); without one, the stored maps are changed for its next start.
+";
+
 const HELP_SNAPSHOT: &str = "\
 NAME:
    otalite snapshot - Not supported by otalite.
 ";
 
 /// Every verb name (and its aliases).
-const VERBS: [&str; 14] = [
+const VERBS: [&str; 15] = [
+    "control-map",
     "install",
     "commit",
     "rollback",
@@ -210,6 +243,7 @@ fn verb_help(verb: &str) -> Option<&'static str> {
     match verb {
         "install" => Some(HELP_INSTALL),
         "status" => Some(HELP_STATUS),
+        "control-map" => Some(HELP_CONTROL_MAP),
         "snapshot" => Some(HELP_SNAPSHOT),
         "help" | "h" => Some(USAGE),
         _ => SIMPLE_VERBS
@@ -378,6 +412,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
         Some("check-update") => no_operands(Command::CheckUpdate)?,
         Some("send-inventory") => no_operands(Command::SendInventory)?,
         Some("status") => no_operands(Command::Status { json })?,
+        Some("control-map") => match operands.as_slice() {
+            [verb, file] if verb == "set" => Command::ControlMap(ControlMapVerb::Set(file.clone())),
+            [verb] if verb == "show" => Command::ControlMap(ControlMapVerb::Show),
+            [verb] if verb == "clear" => Command::ControlMap(ControlMapVerb::Clear),
+            _ => {
+                return Err(UsageError::usage(
+                    "control-map takes 'set <file|->', 'show' or 'clear'",
+                ))
+            }
+        },
         Some("bootstrap") => Command::Unsupported("bootstrap"),
         Some("setup") => Command::Unsupported("setup"),
         Some("snapshot") => Command::Unsupported("snapshot"),

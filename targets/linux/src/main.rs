@@ -8,6 +8,7 @@
 
 mod board;
 mod cli;
+mod control_map;
 mod daemon;
 mod logger;
 mod signals;
@@ -205,6 +206,10 @@ fn run() -> Result<i32, Failure> {
             signals::signal_daemon(&paths.data_dir, signals::Request::SendInventory)
                 .map(|()| EXIT_OK)
                 .map_err(Failure::error)
+        }
+        cli::Command::ControlMap(verb) => {
+            let config = load_config(&args, &paths)?;
+            control_map::run(&paths, &config, &verb).map_err(Failure::error)
         }
         cli::Command::Status { json } => {
             let config = load_config(&args, &paths)?;

@@ -7,7 +7,7 @@
 use otalite_host::driver::Wake;
 use rustix::fs::{flock, FlockOperation};
 use rustix::process::{kill_process, Pid, Signal};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,8 @@ use std::sync::Arc;
 ///
 /// The sender also goes to the D-Bus service (`FetchJwtToken`).
 pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<(Sender<Wake>, Receiver<Wake>)> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP])?;
     let (sender, receiver) = channel();
     let to_return = sender.clone();
     std::thread::Builder::new()
@@ -32,6 +33,7 @@ pub fn wake_channel(stop: Arc<AtomicBool>) -> std::io::Result<(Sender<Wake>, Rec
                 let wake = match signal {
                     SIGUSR1 => Wake::CheckUpdate,
                     SIGUSR2 => Wake::SendInventory,
+                    SIGHUP => Wake::ControlMapRequest,
                     _ => {
                         stop.store(true, Ordering::Relaxed);
                         Wake::Stop
@@ -113,6 +115,8 @@ pub enum Request {
     CheckUpdate,
     /// SIGUSR2: send the inventory now.
     SendInventory,
+    /// SIGHUP: a `control-map` request waits in the data dir.
+    ControlMap,
 }
 
 /// The program `/proc/<pid>/exe` names, without the " (deleted)" the
@@ -181,6 +185,7 @@ pub fn signal_daemon(data_dir: &Path, request: Request) -> Result<(), String> {
     let signal = match request {
         Request::CheckUpdate => Signal::USR1,
         Request::SendInventory => Signal::USR2,
+        Request::ControlMap => Signal::HUP,
     };
     kill_process(pid, signal).map_err(|e| format!("cannot signal the daemon (pid {text}): {e}"))?;
     log::debug!("sent {signal:?} to the otalite daemon (pid {text})");
