@@ -221,6 +221,33 @@ pub fn run<B: BootControl>(paths: Paths, config: MenderConfig, mut boot: B, verb
         Ended::Completed(completion, message) => (completion, message),
         Ended::Exited { message, .. } => (Completion::Failed, message),
     };
+    let installing_module = if installing {
+        agent.module_report()
+    } else {
+        None
+    };
+    if let Some(report) = installing_module {
+        // The reference's lines for an install through an update module.
+        match completion {
+            Completion::Installed => {
+                log::info!("{message}");
+                println!("Use 'commit' to update, or 'rollback' to roll back the update.");
+            }
+            Completion::Committed => {
+                println!("Artifact doesn't support rollback. Committing immediately.");
+                log::info!("{message}");
+            }
+            Completion::Failed => return Err(Failure::error(message)),
+            _ => {}
+        }
+        if report.reboot {
+            println!("At least one payload requested a reboot of the device it updated.");
+            if reboot_exit_code {
+                return Ok(EXIT_REBOOT);
+            }
+        }
+        return Ok(EXIT_OK);
+    }
     match completion {
         Completion::Installed => {
             log::info!("{message}");
