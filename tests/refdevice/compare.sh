@@ -396,21 +396,20 @@ printf 'x\n' >"$A/blocker"
 (cd "$A" && bash "$GEN/single-file-artifact-gen" -n mod-sf-bad -t "$DT" -d "$OUT/blocker/sub" \
     -o "$A/sf-bad.mender" sf-payload.txt >/dev/null 2>&1) || die "single-file-artifact-gen (bad) failed"
 
-mod_fresh() { # <who> <type...>: fresh device, empty $OUT, the wrappers
-    local w t; w=$(W_of "$1"); shift
-    rm -rf "$OUT" "$w/modcalls.log"; mkdir -p "$OUT"
+mod_fresh() { # <who> <type...>: fresh device with the rootfs state scripts
+    # (with_scripts), empty $OUT, the wrappers: module calls (M-<state>) and
+    # scripts land in the same log, so the order around the calls shows.
+    local who=$1 w t; w=$(W_of "$1"); shift
+    with_scripts "$who"
+    rm -rf "$OUT"; mkdir -p "$OUT"
     rm -rf "$w/upper/share/modules/v3"; mkdir -p "$w/upper/share/modules/v3"
     for t in "$@"; do
-        printf '#!/bin/sh\necho "$1" >>%s/modcalls.log\nexec %s/%s "$@"\n' "$w" "$REALMODS" "$t" \
+        printf '#!/bin/sh\necho "M-$1" >>%s\nexec %s/%s "$@"\n' "$SLOG" "$REALMODS" "$t" \
             >"$w/upper/share/modules/v3/$t"
         chmod 755 "$w/upper/share/modules/v3/$t"
     done
 }
-calls() { # the module calls since the last look
-    local w; w=$(W_of "$1")
-    echo "calls=$(paste -sd, "$w/modcalls.log" 2>/dev/null)"
-    rm -f "$w/modcalls.log"
-}
+calls() { echo "calls=$(paste -sd, "$SLOG")"; : >"$SLOG"; }
 outfiles() { # what the modules wrote
     echo "out=$(cd "$OUT" && find . -type f | LC_ALL=C sort | while read -r f; do
         printf '%s:%s:%s;' "$f" "$(stat -c %a "$f")" "$(sha256sum <"$f" | cut -c1-12)"; done)"
@@ -420,14 +419,14 @@ tree() { # the module work tree left behind
     if [ -e "$w/data/modules/v3/payloads/0000/tree" ]; then echo "tree=kept"; else echo "tree=gone"; fi
 }
 case28() { # single-file: install, then commit
-    fresh "$1"; mod_fresh "$1" single-file
+    mod_fresh "$1" single-file
     client "$1" c28-install install "$A/sf.mender"; local irc=$RC
     local i; i="$(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c28-show1 show-artifact)"
     client "$1" c28-commit commit
     echo "install=$irc $i commit=$RC $(calls "$1") $(tree "$1") $(show "$1" c28-show show-artifact) $(show "$1" c28-prov show-provides)"
 }
 case29() { # directory: install over existing files, then rollback
-    fresh "$1"; mod_fresh "$1" directory
+    mod_fresh "$1" directory
     mkdir -p "$OUT/dir"; printf 'old a\n' >"$OUT/dir/a.txt"
     client "$1" c29-install install "$A/dir.mender"; local irc=$RC
     local i; i="$(calls "$1") $(outfiles)"
@@ -435,18 +434,18 @@ case29() { # directory: install over existing files, then rollback
     echo "install=$irc $i rollback=$RC $(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c29-show show-artifact) $(show "$1" c29-prov show-provides)"
 }
 case30() { # script: no rollback support, committed at once; --reboot-exit-code
-    fresh "$1"; mod_fresh "$1" script
+    mod_fresh "$1" script
     client "$1" c30-install install --reboot-exit-code "$A/script.mender"
     echo "rc=$RC $(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c30-show show-artifact) $(show "$1" c30-prov show-provides)"
 }
 case31() { # single-file: ArtifactInstall fails (rollback, failure, cleanup)
-    fresh "$1"; mod_fresh "$1" single-file
+    mod_fresh "$1" single-file
     cp "$A/blocker" "$OUT/blocker"
     client "$1" c31-install install "$A/sf-bad.mender"
     echo "rc=$RC $(calls "$1") $(tree "$1") $(show "$1" c31-show show-artifact) $(show "$1" c31-prov show-provides)"
 }
 case32() { # no module for the payload type
-    fresh "$1"; mod_fresh "$1"
+    mod_fresh "$1"
     client "$1" c32-install install "$A/nosuch.mender"
     echo "rc=$RC $(tree "$1") $(show "$1" c32-show show-artifact)"
 }
