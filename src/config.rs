@@ -816,9 +816,7 @@ impl MenderConfig {
             state_script_timeout_seconds: main
                 .state_script_timeout_seconds
                 .or(self.state_script_timeout_seconds),
-            module_timeout_seconds: main
-                .module_timeout_seconds
-                .or(self.module_timeout_seconds),
+            module_timeout_seconds: main.module_timeout_seconds.or(self.module_timeout_seconds),
             state_script_retry_timeout_seconds: main
                 .state_script_retry_timeout_seconds
                 .or(self.state_script_retry_timeout_seconds),

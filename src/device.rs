@@ -282,9 +282,9 @@ impl core::fmt::Display for CompatError {
             Self::Depends(_) => {
                 f.write_str("an artifact dependency is not met by the installed software")
             }
-            Self::PayloadType => {
-                f.write_str("the payload type is not supported (not rootfs-image, and no update module for it)")
-            }
+            Self::PayloadType => f.write_str(
+                "the payload type is not supported (not rootfs-image, and no update module for it)",
+            ),
             Self::MultiplePayloads => {
                 f.write_str("artifacts with more than one payload are not supported")
             }

@@ -350,15 +350,12 @@ impl<'b> Installer<'b> {
                     .map_err(InstallError::Artifact)?,
                 Event::HeaderReady => {
                     let header = self.reader.header();
-                    let module = match check_compatibility(
-                        header,
-                        device.device_type,
-                        device.installed,
-                    ) {
-                        Ok(()) => false,
-                        Err(CompatError::PayloadType) => true,
-                        Err(error) => return Err(InstallError::Incompatible(error)),
-                    };
+                    let module =
+                        match check_compatibility(header, device.device_type, device.installed) {
+                            Ok(()) => false,
+                            Err(CompatError::PayloadType) => true,
+                            Err(error) => return Err(InstallError::Incompatible(error)),
+                        };
                     hooks.header_accepted(header).map_err(InstallError::Hooks)?;
                     if module {
                         if !hooks.module_download(header).map_err(InstallError::Hooks)? {

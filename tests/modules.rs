@@ -44,7 +44,16 @@ fn module_artifact(device: &Device, kind: &str, name: &str, files: &[(&str, &[u8
     std::fs::create_dir_all(&dir).unwrap();
     let out = device.root().join(format!("{name}.mender"));
     let mut cmd = Command::new("mender-artifact");
-    cmd.args(["write", "module-image", "-T", kind, "-n", name, "-t", DEVICE_TYPE]);
+    cmd.args([
+        "write",
+        "module-image",
+        "-T",
+        kind,
+        "-n",
+        name,
+        "-t",
+        DEVICE_TYPE,
+    ]);
     for (file, content) in files {
         let path = dir.join(file);
         std::fs::write(&path, content).unwrap();

@@ -231,10 +231,7 @@ impl Agent<'_> {
                 // back as `<name>_INCONSISTENT`.
                 self.inconsistent = true;
             }
-            self.push_op(Op::Script(
-                ScriptGroup::ArtifactFailure,
-                ScriptPhase::Enter,
-            ));
+            self.push_op(Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Enter));
             self.step = Step::Module(ModStep::Failure);
         } else {
             self.step = Step::Module(ModStep::Cleanup);
@@ -275,10 +272,7 @@ impl Agent<'_> {
                     self.module.failure = true;
                     self.module_failure_or_cleanup(true);
                 } else {
-                    self.set_reason(text!(
-                        "rolled back {}",
-                        self.pending.provides.artifact_name
-                    ));
+                    self.set_reason(text!("rolled back {}", self.pending.provides.artifact_name));
                     self.step = Step::Module(ModStep::Cleanup);
                 }
                 Dispatch::Again
@@ -443,10 +437,7 @@ impl Agent<'_> {
                     error!("Error when executing ArtifactFailure state: {why}");
                     self.inconsistent = true;
                 }
-                self.push_op(Op::Script(
-                    ScriptGroup::ArtifactFailure,
-                    ScriptPhase::Leave,
-                ));
+                self.push_op(Op::Script(ScriptGroup::ArtifactFailure, ScriptPhase::Leave));
                 self.step = Step::Module(ModStep::Cleanup);
             }
             ModStep::Cleanup => {

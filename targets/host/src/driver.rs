@@ -587,7 +587,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             let installed = &agent.record().installed;
             hooks.current_device = crate::modules::Current {
                 artifact_name: installed.artifact_name.to_string(),
-                artifact_group: installed.artifact_group.as_deref().unwrap_or_default().into(),
+                artifact_group: installed
+                    .artifact_group
+                    .as_deref()
+                    .unwrap_or_default()
+                    .into(),
                 device_type: read_limited(&self.paths.device_type(&self.config), 4096)
                     .ok()
                     .and_then(|text| {

@@ -126,7 +126,12 @@ impl ModuleDirs {
             })
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot execute the update module {}: {e}", program.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot execute the update module {}: {e}",
+                    program.display()
+                )
+            })?;
         let stdout = child.stdout.take();
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
@@ -389,7 +394,8 @@ impl ModuleDownload {
                     rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
                     return Ok(Some(file));
                 }
-                Err(error) if error.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {}
+                Err(error)
+                    if error.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {}
                 Err(error) => return Err(error),
             }
             if self.exited()?.is_some() {
@@ -434,10 +440,8 @@ impl ModuleDownload {
                 "refusing payload file name '{name}'"
             )));
         }
-        if self.mode != Mode::Files {
-            if self.exited()?.is_some() {
-                self.module_ended()?;
-            }
+        if self.mode != Mode::Files && self.exited()?.is_some() {
+            self.module_ended()?;
         }
         if self.mode != Mode::Files {
             let stream = self.tree.join("streams").join(name);
