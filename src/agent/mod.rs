@@ -2039,6 +2039,11 @@ impl Agent<'_> {
         if let Some(pending) = pending_of(&step) {
             self.pending = pending.clone();
         }
+        if self.is_module_update() {
+            // No slot to recover: it waits for 'otalite commit'/'rollback'.
+            warn!("a standalone update module install waits for 'otalite commit' or 'otalite rollback'");
+            return;
+        }
         if !matches!(step, UpdateStep::Idle | UpdateStep::Reporting(_)) {
             // Every start inside a deployment counts as a state write.
             self.push_op(Op::Mark(Mark::Count));
