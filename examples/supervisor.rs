@@ -755,6 +755,9 @@ fn power_on(
                     return Err(format!("standalone completion in managed mode: {message}").into())
                 }
                 Action::Exit { failed, message } => Completion::Exit(failed, message.to_string()),
+                Action::ModuleCall { .. } => {
+                    return Err("update module call in managed mode".into())
+                }
             };
             if let Completion::Done(_, Ok(())) = completion {
                 if durable {

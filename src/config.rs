@@ -22,6 +22,7 @@
 //! | `UpdateControlMapExpirationTimeSeconds` | int | 2 x `UpdatePollIntervalSeconds` (0 = default) |
 //! | `UpdateControlMapBootExpirationTimeSeconds` | int | 600 (0 = default) |
 //! | `StateScriptTimeoutSeconds` | int | 3600 |
+//! | `ModuleTimeoutSeconds` | int | 14400 (0 = default) |
 //! | `StateScriptRetryTimeoutSeconds` | int | 1800 |
 //! | `StateScriptRetryIntervalSeconds` | int | 60 |
 //! | `DaemonLogLevel` | string | none |
@@ -127,6 +128,8 @@ pub struct MenderConfig {
     pub update_control_map_boot_expiration_time_seconds: Option<u32>,
     #[serde(rename = "statescripttimeoutseconds")]
     pub state_script_timeout_seconds: Option<u32>,
+    #[serde(rename = "moduletimeoutseconds")]
+    pub module_timeout_seconds: Option<u32>,
     #[serde(rename = "statescriptretrytimeoutseconds")]
     pub state_script_retry_timeout_seconds: Option<u32>,
     #[serde(rename = "statescriptretryintervalseconds")]
@@ -263,7 +266,7 @@ const SHORT: &str = "a string of at most 16 bytes";
 
 /// Every member the parse knows: its documented name, what its value must
 /// be, and whether it is a list limited to [`MAX_LIST_LEN`].
-const FIELDS: [(&str, &str, bool); 26] = [
+const FIELDS: [(&str, &str, bool); 27] = [
     ("RootfsPartA", PATH, false),
     ("RootfsPartB", PATH, false),
     ("ArtifactVerifyKey", PATH, false),
@@ -289,6 +292,7 @@ const FIELDS: [(&str, &str, bool); 26] = [
     ("UpdateControlMapExpirationTimeSeconds", NUMBER, false),
     ("UpdateControlMapBootExpirationTimeSeconds", NUMBER, false),
     ("StateScriptTimeoutSeconds", NUMBER, false),
+    ("ModuleTimeoutSeconds", NUMBER, false),
     ("StateScriptRetryTimeoutSeconds", NUMBER, false),
     ("StateScriptRetryIntervalSeconds", NUMBER, false),
     ("DaemonLogLevel", SHORT, false),
@@ -812,6 +816,7 @@ impl MenderConfig {
             state_script_timeout_seconds: main
                 .state_script_timeout_seconds
                 .or(self.state_script_timeout_seconds),
+            module_timeout_seconds: main.module_timeout_seconds.or(self.module_timeout_seconds),
             state_script_retry_timeout_seconds: main
                 .state_script_retry_timeout_seconds
                 .or(self.state_script_retry_timeout_seconds),
@@ -882,6 +887,15 @@ impl MenderConfig {
     /// `StateScriptTimeoutSeconds` or its default (3600).
     pub fn state_script_timeout(&self) -> u32 {
         self.state_script_timeout_seconds.unwrap_or(3600)
+    }
+
+    /// `ModuleTimeoutSeconds` or its default (14400, also for 0, as the
+    /// reference).
+    pub fn module_timeout(&self) -> u32 {
+        match self.module_timeout_seconds {
+            Some(seconds) if seconds > 0 => seconds,
+            _ => 14400,
+        }
     }
 
     /// `StateScriptRetryTimeoutSeconds` or its default (1800).

@@ -282,9 +282,9 @@ impl core::fmt::Display for CompatError {
             Self::Depends(_) => {
                 f.write_str("an artifact dependency is not met by the installed software")
             }
-            Self::PayloadType => {
-                f.write_str("the payload type is not supported (only rootfs-image)")
-            }
+            Self::PayloadType => f.write_str(
+                "the payload type is not supported (not rootfs-image, and no update module for it)",
+            ),
             Self::MultiplePayloads => {
                 f.write_str("artifacts with more than one payload are not supported")
             }
@@ -296,7 +296,8 @@ impl core::error::Error for CompatError {}
 
 /// Checks `header` against the device before any payload byte is written:
 /// device type, every depends (header-info and type-info), and the payload
-/// type (`rootfs-image`, or an empty payload).
+/// type (`rootfs-image`, or an empty payload; [`CompatError::PayloadType`],
+/// checked last, lets an update module take the payload).
 ///
 /// # Errors
 /// The first unmet condition.

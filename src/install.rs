@@ -52,6 +52,56 @@ pub trait InstallHooks {
 
     /// `written` of `total` image bytes are in the slot.
     fn progress(&mut self, written: u64, total: u64);
+
+    /// The accepted header names a payload type other than `rootfs-image`:
+    /// `Ok(true)` when an update module takes it (the host built the
+    /// module's file tree and started its `Download` call); the payload
+    /// files then go to [`InstallHooks::module_file_start`] and the next
+    /// calls instead of the slot. The default (`Ok(false)`) refuses the
+    /// artifact ([`CompatError::PayloadType`]).
+    ///
+    /// # Errors
+    /// Aborts the install.
+    fn module_download(&mut self, header: &ArtifactHeader) -> Result<bool, Self::Error> {
+        let _ = header;
+        Ok(false)
+    }
+
+    /// A payload file `name` of `size` bytes starts (module payloads).
+    ///
+    /// # Errors
+    /// Aborts the install.
+    fn module_file_start(&mut self, name: &str, size: u64) -> Result<(), Self::Error> {
+        let _ = (name, size);
+        Ok(())
+    }
+
+    /// The next bytes of the current payload file (module payloads);
+    /// checksummed by the reader on the way.
+    ///
+    /// # Errors
+    /// Aborts the install.
+    fn module_file_data(&mut self, data: &[u8]) -> Result<(), Self::Error> {
+        let _ = data;
+        Ok(())
+    }
+
+    /// The current payload file ended and its checksum matched.
+    ///
+    /// # Errors
+    /// Aborts the install.
+    fn module_file_end(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// The artifact is complete and verified: no more files for the
+    /// module's `Download` call (it must end successfully).
+    ///
+    /// # Errors
+    /// The `Download` call failed.
+    fn module_download_end(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Caller-owned buffers for one install.
@@ -165,6 +215,8 @@ pub struct Installer<'b> {
     last_progress: u64,
     consumed: u64,
     done: bool,
+    /// The payload goes to an update module ([`InstallHooks::module_download`]).
+    module: bool,
 }
 
 /// Caller-owned buffers of an [`Installer`] (the source buffer stays with
@@ -200,6 +252,7 @@ impl<'b> Installer<'b> {
             last_progress: 0,
             consumed: 0,
             done: false,
+            module: false,
         })
     }
 
@@ -211,6 +264,12 @@ impl<'b> Installer<'b> {
         self.last_progress = 0;
         self.consumed = 0;
         self.done = false;
+        self.module = false;
+    }
+
+    /// The payload went to an update module, not the slot.
+    pub fn is_module(&self) -> bool {
+        self.module
     }
 
     /// Artifact bytes consumed so far: where a resumed download starts.
@@ -291,9 +350,19 @@ impl<'b> Installer<'b> {
                     .map_err(InstallError::Artifact)?,
                 Event::HeaderReady => {
                     let header = self.reader.header();
-                    check_compatibility(header, device.device_type, device.installed)
-                        .map_err(InstallError::Incompatible)?;
+                    let module =
+                        match check_compatibility(header, device.device_type, device.installed) {
+                            Ok(()) => false,
+                            Err(CompatError::PayloadType) => true,
+                            Err(error) => return Err(InstallError::Incompatible(error)),
+                        };
                     hooks.header_accepted(header).map_err(InstallError::Hooks)?;
+                    if module {
+                        if !hooks.module_download(header).map_err(InstallError::Hooks)? {
+                            return Err(InstallError::Incompatible(CompatError::PayloadType));
+                        }
+                        self.module = true;
+                    }
                     self.reader.accept_header();
                 }
                 Event::ScriptStart { size } => {
@@ -307,6 +376,24 @@ impl<'b> Installer<'b> {
                         .map_err(InstallError::Hooks)?;
                 }
                 Event::ScriptEnd => hooks.script_end().map_err(InstallError::Hooks)?,
+                Event::PayloadStart { size } if self.module => {
+                    hooks
+                        .module_file_start(self.reader.file_name(), size)
+                        .map_err(InstallError::Hooks)?;
+                    self.image_size = size;
+                }
+                Event::PayloadData(n) if self.module => {
+                    hooks
+                        .module_file_data(self.output.get(..n).unwrap_or_default())
+                        .map_err(InstallError::Hooks)?;
+                }
+                Event::PayloadEnd if self.module => {
+                    hooks.module_file_end().map_err(InstallError::Hooks)?;
+                }
+                Event::Done if self.module => {
+                    hooks.module_download_end().map_err(InstallError::Hooks)?;
+                    self.done = true;
+                }
                 Event::PayloadStart { size } => {
                     self.writer
                         .begin(partition, size)

@@ -938,6 +938,13 @@ static enum life power_on(uint32_t booted) {
                 }
                 otalite_agent_deinit(&agent);
                 return LIFE_FINISHED;
+            case OTALITE_ACTION_MODULE_CALL: {
+                /* This board installs rootfs payloads only. */
+                static const char no_modules[] = "this board has no update modules";
+                otalite_handle_module(&agent, now, action.id, false, no_modules,
+                                      sizeof no_modules - 1);
+                break;
+            }
             case OTALITE_ACTION_NONE:
                 break;
             }

@@ -196,6 +196,7 @@ fuzz_target!(|data: &[u8]| {
             Action::DeploymentLog { .. } | Action::ClearDeploymentLog => {}
             Action::Completed { .. } => panic!("managed mode completed a command"),
             Action::Exit { .. } => return,
+            Action::ModuleCall { .. } => panic!("managed mode called an update module"),
         }
         now = now.after(u64::from(input.byte()));
     }

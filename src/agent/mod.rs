@@ -127,8 +127,9 @@ macro_rules! text {
     }};
 }
 
-// After `text!`: it uses the macro.
+// After `text!`: they use the macro.
 mod control;
+pub mod modules;
 
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +298,8 @@ enum Step {
     RollbackRebootWait,
     Report,
     ReadLog,
+    /// An update module flow (standalone, [`modules`]).
+    Module(modules::ModStep),
 }
 
 /// The update agent. See the module documentation.
@@ -337,6 +340,8 @@ pub struct Agent<'b> {
     /// `ArtifactCommit_Leave` failed after the commit): the result is
     /// recorded as `<name>_INCONSISTENT` ([`Mark::Settle`]).
     inconsistent: bool,
+    /// The update module flow ([`modules`]).
+    module: modules::ModuleFlow,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -516,6 +521,7 @@ impl<'b> Agent<'b> {
             download_progress_at: 0,
             download_opened: false,
             inconsistent: false,
+            module: modules::ModuleFlow::default(),
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             control_maps: control_map::Pool::new(),
@@ -724,6 +730,7 @@ impl<'b> Agent<'b> {
                     Repaired::Discarded => self.fail(text!(
                         "the installed update is not active: the bootloader rolled back to the previous partition (or the update was never activated); nothing committed"
                     )),
+                    Repaired::Nothing if self.is_module_update() => self.module_commit(),
                     Repaired::Nothing if matches!(self.record.step, UpdateStep::Installed(_)) => {
                         self.step = Step::ComPrepare;
                     }
@@ -742,6 +749,7 @@ impl<'b> Agent<'b> {
                     Repaired::FinishedRollback => {
                         self.step = Step::Complete(Completion::RolledBack)
                     }
+                    Repaired::Nothing if self.is_module_update() => self.module_rollback(),
                     Repaired::Nothing if matches!(self.record.step, UpdateStep::Installed(_)) => {
                         self.push_ops(&[
                             Op::Script(ScriptGroup::ArtifactRollback, ScriptPhase::Enter),
@@ -1202,6 +1210,9 @@ impl<'b> Agent<'b> {
             }
             UpdateStep::Installed(pending) => {
                 self.pending = pending;
+                if self.is_module_update() {
+                    return Repaired::Nothing;
+                }
                 if boot.upgrade_available && boot.boot_part == Some(self.pending.trial_part) {
                     return Repaired::Nothing;
                 }
@@ -1449,6 +1460,9 @@ impl<'b> Agent<'b> {
     }
 
     fn download_failed(&mut self, message: Message) {
+        if self.module_download_failed(message.clone()) {
+            return;
+        }
         self.push_op(Op::Script(ScriptGroup::Download, ScriptPhase::Error));
         self.fail(message);
     }
@@ -1522,6 +1536,9 @@ impl<'b> Agent<'b> {
             }
             (Step::InstDownloadEnter | Step::InstDownloadLeave, Some(why)) => {
                 self.download_failed(text!("{why}"))
+            }
+            (Step::InstDownloadLeave, None) if self.installer.is_module() => {
+                self.module_downloaded()
             }
             (Step::InstDownloadLeave, None) => {
                 let header = self.installer.header().clone();
@@ -1687,6 +1704,7 @@ impl<'b> Agent<'b> {
             }
             // API transport errors.
             (Step::Call(_), Some(why)) => self.transport_error(why),
+            (Step::Module(step), failed) => self.module_script_done(step, failed),
             _ => {}
         }
     }
@@ -1885,6 +1903,7 @@ impl<'b> Agent<'b> {
                 Dispatch::Again
             }
             Step::GatherInventory => Dispatch::Action(StepKind::GatherInventory),
+            Step::Module(step) => self.module_dispatch(step),
             Step::ReadLog => Dispatch::Action(StepKind::ReadLog),
             Step::Report => {
                 if self.stopping {
@@ -1958,6 +1977,7 @@ impl<'b> Agent<'b> {
                     from: self.installer.consumed(),
                 }
             }
+            StepKind::Module(state) => self.module_action(state),
             StepKind::Read => Action::ReadArtifact {
                 id: self.take_id(false),
             },
@@ -2031,6 +2051,7 @@ enum StepKind {
     ReadLog,
     Auth(usize),
     Send,
+    Module(ModuleState),
 }
 
 /// What an op's action is.
@@ -2061,6 +2082,11 @@ impl Agent<'_> {
         let step = self.record.step.clone();
         if let Some(pending) = pending_of(&step) {
             self.pending = pending.clone();
+        }
+        if self.is_module_update() {
+            // No slot to recover: it waits for 'otalite commit'/'rollback'.
+            warn!("a standalone update module install waits for 'otalite commit' or 'otalite rollback'");
+            return;
         }
         if !matches!(step, UpdateStep::Idle | UpdateStep::Reporting(_)) {
             // Every start inside a deployment counts as a state write.

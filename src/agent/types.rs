@@ -391,6 +391,17 @@ pub enum Action<'a> {
         /// For the user (empty when there is nothing to say).
         message: &'a str,
     },
+    /// Run the update module of the installed payload as
+    /// `<module> <state> <tree>` (standalone mode; see
+    /// [`super::modules`]), then [`super::Agent::handle_module`] with its
+    /// trimmed stdout (query states) or why it failed (non-zero exit, no
+    /// module, timeout).
+    ModuleCall {
+        /// Completion id.
+        id: ActionId,
+        /// The call.
+        state: ModuleState,
+    },
     /// The agent stopped (managed mode: after [`Command::Stop`], or on an
     /// error it cannot go on from). The host exits.
     Exit {
@@ -800,5 +811,56 @@ mod tests {
             write_download_head("ftp://h/a", 0, &mut out),
             Err(FramingError::InvalidUrl)
         );
+    }
+}
+
+/// An update module call after the download (the reference's Update
+/// Modules v3 protocol; `Download` itself runs inside the artifact stream,
+/// see [`crate::install::InstallHooks::module_download`]).
+///
+/// | state | stdout | an error (non-zero exit) |
+/// |---|---|---|
+/// | `SupportsRollback` | `Yes`, `No` or empty (= `No`) | fails the flow |
+/// | `ArtifactInstall` | - | install failure: rollback (if supported), failure, cleanup |
+/// | `NeedsArtifactReboot` | `No` or empty, `Yes`, `Automatic` | as an install failure |
+/// | `ArtifactCommit` | - | as an install failure |
+/// | `ArtifactRollback` | - | recorded as `<name>_INCONSISTENT` |
+/// | `ArtifactFailure` | - | recorded as `<name>_INCONSISTENT` |
+/// | `Cleanup` | - | the command fails; the tree is removed anyway |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModuleState {
+    /// Query: does the module roll back?
+    SupportsRollback,
+    /// Install the downloaded payload.
+    ArtifactInstall,
+    /// Query: does the update need a reboot?
+    NeedsArtifactReboot,
+    /// Make the update permanent.
+    ArtifactCommit,
+    /// Undo the update.
+    ArtifactRollback,
+    /// The update failed (after a rollback, or without one).
+    ArtifactFailure,
+    /// The last call: remove what the module kept.
+    Cleanup,
+}
+
+impl ModuleState {
+    /// The state name the module gets as its first argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SupportsRollback => "SupportsRollback",
+            Self::ArtifactInstall => "ArtifactInstall",
+            Self::NeedsArtifactReboot => "NeedsArtifactReboot",
+            Self::ArtifactCommit => "ArtifactCommit",
+            Self::ArtifactRollback => "ArtifactRollback",
+            Self::ArtifactFailure => "ArtifactFailure",
+            Self::Cleanup => "Cleanup",
+        }
+    }
+
+    /// The call's stdout is its answer (a query).
+    pub fn is_query(self) -> bool {
+        matches!(self, Self::SupportsRollback | Self::NeedsArtifactReboot)
     }
 }

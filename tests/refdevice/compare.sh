@@ -364,6 +364,97 @@ compare 25 "scripts: corrupted payload" ""
 compare 26 "scripts: rootfs version file missing" ""
 compare 27 "scripts: a rootfs script not executable" ""
 
+# --- update modules (standalone) -------------------------------------------
+# The shipped modules, unchanged, behind a logging wrapper installed as
+# <share>/modules/v3/<type> on both devices (the overlay's upper dir): it
+# appends its state to <workdir>/modcalls.log and execs the real module (a
+# copy taken before the overlay hides it). The modules write into $OUT
+# (shared: cases run one device after the other and start from an empty
+# $OUT).
+OUT="$TMP/modout"
+REALMODS="$TMP/realmods"
+mkdir -p "$REALMODS"
+cp -a /usr/share/mender/modules/v3/. "$REALMODS/"
+GEN=/usr/share/doc/mender-client/examples
+printf 'single file payload\n' >"$A/sf-payload.txt"
+chmod 640 "$A/sf-payload.txt"
+(cd "$A" && bash "$GEN/single-file-artifact-gen" -n mod-sf-1 -t "$DT" -d "$OUT/sf" \
+    -o "$A/sf.mender" sf-payload.txt -- --software-name sf >/dev/null 2>&1) ||
+    (cd "$A" && bash "$GEN/single-file-artifact-gen" -n mod-sf-1 -t "$DT" -d "$OUT/sf" \
+        -o "$A/sf.mender" sf-payload.txt >/dev/null 2>&1) || die "single-file-artifact-gen failed"
+mkdir -p "$A/dirsrc/sub"
+printf 'new a\n' >"$A/dirsrc/a.txt"; printf 'new b\n' >"$A/dirsrc/sub/b.txt"
+bash "$GEN/directory-artifact-gen" -n mod-dir-1 -t "$DT" -d "$OUT/dir" \
+    -o "$A/dir.mender" "$A/dirsrc" >/dev/null 2>&1 || die "directory-artifact-gen failed"
+printf '#!/bin/sh\necho "script module ran" >%s/script-ran\n' "$OUT" >"$A/run-me.sh"
+mender-artifact write module-image -T script -n mod-script-1 -t "$DT" -f "$A/run-me.sh" \
+    -o "$A/script.mender" >/dev/null 2>&1 || die "mender-artifact (script) failed"
+mender-artifact write module-image -T nosuch-module -n mod-nosuch-1 -t "$DT" -f "$A/run-me.sh" \
+    -o "$A/nosuch.mender" >/dev/null 2>&1 || die "mender-artifact (nosuch) failed"
+# single-file into a destination that cannot be written: ArtifactInstall fails.
+printf 'x\n' >"$A/blocker"
+(cd "$A" && bash "$GEN/single-file-artifact-gen" -n mod-sf-bad -t "$DT" -d "$OUT/blocker/sub" \
+    -o "$A/sf-bad.mender" sf-payload.txt >/dev/null 2>&1) || die "single-file-artifact-gen (bad) failed"
+
+mod_fresh() { # <who> <type...>: fresh device with the rootfs state scripts
+    # (with_scripts), empty $OUT, the wrappers: module calls (M-<state>) and
+    # scripts land in the same log, so the order around the calls shows.
+    local who=$1 w t; w=$(W_of "$1"); shift
+    with_scripts "$who"
+    rm -rf "$OUT"; mkdir -p "$OUT"
+    rm -rf "$w/upper/share/modules/v3"; mkdir -p "$w/upper/share/modules/v3"
+    for t in "$@"; do
+        printf '#!/bin/sh\necho "M-$1" >>%s\nexec %s/%s "$@"\n' "$SLOG" "$REALMODS" "$t" \
+            >"$w/upper/share/modules/v3/$t"
+        chmod 755 "$w/upper/share/modules/v3/$t"
+    done
+}
+calls() { echo "calls=$(paste -sd, "$SLOG")"; : >"$SLOG"; }
+outfiles() { # what the modules wrote
+    echo "out=$(cd "$OUT" && find . -type f | LC_ALL=C sort | while read -r f; do
+        printf '%s:%s:%s;' "$f" "$(stat -c %a "$f")" "$(sha256sum <"$f" | cut -c1-12)"; done)"
+}
+tree() { # the module work tree left behind
+    local w; w=$(W_of "$1")
+    if [ -e "$w/data/modules/v3/payloads/0000/tree" ]; then echo "tree=kept"; else echo "tree=gone"; fi
+}
+case28() { # single-file: install, then commit
+    mod_fresh "$1" single-file
+    client "$1" c28-install install "$A/sf.mender"; local irc=$RC
+    local i; i="$(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c28-show1 show-artifact)"
+    client "$1" c28-commit commit
+    echo "install=$irc $i commit=$RC $(calls "$1") $(tree "$1") $(show "$1" c28-show show-artifact) $(show "$1" c28-prov show-provides)"
+}
+case29() { # directory: install over existing files, then rollback
+    mod_fresh "$1" directory
+    mkdir -p "$OUT/dir"; printf 'old a\n' >"$OUT/dir/a.txt"
+    client "$1" c29-install install "$A/dir.mender"; local irc=$RC
+    local i; i="$(calls "$1") $(outfiles)"
+    client "$1" c29-rollback rollback
+    echo "install=$irc $i rollback=$RC $(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c29-show show-artifact) $(show "$1" c29-prov show-provides)"
+}
+case30() { # script: no rollback support, committed at once; --reboot-exit-code
+    mod_fresh "$1" script
+    client "$1" c30-install install --reboot-exit-code "$A/script.mender"
+    echo "rc=$RC $(calls "$1") $(outfiles) $(tree "$1") $(show "$1" c30-show show-artifact) $(show "$1" c30-prov show-provides)"
+}
+case31() { # single-file: ArtifactInstall fails (rollback, failure, cleanup)
+    mod_fresh "$1" single-file
+    cp "$A/blocker" "$OUT/blocker"
+    client "$1" c31-install install "$A/sf-bad.mender"
+    echo "rc=$RC $(calls "$1") $(tree "$1") $(show "$1" c31-show show-artifact) $(show "$1" c31-prov show-provides)"
+}
+case32() { # no module for the payload type
+    mod_fresh "$1"
+    client "$1" c32-install install "$A/nosuch.mender"
+    echo "rc=$RC $(tree "$1") $(show "$1" c32-show show-artifact)"
+}
+compare 28 "module single-file: install + commit" ""
+compare 29 "module directory: install + rollback" ""
+compare 30 "module script: committed at once, --reboot-exit-code" ""
+compare 31 "module single-file: ArtifactInstall fails" ""
+compare 32 "module: no module for the payload type" ""
+
 for note in "${NOTES[@]}"; do echo "compare: $note"; done
 echo "compare: runtime $(awk -v a="$STARTED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 echo "compare: $PASSED passed, $FAILED failed"

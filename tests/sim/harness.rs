@@ -508,6 +508,9 @@ impl From<Action<'_>> for Act {
                 message,
             } => Self::Completed(completion, message.into()),
             Action::Exit { failed, message } => Self::Exit(failed, message.into()),
+            Action::ModuleCall { state, .. } => {
+                panic!("the simulation installs no module payloads ({state:?})")
+            }
         }
     }
 }

@@ -166,6 +166,11 @@ typedef enum otalite_action_kind {
   // file, then `otalite_handle_done` (a failure is only logged); give
   // it back at the next start with `otalite_agent_load_control_maps`.
   OTALITE_ACTION_PERSIST_CONTROL_MAPS = 18,
+  // Call the update module of a standalone module install with the
+  // state named in `message` (`ArtifactInstall`, `SupportsRollback`,
+  // ...), then `otalite_handle_module`. Only a host that streams module
+  // payloads gets it; others answer it as failed.
+  OTALITE_ACTION_MODULE_CALL = 19,
 } otalite_action_kind;
 
 // The state script group of a `RUN_SCRIPTS` action
@@ -716,6 +721,19 @@ enum otalite_feed otalite_handle_artifact(struct otalite_agent *agent,
 // # Safety
 // `agent` is NULL or valid agent storage.
 enum otalite_step otalite_agent_step(struct otalite_agent *agent);
+
+// The update module call `id` ended: `ok` with its trimmed standard
+// output in `text` (the query states read it), or failed because of
+// `text`.
+//
+// # Safety
+// `agent` is NULL or valid agent storage; `text` is valid for `len` bytes.
+void otalite_handle_module(struct otalite_agent *agent,
+                           uint64_t now_ms,
+                           uint32_t id,
+                           bool ok,
+                           const char *text,
+                           size_t len);
 
 // Gives the agent the Update Control Map pool stored from an
 // `OTALITE_ACTION_PERSIST_CONTROL_MAPS` before this start (call it once,

@@ -516,6 +516,12 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
             record: otalite_bytes::new(record),
             ..base
         },
+        Action::ModuleCall { id, state } => otalite_action {
+            kind: OTALITE_ACTION_MODULE_CALL,
+            id: id.0,
+            message: otalite_str::new(state.as_str()),
+            ..base
+        },
         Action::PersistControlMaps { id, record } => otalite_action {
             kind: OTALITE_ACTION_PERSIST_CONTROL_MAPS,
             id: id.0,
@@ -891,6 +897,30 @@ pub unsafe extern "C" fn otalite_agent_step(agent: *mut otalite_agent) -> otalit
         Some(UpdateStep::Reporting(_)) => OTALITE_STEP_REPORTING,
         Some(UpdateStep::RollbackRebooting(_)) => OTALITE_STEP_ROLLBACK_REBOOTING,
     }
+}
+
+/// The update module call `id` ended: `ok` with its trimmed standard
+/// output in `text` (the query states read it), or failed because of
+/// `text`.
+///
+/// # Safety
+/// `agent` is NULL or valid agent storage; `text` is valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn otalite_handle_module(
+    agent: *mut otalite_agent,
+    now_ms: u64,
+    id: u32,
+    ok: bool,
+    text: *const c_char,
+    len: usize,
+) {
+    // SAFETY: per the function's contract.
+    let (Some(agent), text) = (unsafe { (self::agent(agent), self::text(text, len)) }) else {
+        return;
+    };
+    let text = text.unwrap_or("(not UTF-8)");
+    let result = if ok { Ok(text) } else { Err(text) };
+    agent.handle_module(now(now_ms), ActionId(id), result);
 }
 
 /// Gives the agent the Update Control Map pool stored from an

@@ -491,6 +491,11 @@ pub enum otalite_action_kind {
     /// file, then `otalite_handle_done` (a failure is only logged); give
     /// it back at the next start with `otalite_agent_load_control_maps`.
     OTALITE_ACTION_PERSIST_CONTROL_MAPS = 18,
+    /// Call the update module of a standalone module install with the
+    /// state named in `message` (`ArtifactInstall`, `SupportsRollback`,
+    /// ...), then `otalite_handle_module`. Only a host that streams module
+    /// payloads gets it; others answer it as failed.
+    OTALITE_ACTION_MODULE_CALL = 19,
 }
 
 /// A device-API request (`OTALITE_ACTION_REQUEST`).

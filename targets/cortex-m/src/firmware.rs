@@ -154,6 +154,8 @@ enum Done {
     Data(ActionId, usize),
     Response(ActionId, u16, usize),
     Read(ActionId),
+    /// An update module call's result.
+    Module(ActionId, Result<&'static str, &'static str>),
 }
 
 /// The host side: socket, response buffer, slot, hooks.
@@ -201,6 +203,7 @@ impl Host {
                     self.response.get(..len).unwrap_or_default(),
                 ),
                 Done::Read(id) => self.read_artifact(agent, id),
+                Done::Module(id, result) => agent.handle_module(now, id, result),
             }
         }
     }
@@ -213,6 +216,11 @@ impl Host {
             // the Update Control Maps in RAM, and a reset forgets them
             // (maps from the server come back with the next deployment).
             Action::PersistControlMaps { id, .. } => Done::Outcome(id, Ok(())),
+            // This firmware streams rootfs payloads only (its install hooks
+            // refuse module payloads), so no module install can be pending.
+            Action::ModuleCall { id, .. } => {
+                Done::Module(id, Err("this device has no update modules"))
+            }
             // No state scripts on this device.
             Action::RunScripts { id, .. } => Done::Outcome(id, Ok(())),
             Action::PrepareSlots { id, .. } => Done::Slots(id, board::slots()),

@@ -143,6 +143,7 @@ enum Done {
     Data(ActionId, Vec<u8>),
     Response(ActionId, u16, Vec<u8>),
     Read(ActionId),
+    Module(ActionId, Result<String, String>),
     Ended(Ended),
 }
 
@@ -265,6 +266,9 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Data(id, data) => agent.handle_data(now, id, &data),
                 Done::Response(id, status, body) => agent.handle_response(now, id, status, &body),
                 Done::Read(id) => self.read_artifact(agent, id),
+                Done::Module(id, result) => {
+                    agent.handle_module(now, id, result.as_deref().map_err(String::as_str))
+                }
                 Done::Ended(ended) => return ended,
             }
         }
@@ -568,10 +572,26 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 }
                 Done::Ended(Ended::Completed(completion, message.to_string()))
             }
+            Action::ModuleCall { id, state } => {
+                // A `Download` a failed stream left running ends first.
+                if let Some(hooks) = &mut self.hooks {
+                    hooks.download = None;
+                }
+                Done::Module(id, self.module_dirs().call(state))
+            }
             Action::Exit { failed, message } => Done::Ended(Ended::Exited {
                 failed,
                 message: message.to_string(),
             }),
+        }
+    }
+
+    /// Where update modules live and work.
+    fn module_dirs(&self) -> crate::modules::ModuleDirs {
+        crate::modules::ModuleDirs {
+            modules: self.paths.share_dir.join("modules").join("v3"),
+            work: self.paths.data_dir.join("modules").join("v3"),
+            timeout: Duration::from_secs(self.config.module_timeout().into()),
         }
     }
 
@@ -608,10 +628,13 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             self.partition =
                 Some(FilePartition::open(&active.inactive).map_err(|e| e.to_string())?);
             let dir = self.paths.artifact_scripts();
-            self.hooks = Some(
-                Hooks::new(dir.clone())
-                    .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?,
-            );
+            let mut hooks = Hooks::new(dir.clone())
+                .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
+            // Update modules: standalone mode only (so far).
+            if self.server.is_none() {
+                hooks.modules = Some(self.module_dirs());
+            }
+            self.hooks = Some(hooks);
             self.download_total = None;
             log::info!(
                 "installing into {} (partition {})",
@@ -642,6 +665,25 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             );
             return;
         };
+        if hooks.modules.is_some() {
+            let installed = &agent.record().installed;
+            hooks.current_device = crate::modules::Current {
+                artifact_name: installed.artifact_name.to_string(),
+                artifact_group: installed
+                    .artifact_group
+                    .as_deref()
+                    .unwrap_or_default()
+                    .into(),
+                device_type: read_limited(&self.paths.device_type(&self.config), 4096)
+                    .ok()
+                    .and_then(|text| {
+                        otalite::device::parse_device_type(&text)
+                            .ok()
+                            .map(|t| t.to_string())
+                    })
+                    .unwrap_or_default(),
+            };
+        }
         let mut chunk = vec![0u8; CHUNK_LEN];
         loop {
             let read = match source.read(&mut chunk) {
@@ -819,6 +861,12 @@ pub struct Hooks {
     dir: PathBuf,
     current: Option<File>,
     progress: Progress,
+    /// Update modules (standalone mode).
+    modules: Option<crate::modules::ModuleDirs>,
+    /// What the device runs, for a module's tree.
+    current_device: crate::modules::Current,
+    /// The running `Download` call.
+    download: Option<crate::modules::ModuleDownload>,
 }
 
 impl Hooks {
@@ -835,7 +883,18 @@ impl Hooks {
             dir,
             current: None,
             progress: Progress::new(),
+            modules: None,
+            current_device: crate::modules::Current::default(),
+            download: None,
         })
+    }
+}
+
+impl Hooks {
+    fn module_sink(&mut self) -> std::io::Result<&mut crate::modules::ModuleDownload> {
+        self.download
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no update module Download is running"))
     }
 }
 
@@ -884,5 +943,45 @@ impl InstallHooks for Hooks {
 
     fn progress(&mut self, written: u64, total: u64) {
         self.progress.update(written, total);
+    }
+
+    fn module_download(&mut self, header: &ArtifactHeader) -> std::io::Result<bool> {
+        let Some(dirs) = &self.modules else {
+            return Ok(false);
+        };
+        let payload_type = header.payload_type.as_deref().unwrap_or_default();
+        let Some(program) = dirs.program(payload_type) else {
+            log::error!(
+                "no update module for payload type {payload_type} in {}",
+                dirs.modules.display()
+            );
+            return Ok(false);
+        };
+        self.download = Some(crate::modules::ModuleDownload::start(
+            dirs,
+            &program,
+            header,
+            &self.current_device,
+        )?);
+        Ok(true)
+    }
+
+    fn module_file_start(&mut self, name: &str, size: u64) -> std::io::Result<()> {
+        self.progress.update(0, size);
+        self.module_sink()?.file_start(name)
+    }
+
+    fn module_file_data(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.module_sink()?.file_data(data)
+    }
+
+    fn module_file_end(&mut self) -> std::io::Result<()> {
+        self.module_sink()?.file_end()
+    }
+
+    fn module_download_end(&mut self) -> std::io::Result<()> {
+        let result = self.module_sink()?.finish();
+        self.download = None;
+        result
     }
 }

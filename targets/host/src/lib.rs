@@ -21,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod lmdb;
+pub mod modules;
 pub mod paths;
 pub mod progress;
 pub mod reboot;

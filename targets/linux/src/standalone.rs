@@ -221,6 +221,33 @@ pub fn run<B: BootControl>(paths: Paths, config: MenderConfig, mut boot: B, verb
         Ended::Completed(completion, message) => (completion, message),
         Ended::Exited { message, .. } => (Completion::Failed, message),
     };
+    let installing_module = if installing {
+        agent.module_report()
+    } else {
+        None
+    };
+    if let Some(report) = installing_module {
+        // The reference's lines for an install through an update module.
+        match completion {
+            Completion::Installed => {
+                log::info!("{message}");
+                println!("Use 'commit' to update, or 'rollback' to roll back the update.");
+            }
+            Completion::Committed => {
+                println!("Artifact doesn't support rollback. Committing immediately.");
+                log::info!("{message}");
+            }
+            Completion::Failed => return Err(Failure::error(message)),
+            _ => {}
+        }
+        if report.reboot {
+            println!("At least one payload requested a reboot of the device it updated.");
+            if reboot_exit_code {
+                return Ok(EXIT_REBOOT);
+            }
+        }
+        return Ok(EXIT_OK);
+    }
     match completion {
         Completion::Installed => {
             log::info!("{message}");
@@ -253,6 +280,10 @@ pub fn show(paths: &Paths, provides_only: bool) -> Outcome {
         (Some(record), false) => {
             let _ = writeln!(out, "{}", record.installed.artifact_name);
         }
+        // Never committed (the name is still artifact_info's, nothing
+        // else is provided, e.g. after an install was rolled back): the
+        // reference's store has no provides and it prints nothing.
+        (Some(record), true) if never_committed(paths, &record) => {}
         (Some(record), true) => {
             record.installed.for_each_sorted(|key, value| {
                 let _ = writeln!(out, "{key}={value}");
@@ -270,4 +301,14 @@ pub fn show(paths: &Paths, provides_only: bool) -> Outcome {
         (None, true) => {}
     }
     Ok(EXIT_OK)
+}
+
+/// `record` provides only the fallback name from `artifact_info`.
+fn never_committed(paths: &Paths, record: &StateRecord) -> bool {
+    record.installed.provides.is_empty()
+        && record.installed.artifact_group.is_none()
+        && read_limited(&paths.artifact_info(), 4096)
+            .ok()
+            .and_then(|text| parse_artifact_info(&text).ok().map(|n| n.to_string()))
+            .is_some_and(|name| name == record.installed.artifact_name.as_str())
 }
