@@ -231,6 +231,16 @@ fn run(client: &dyn Client, case: Case) -> Vec<String> {
     // by `compared`, but let the deployment's last ones finish.
     std::thread::sleep(Duration::from_millis(1500));
     drop(daemon);
+    if let (Some(name), Some("failure")) = (case.failing(), case.final_status()) {
+        // The failing script's stderr is in the uploaded deployment log
+        // (the reference's too: the same check runs on both).
+        let logs = server.logs(&id);
+        assert!(
+            logs.iter()
+                .any(|l| l.message.contains(&format!("{name} fails"))),
+            "the script's stderr is not in the deployment log: {logs:?}"
+        );
+    }
     let mut lines = ran(&log);
     for at in marks.into_iter().rev() {
         lines.insert(at, REBOOT.into());

@@ -108,7 +108,9 @@ echo "$2" >>"$SLOG"
 f="$FAILS/$2"
 if [ -e "\$f" ]; then
     code=\$(cat "\$f")
+    # "21": retry once (the file goes); "21+": always retry.
     [ "\$code" != 21 ] || rm -f "\$f"
+    [ "\$code" != 21+ ] || code=21
     echo "$2 fails with \$code" >&2
     exit "\$code"
 fi
@@ -292,6 +294,21 @@ case21() { script_fail_case "$1" c21 none ArtifactInstall_Enter_01=1 ArtifactFai
 case22() { script_fail_case "$1" c22 none ArtifactInstall_Enter_01=1 ArtifactRollback_Leave_01=1; }
 case23() { script_fail_case "$1" c23 commit ArtifactCommit_Enter_01=1 ArtifactRollback_Enter_01=1; }
 case24() { script_fail_case "$1" c24 none ArtifactInstall_Error_01=1 ArtifactInstall_Leave_01=2; }
+retry_conf() { # <who>: 1 s between retries, 3 s in all
+    local w; w=$(W_of "$1")
+    jq '. + {StateScriptRetryIntervalSeconds: 1, StateScriptRetryTimeoutSeconds: 3}' \
+        "$w/mender.conf.orig" >"$w/upper/etc/mender/mender.conf"
+}
+case33() {
+    with_scripts "$1" ArtifactInstall_Enter_01=21; retry_conf "$1"
+    client "$1" c33-install install "$A/scripts.mender"
+    echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c33-show show-artifact)"
+}
+case34() {
+    with_scripts "$1" ArtifactInstall_Enter_01=21+; retry_conf "$1"
+    client "$1" c34-install install "$A/scripts.mender"
+    echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c34-show show-artifact)"
+}
 case25() { # scripts: a corrupted payload (Download_Error, nothing of the artifact's)
     with_scripts "$1"; client "$1" c25-install install "$A/corrupt.mender"
     echo "rc=$RC $(ran) $(envs "$1") $(show "$1" c25-show show-artifact)"
@@ -449,6 +466,8 @@ case32() { # no module for the payload type
     client "$1" c32-install install "$A/nosuch.mender"
     echo "rc=$RC $(tree "$1") $(show "$1" c32-show show-artifact)"
 }
+compare 33 "scripts: ArtifactInstall_Enter asks for a retry (exit 21) once" ""
+compare 34 "scripts: ArtifactInstall_Enter keeps asking past StateScriptRetryTimeoutSeconds" ""
 compare 28 "module single-file: install + commit" ""
 compare 29 "module directory: install + rollback" ""
 compare 30 "module script: committed at once, --reboot-exit-code" ""

@@ -211,6 +211,9 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             rootfs_dir: self.paths.rootfs_scripts(),
             artifact_dir: self.paths.artifact_scripts(),
             timeout: Duration::from_secs(self.config.state_script_timeout().into()),
+            // The log exists from a deployment's first line to its report
+            // (managed mode only).
+            deployment_log: Some(self.log_path()).filter(|p| self.server.is_some() && p.exists()),
             retry_interval: Duration::from_secs(self.config.state_script_retry_interval().into()),
             retry_timeout: Duration::from_secs(self.config.state_script_retry_timeout().into()),
         }

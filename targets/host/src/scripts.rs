@@ -9,7 +9,7 @@
 //! | exit 0 | success |
 //! | exit 21 | retry after `StateScriptRetryIntervalSeconds`, within `StateScriptRetryTimeoutSeconds` |
 //! | other exit, signal, timeout | failure (timeout: `StateScriptTimeoutSeconds`, the script's process group is killed) |
-//! | stderr | first 10 KiB logged |
+//! | stderr | first 10 KiB logged, and appended to the deployment log during a deployment (uploaded with a `failure`, as the reference) |
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -67,6 +67,9 @@ pub struct ScriptRunner {
     pub artifact_dir: PathBuf,
     /// Per-run timeout.
     pub timeout: Duration,
+    /// Where a script's stderr also goes (the deployment log, in the
+    /// uploaded line format), when a deployment is under way.
+    pub deployment_log: Option<PathBuf>,
     /// Wait between retries (exit 21).
     pub retry_interval: Duration,
     /// Total retry time allowed.
@@ -149,7 +152,10 @@ impl ScriptRunner {
             match code {
                 Some(0) => return Ok(()),
                 Some(21) => {
-                    if first_start.elapsed() + self.retry_interval > self.retry_timeout {
+                    // As the reference: retried while the time since the
+                    // first run is within the timeout (then one more wait
+                    // and run), so the last run may start past it.
+                    if first_start.elapsed() > self.retry_timeout {
                         return Err(ScriptError::RetryTimedOut(name));
                     }
                     log::info!("state script {name} asked to be retried later (exit 21)");
@@ -196,10 +202,22 @@ impl ScriptRunner {
         };
         if let Ok(captured) = reader.join() {
             if !captured.is_empty() {
-                log::info!(
-                    "{name} stderr: {}",
-                    String::from_utf8_lossy(&captured).trim_end()
-                );
+                let text = String::from_utf8_lossy(&captured);
+                log::info!("{name} stderr: {}", text.trim_end());
+                if let Some(path) = &self.deployment_log {
+                    let line = format!(
+                        "{} info {name} stderr: {}\n",
+                        crate::time::rfc3339_now(),
+                        text.trim_end().replace(['\n', '\r'], " ")
+                    );
+                    let appended = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+                    if let Err(e) = appended {
+                        log::debug!("{}: {e}", path.display());
+                    }
+                }
             }
         }
         Ok(status.code())
