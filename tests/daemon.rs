@@ -377,3 +377,68 @@ fn control_map_cli_pauses_and_continues_without_dbus() {
     drop(daemon);
     managed.done("control-map CLI");
 }
+
+/// Maps from the deployment (an Enterprise server's): the `next` answer
+/// pauses the deployment before the install; the server's new map, fetched
+/// again while paused, lets it go on to `success`. A map saying `fail`
+/// before the commit rolls the update back from the new system.
+#[test]
+fn server_control_maps_pause_continue_and_fail() {
+    // An Enterprise server: v2 `next` (the maps come with it).
+    let managed = Managed::new(ServerConfig {
+        next_v2: true,
+        ..ServerConfig::default()
+    });
+    let (id, _) = managed.deployment(1 << 20);
+    let map = |state: &str, action: &str| {
+        format!(
+            r#"{{"id": "{id}", "priority": 0, "states": {{"{state}": {{"action": "{action}"}}}}}}"#
+        )
+    };
+    managed
+        .server
+        .set_control_map(&id, Some(&map("ArtifactInstall_Enter", "pause")));
+    let mut daemon = managed.start();
+    managed.wait("pause_before_installing", |m| {
+        m.statuses(&id)
+            .iter()
+            .any(|s| s == "pause_before_installing")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !managed.statuses(&id).iter().any(|s| s == "installing"),
+        "not held"
+    );
+    assert!(
+        managed
+            .server
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with(&format!("{id}/update_control_map"))),
+        "the map was not fetched again while paused"
+    );
+    // Go on, but fail before the commit.
+    managed
+        .server
+        .set_control_map(&id, Some(&map("ArtifactCommit_Enter", "fail")));
+    managed.wait("the reboot", |m| m.reboots() == 1);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    managed.trial_boot();
+    let mut daemon = managed.start();
+    // The rollback reboot: U-Boot falls back from the counted trial.
+    managed.wait("the rollback reboot", |m| m.reboots() == 2);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    managed.bootloader_fallback();
+    let daemon = managed.start();
+    managed.wait("failure", |m| m.finished(&id, "failure"));
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(managed.device.env_var("mender_boot_part"), "2");
+    assert!(
+        managed.log().contains("Forced a failed update"),
+        "{}",
+        managed.log()
+    );
+    managed.done("server control maps");
+}

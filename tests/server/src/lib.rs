@@ -205,6 +205,8 @@ pub enum Endpoint {
     Log,
     /// `GET /download/{name}` (the artifact link).
     Download,
+    /// `GET /api/devices/v2/.../deployments/{id}/update_control_map`.
+    ControlMap,
 }
 
 /// What a fault does to the matching request.
@@ -374,6 +376,21 @@ impl TestServer {
     pub fn abort(&self, deployment_id: &str) {
         if let Some(d) = self.shared.lock().deployment_mut(deployment_id) {
             d.state = DeploymentState::Aborted;
+        }
+    }
+
+    /// Sets (or, `None`, removes) the deployment's Update Control Map, as
+    /// the Enterprise server's API does: the v2 `next` answer carries it and
+    /// `GET .../{id}/update_control_map` returns it.
+    ///
+    /// # Panics
+    /// `map` is not JSON (a test error).
+    pub fn set_control_map(&self, deployment_id: &str, map: Option<&str>) {
+        let map = map.map(|text| {
+            serde_json::from_str::<Value>(text).expect("set_control_map: the map is not JSON")
+        });
+        if let Some(d) = self.shared.lock().deployment_mut(deployment_id) {
+            d.control_map = map;
         }
     }
 

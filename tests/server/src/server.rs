@@ -25,6 +25,7 @@ const INVENTORY_PATH: &str = "/api/devices/v1/inventory/device/attributes";
 const NEXT_V1: &str = "/api/devices/v1/deployments/device/deployments/next";
 const NEXT_V2: &str = "/api/devices/v2/deployments/device/deployments/next";
 const DEPLOYMENTS_PREFIX: &str = "/api/devices/v1/deployments/device/deployments/";
+const DEPLOYMENTS_V2_PREFIX: &str = "/api/devices/v2/deployments/device/deployments/";
 const DOWNLOAD_PREFIX: &str = "/download/";
 const STATUSES: &[&str] = &[
     "downloading",
@@ -57,6 +58,9 @@ pub(crate) struct Deployment {
     handed_to: Option<(String, String)>,
     pub(crate) statuses: Vec<(String, Option<String>)>,
     pub(crate) logs: Vec<LogEntry>,
+    /// The deployment's Update Control Map (Enterprise): sent in the v2
+    /// `next` answer and by `GET .../update_control_map`.
+    pub(crate) control_map: Option<Value>,
 }
 
 /// Mutable server state.
@@ -134,6 +138,7 @@ impl Shared {
             handed_to: None,
             statuses: Vec::new(),
             logs: Vec::new(),
+            control_map: None,
         };
         self.lock().deployments.push(d);
         id
@@ -403,6 +408,14 @@ fn classify(req: &Request) -> (Endpoint, Option<String>) {
                 Endpoint::Download,
                 Some(p[DOWNLOAD_PREFIX.len()..].to_owned()),
             );
+        }
+        ("GET", _) if p.starts_with(DEPLOYMENTS_V2_PREFIX) => {
+            match p[DEPLOYMENTS_V2_PREFIX.len()..].split_once('/') {
+                Some((id, "update_control_map")) if !id.is_empty() => {
+                    return (Endpoint::ControlMap, Some(id.to_owned()));
+                }
+                _ => Endpoint::Any,
+            }
         }
         ("PUT", _) if p.starts_with(DEPLOYMENTS_PREFIX) => {
             let rest = &p[DEPLOYMENTS_PREFIX.len()..];
@@ -728,6 +741,7 @@ fn route(shared: &Shared, req: &Request, ep: &Endpoint, id: Option<&str>, base: 
         Endpoint::Status(_) => status(shared, req, id.unwrap_or("")),
         Endpoint::Log => log(shared, req, id.unwrap_or("")),
         Endpoint::Download => download(shared, req, id.unwrap_or("")),
+        Endpoint::ControlMap => control_map(shared, req, id.unwrap_or("")),
         Endpoint::Any => Response::error(404, "no such endpoint"),
     }
 }
@@ -878,10 +892,17 @@ fn next(shared: &Shared, req: &Request, provides: &Value, base: &str) -> Respons
         if d.handed_to.is_none() {
             d.handed_to = Some((name.to_owned(), dtype.to_owned()));
         }
+        // Only the v2 answer carries the map (an Enterprise server).
+        let map = d
+            .control_map
+            .clone()
+            .filter(|_| req.path == NEXT_V2)
+            .unwrap_or(Value::Null);
         return Response::json(
             200,
             &json!({
                 "id": d.id,
+                "update_control_map": map,
                 "artifact": {
                     "id": d.artifact_id,
                     "artifact_name": d.artifact_name,
@@ -895,6 +916,22 @@ fn next(shared: &Shared, req: &Request, provides: &Value, base: &str) -> Respons
         );
     }
     Response::empty(204)
+}
+
+/// `GET /api/devices/v2/deployments/device/deployments/{id}/update_control_map`:
+/// `{"update_control_map": ...}`; 404 for an unknown or aborted deployment.
+fn control_map(shared: &Shared, req: &Request, id: &str) -> Response {
+    let st = shared.lock();
+    if let Err(r) = authorize(&st, req) {
+        return r;
+    }
+    match st.deployments.iter().find(|d| d.id == id) {
+        Some(d) if d.state != DeploymentState::Aborted => Response::json(
+            200,
+            &json!({ "update_control_map": d.control_map.clone().unwrap_or(Value::Null) }),
+        ),
+        _ => Response::error(404, "no such deployment"),
+    }
 }
 
 fn status(shared: &Shared, req: &Request, id: &str) -> Response {
