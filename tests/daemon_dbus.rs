@@ -317,3 +317,85 @@ fn pause_and_continue_at_each_state_through_dbus() {
     }
     managed.done("pause and continue through D-Bus");
 }
+
+/// An application that set a `pause` and died: its map expires
+/// (`UpdateControlMapExpirationTimeSeconds`, twice the 1 s poll here) and
+/// answers its `on_map_expire`, `fail` by default for a pause, so the
+/// deployment fails instead of hanging; as the reference.
+fn dead_application(client: &dyn Client, bus: &Bus) -> Vec<String> {
+    let address = bus.address();
+    let daemon = client.start_with(&[("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())]);
+    let server = client.server();
+    let once = format!(
+        "from pydbus import SystemBus\nimport time\nfor _ in range(100):\n    try:\n        print(SystemBus().get('io.mender.UpdateManager', '/io/mender/UpdateManager')['io.mender.Update1'].SetUpdateControlMap('{}'))\n        break\n    except Exception:\n        time.sleep(0.1)\n",
+        control_map("pause", "continue", "continue")
+    );
+    let artifact = write_artifact(
+        &client.dir(),
+        "release-2",
+        &image_bytes(1 << 20, 19),
+        &["--compression", "none"],
+    );
+    let output = bus
+        .command(PYTHON)
+        .args(["-c", &once])
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "{}", text(&output));
+    let id = server.add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let statuses = || -> Vec<String> { server.statuses(&id).into_iter().map(|(s, _)| s).collect() };
+    let started = std::time::Instant::now();
+    while !statuses().iter().any(|s| s == "failure" || s == "success") {
+        // A rollback reboot on the way is the machine's: go on.
+        assert!(
+            started.elapsed() < WAIT,
+            "no final status: {:?}\n{}",
+            statuses(),
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        if client.reboots() > 0 {
+            break;
+        }
+    }
+    drop(daemon);
+    let mut got = statuses();
+    if client.reboots() > 0 {
+        let daemon = client.start_with(&[("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())]);
+        let started = std::time::Instant::now();
+        while !statuses().iter().any(|s| s == "failure" || s == "success") {
+            assert!(
+                started.elapsed() < WAIT,
+                "no final status: {:?}",
+                statuses()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(daemon);
+        got = statuses();
+    }
+    got
+}
+
+#[test]
+fn a_dead_applications_pause_expires_into_failure() {
+    let reference = reference_available().then(|| {
+        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+        let bus = Bus::start();
+        let client = Reference::new();
+        client.enable_dbus();
+        dead_application(&client, &bus)
+    });
+    let bus = Bus::start();
+    let managed = Managed::new(ServerConfig::default());
+    let got = dead_application(&managed, &bus);
+    assert_eq!(got.last().map(String::as_str), Some("failure"), "{got:?}");
+    assert!(
+        got.iter().any(|s| s == "pause_before_installing"),
+        "{got:?}"
+    );
+    if let Some(reference) = reference {
+        assert_eq!(got, reference, "otalite vs the reference");
+    }
+    managed.done("dead application");
+}

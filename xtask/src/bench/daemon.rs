@@ -26,7 +26,7 @@ use crate::util::{
 const USAGE: &str = "\
 usage: cargo xtask bench daemon [--idle-seconds N] [--settle-seconds N] [--traffic-seconds N]
                                 [--size-mib N] [--runs N] [--update-poll S] [--inventory-poll S]
-                                [--retry-poll S] [--jwt-hours H] [--skip-deploy] [--no-device-otalite]
+                                [--retry-poll S] [--jwt-hours H] [--skip-deploy] [--no-device-otalite] [--dbus]
 
   Runs `otalite daemon` and the reference `mender daemon` (inside the fake
   device tests/refdevice/device.sh) against otalite-testserver, through a
@@ -43,6 +43,8 @@ usage: cargo xtask bench daemon [--idle-seconds N] [--settle-seconds N] [--traff
     --jwt-hours H        server JWT lifetime for the per-day estimate (default 168 = Mender's 604800 s)
     --skip-deploy        only idle and traffic
     --no-device-otalite  no \"otalite in device.sh\" rows
+    --dbus               each daemon gets its own private system bus (dbus-daemon with the shipped
+                         policies) and `DBus.Enabled`: the footprint with the D-Bus API served
 ";
 
 const DEVICE_TYPE: &str = "bench-device";
@@ -60,6 +62,7 @@ struct Opts {
     jwt_hours: f64,
     deploy: bool,
     device_otalite: bool,
+    dbus: bool,
 }
 
 impl Opts {
@@ -76,6 +79,7 @@ impl Opts {
             jwt_hours: 168.0,
             deploy: true,
             device_otalite: true,
+            dbus: false,
         };
         let mut it = args.iter();
         while let Some(&arg) = it.next() {
@@ -104,6 +108,7 @@ impl Opts {
                 "--jwt-hours" => o.jwt_hours = value()?,
                 "--skip-deploy" => o.deploy = false,
                 "--no-device-otalite" => o.device_otalite = false,
+                "--dbus" => o.dbus = true,
                 "-h" | "--help" => bail!("{USAGE}"),
                 _ => bail!("unknown option {arg}\n{USAGE}"),
             }
@@ -561,10 +566,18 @@ struct Env {
     clk_tck: f64,
     /// device.sh workdirs to destroy on drop.
     devices: Vec<PathBuf>,
+    /// `--dbus`: give each daemon a private system bus.
+    dbus: bool,
+    /// The private buses started (killed by PID on drop).
+    buses: Vec<std::process::Child>,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
+        for mut bus in std::mem::take(&mut self.buses) {
+            let _ = bus.kill();
+            let _ = bus.wait();
+        }
         for d in std::mem::take(&mut self.devices) {
             destroy_device(&self.device_sh, &d);
         }
@@ -580,6 +593,46 @@ fn destroy_device(device_sh: &Path, dir: &Path) {
 }
 
 impl Env {
+    /// `--dbus`: a private system bus in `dir` with the policies otalite's
+    /// package ships (the reference's); returns its address.
+    fn start_bus(&mut self, dir: &Path) -> Result<String> {
+        let root = crate::workspace_root();
+        let socket = dir.join("system_bus_socket");
+        let config = dir.join("bus.conf");
+        fs::write(
+            &config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow user=\"*\"/><deny own=\"*\"/><deny send_type=\"method_call\"/>\
+                 <allow send_type=\"signal\"/><allow send_requested_reply=\"true\" send_type=\"method_return\"/>\
+                 <allow send_requested_reply=\"true\" send_type=\"error\"/><allow receive_type=\"method_call\"/>\
+                 <allow receive_type=\"method_return\"/><allow receive_type=\"error\"/><allow receive_type=\"signal\"/>\
+                 <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/></policy>\
+                 <includedir>{}</includedir></busconfig>\n",
+                path_str(&socket),
+                path_str(&root.join("targets/linux/dist/dbus"))
+            ),
+        )?;
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", path_str(&config)))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start dbus-daemon (bash .ci/setup installs it)")?;
+        self.buses.push(child);
+        let started = std::time::Instant::now();
+        while !socket.exists() {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                bail!("dbus-daemon did not listen on {}", path_str(&socket));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(format!("unix:path={}", path_str(&socket)))
+    }
+
     fn prepare(
         &mut self,
         client: Client,
@@ -603,6 +656,11 @@ impl Env {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let log = dir.join("daemon.log");
+        let bus = if self.dbus {
+            Some(self.start_bus(&dir)?)
+        } else {
+            None
+        };
         let mut conf_extra = format!(
             "\"ServerURL\": \"{url}\",\n  \"UpdatePollIntervalSeconds\": {},\n  \"InventoryPollIntervalSeconds\": {},\n  \"RetryPollIntervalSeconds\": {}",
             iv.update, iv.inventory, iv.retry
@@ -667,6 +725,9 @@ impl Env {
                     .arg("-d")
                     .arg(&data)
                     .arg("daemon");
+                if let Some(address) = &bus {
+                    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", address);
+                }
                 Ok(Prepared {
                     cmd,
                     reboot_log,
@@ -690,7 +751,8 @@ impl Env {
                 fs::write(
                     dir.join("upper/etc/mender/mender.conf"),
                     format!(
-                        "{{\n  \"RootfsPartA\": \"/dev/mmcblk0p2\",\n  \"RootfsPartB\": \"/dev/mmcblk0p3\",\n  \"DBus\": {{\"Enabled\": false}},\n  {conf_extra}\n}}\n"
+                        "{{\n  \"RootfsPartA\": \"/dev/mmcblk0p2\",\n  \"RootfsPartB\": \"/dev/mmcblk0p3\",\n  \"DBus\": {{\"Enabled\": {}}},\n  {conf_extra}\n}}\n",
+                        self.dbus
                     ),
                 )?;
                 executable(
@@ -707,6 +769,9 @@ impl Env {
                     cmd.args(["mender", "--no-syslog", "daemon"]);
                 } else {
                     cmd.arg(&otalite).arg("daemon");
+                }
+                if let Some(address) = &bus {
+                    cmd.env("DBUS_SYSTEM_BUS_ADDRESS", address);
                 }
                 Ok(Prepared {
                     cmd,
@@ -1335,6 +1400,8 @@ pub(crate) fn bench_daemon(args: &[&str]) -> Result<()> {
             server_bin: target.join("release/otalite-testserver"),
             clk_tck,
             devices: Vec::new(),
+            dbus: o.dbus,
+            buses: Vec::new(),
         },
         small_artifact,
     };
@@ -1504,12 +1571,15 @@ fn render(
     if !o.device_otalite {
         cmd.push_str(" --no-device-otalite");
     }
+    if o.dbus {
+        cmd.push_str(" --dbus");
+    }
     let _ = writeln!(s, "# otalite daemon benchmark\n");
     let _ = writeln!(s, "Command: `{cmd}` (as root), {date}.  ");
     let _ = writeln!(
         s,
         "Machine: {} CPUs, `{}`. Reference: `mender {}` (Debian), run by `tests/refdevice/device.sh run` \
-         (mount namespace, loop slots), `DBus.Enabled=false` (no system bus here). otalite: release build of \
+         (mount namespace, loop slots), `DBus.Enabled` with `--dbus` (a private system bus per daemon), else false. otalite: release build of \
          `-p otalite-linux`.  ",
         one_line(&["nproc"]),
         one_line(&["uname", "-sr"]),
