@@ -19,6 +19,8 @@
 //! | `directory` | `directory-artifact-gen` | install, no reboot, commit | `success` |
 //! | `script` | `mender-artifact write module-image -T script` | no rollback support: install, commit | `success` |
 //! | `install-fails` | `single-file-artifact-gen` into a destination below a file | `ArtifactInstall` fails: rollback, failure, cleanup | `failure` |
+//! | `reboot-automatic` | `mender-artifact write module-image -T rebooter` | a test module answering `NeedsArtifactReboot` with `Automatic`: the device reboots, then verify and commit | `success` |
+//! | `reboot-yes` | same, `-T rebooter` answering `Yes` | the module's own `ArtifactReboot`, then verify and commit | `success` |
 //!
 //! # What is compared
 //!
@@ -66,6 +68,8 @@ enum Case {
     Directory,
     Script,
     InstallFails,
+    RebootAutomatic,
+    RebootYes,
 }
 
 impl Case {
@@ -75,6 +79,8 @@ impl Case {
             Self::Directory => "directory",
             Self::Script => "script",
             Self::InstallFails => "install-fails",
+            Self::RebootAutomatic => "reboot-automatic",
+            Self::RebootYes => "reboot-yes",
         }
     }
 
@@ -83,6 +89,17 @@ impl Case {
             Self::SingleFile | Self::InstallFails => "single-file",
             Self::Directory => "directory",
             Self::Script => "script",
+            Self::RebootAutomatic | Self::RebootYes => "rebooter",
+        }
+    }
+
+    /// A test module's `NeedsArtifactReboot` answer (`None`: a shipped
+    /// module).
+    fn reboot_answer(self) -> Option<&'static str> {
+        match self {
+            Self::RebootAutomatic => Some("Automatic"),
+            Self::RebootYes => Some("Yes"),
+            _ => None,
         }
     }
 
@@ -154,7 +171,17 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
     // The real module, copied before an overlay can hide it, behind the
     // logging wrapper.
     let module = case.module();
-    std::fs::copy(Path::new(SHIPPED).join(module), real.join(module)).unwrap();
+    match case.reboot_answer() {
+        Some(answer) => executable(
+            &real.join(module),
+            &format!(
+                "#!/bin/sh\ncase \"$1\" in\n  NeedsArtifactReboot) echo {answer} ;;\n  SupportsRollback) echo Yes ;;\nesac\nexit 0\n"
+            ),
+        ),
+        None => {
+            std::fs::copy(Path::new(SHIPPED).join(module), real.join(module)).unwrap();
+        }
+    }
     executable(
         &client.modules_dir().join(module),
         &format!(
@@ -211,6 +238,19 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
                     .arg(&artifact)
                     .arg(&tree)
                     .arg("--")
+                    .args(&scripts),
+            );
+        }
+        Case::RebootAutomatic | Case::RebootYes => {
+            let payload = src.join("payload.bin");
+            std::fs::write(&payload, "rebooter payload\n").unwrap();
+            tool(
+                Command::new("mender-artifact")
+                    .args(["write", "module-image", "-T", module, "-n", &name])
+                    .args(["-t", DEVICE_TYPE, "-f"])
+                    .arg(&payload)
+                    .arg("-o")
+                    .arg(&artifact)
                     .args(&scripts),
             );
         }
@@ -492,7 +532,8 @@ fn check(case: Case) {
         _ => assert_eq!(installed, format!("mod-{}-1", case.name())),
     }
     // No slot or boot variable is involved.
-    assert_eq!(managed.reboots(), 0);
+    let reboots = usize::from(matches!(case, Case::RebootAutomatic));
+    assert_eq!(managed.reboots(), reboots);
     assert_eq!(managed.device.env_var("mender_boot_part"), "2");
     assert_eq!(managed.device.env_var("upgrade_available"), "0");
     managed.done(&format!("module daemon {}", case.name()));
@@ -516,4 +557,14 @@ fn script_module() {
 #[test]
 fn single_file_install_fails() {
     check(Case::InstallFails);
+}
+
+#[test]
+fn reboot_automatic() {
+    check(Case::RebootAutomatic);
+}
+
+#[test]
+fn reboot_yes() {
+    check(Case::RebootYes);
 }

@@ -1,6 +1,7 @@
-//! Update Modules v3, standalone mode: the calls the agent decides after
-//! an update module took the payload (the reference's
-//! `app/standalone.go` with its `ModuleInstaller`).
+//! Update Modules v3: the calls the agent decides after an update module
+//! took the payload, in standalone mode (the reference's
+//! `app/standalone.go` with its `ModuleInstaller`) and in daemon mode (its
+//! `app/state.go`).
 //!
 //! The `Download` call runs inside the artifact stream: the host builds the
 //! module's file tree and starts `Download` when the header is accepted
@@ -21,7 +22,23 @@
 //! | install / commit failure | `[ArtifactInstall_Error]` / `[ArtifactCommit_Error]` (not after `NeedsArtifactReboot`), `SupportsRollback`; `Yes`: the rollback calls above; then `[ArtifactFailure_Enter]`, `ArtifactFailure`, `[ArtifactFailure_Leave]`, `Cleanup`; recorded as `<name>_INCONSISTENT` when anything failed or the module cannot roll back, else nothing recorded |
 //! | `ArtifactCommit_Leave` failure | `[ArtifactCommit_Error]`, `Cleanup`, recorded as `<name>_INCONSISTENT` |
 //!
-//! A module update is persisted as `Installed` with both partition
+//! # Daemon flows
+//!
+//! A deployment whose payload type is not `rootfs-image` goes through the
+//! module of that type (`M-x` = module call `x`, `[x]` = state scripts);
+//! the statuses are those of the reference's daemon:
+//!
+//! | part | calls, scripts and reports |
+//! |---|---|
+//! | download | report `downloading`, `[Download_Enter]`, report `downloading`, `M-Download` (the artifact streamed into it), `M-SupportsRollback`, `[Download_Leave]`, report `downloading` |
+//! | install | control point, `[ArtifactInstall_Enter]`, report `installing`, persist `Installed` (the answers in `trial_part`, [`ModuleFlags`]), `M-ArtifactInstall`, `M-NeedsArtifactReboot`, `[ArtifactInstall_Leave]` |
+//! | reboot (`Yes`/`Automatic` only) | control point, persist `Rebooting`, report `rebooting`, `[ArtifactReboot_Enter]`; `Yes`: `M-ArtifactReboot`; `Automatic`: the device reboots and the next start goes on; then `M-ArtifactVerifyReboot`, `[ArtifactReboot_Leave]` |
+//! | commit | control point, report `installing`, `[ArtifactCommit_Enter]`, `M-ArtifactCommit`, persist the provides (and the `success` report), `[ArtifactCommit_Leave]`, `M-Cleanup`, report `success` |
+//! | failure after the download | the failing state's `[x_Error]`; rollback supported: `[ArtifactRollback_Enter]`, `M-ArtifactRollback`, `M-NeedsArtifactReboot` (when not asked yet), `[ArtifactRollback_Leave]`, and when a reboot is needed `[ArtifactRollbackReboot_Enter]` with `M-ArtifactRollbackReboot`, `M-ArtifactVerifyRollbackReboot`, `[ArtifactRollbackReboot_Leave]` (`Yes`) or the device's reboot (`Automatic`); not supported: recorded as `<name>_INCONSISTENT`; then `[ArtifactFailure_Enter]`, `M-ArtifactFailure`, `[ArtifactFailure_Leave]`, `M-Cleanup`, report `failure` |
+//! | `Download` or `Download_Leave` failure | `[Download_Error]`, `M-Cleanup`, report `failure` |
+//! | restart | `Installed`: the failure above (the deployment was interrupted); `Rebooting`: `M-ArtifactVerifyReboot` and on |
+//!
+//! A module update is persisted as `Installed` with the partition
 //! numbers [`MODULE_PART`]: no slot is involved, the record format is
 //! unchanged, and the next `commit`/`rollback` finds the module's tree
 //! (with `header/payload_type`) where the host left it.
