@@ -19,6 +19,7 @@
 //! | `directory` | `directory-artifact-gen` | install, no reboot, commit | `success` |
 //! | `script` | `mender-artifact write module-image -T script` | no rollback support: install, commit | `success` |
 //! | `install-fails` | `single-file-artifact-gen` into a destination below a file | `ArtifactInstall` fails: rollback, failure, cleanup | `failure` |
+//! | `script-fails` | `mender-artifact write module-image -T script` | the script exits 1 in `ArtifactInstall`; no rollback support: failure, cleanup, recorded as `<name>_INCONSISTENT` | `failure` |
 //! | `reboot-automatic` | `mender-artifact write module-image -T rebooter` | a test module answering `NeedsArtifactReboot` with `Automatic`: the device reboots, then verify and commit | `success` |
 //! | `reboot-yes` | same, `-T rebooter` answering `Yes` | the module's own `ArtifactReboot`, then verify and commit | `success` |
 //!
@@ -68,6 +69,7 @@ enum Case {
     Directory,
     Script,
     InstallFails,
+    ScriptFails,
     RebootAutomatic,
     RebootYes,
 }
@@ -79,6 +81,7 @@ impl Case {
             Self::Directory => "directory",
             Self::Script => "script",
             Self::InstallFails => "install-fails",
+            Self::ScriptFails => "script-fails",
             Self::RebootAutomatic => "reboot-automatic",
             Self::RebootYes => "reboot-yes",
         }
@@ -88,7 +91,7 @@ impl Case {
         match self {
             Self::SingleFile | Self::InstallFails => "single-file",
             Self::Directory => "directory",
-            Self::Script => "script",
+            Self::Script | Self::ScriptFails => "script",
             Self::RebootAutomatic | Self::RebootYes => "rebooter",
         }
     }
@@ -105,7 +108,7 @@ impl Case {
 
     fn final_status(self) -> &'static str {
         match self {
-            Self::InstallFails => "failure",
+            Self::InstallFails | Self::ScriptFails => "failure",
             _ => "success",
         }
     }
@@ -254,12 +257,17 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
                     .args(&scripts),
             );
         }
-        Case::Script => {
+        Case::Script | Case::ScriptFails => {
             let run_me = src.join("run-me.sh");
+            let fail = if let Case::ScriptFails = case {
+                "exit 1\n"
+            } else {
+                ""
+            };
             std::fs::write(
                 &run_me,
                 format!(
-                    "#!/bin/sh\necho \"script module ran\" > {}/script-ran\n",
+                    "#!/bin/sh\necho \"script module ran\" > {}/script-ran\n{fail}",
                     out.display()
                 ),
             )
@@ -529,6 +537,8 @@ fn check(case: Case) {
     let installed = managed.device.show_artifact();
     match case {
         Case::InstallFails => assert_eq!(installed, "release-1"),
+        // No rollback support: the reference's broken-artifact flag.
+        Case::ScriptFails => assert_eq!(installed, "mod-script-fails-1_INCONSISTENT"),
         _ => assert_eq!(installed, format!("mod-{}-1", case.name())),
     }
     // No slot or boot variable is involved.
@@ -567,4 +577,9 @@ fn reboot_automatic() {
 #[test]
 fn reboot_yes() {
     check(Case::RebootYes);
+}
+
+#[test]
+fn script_module_install_fails() {
+    check(Case::ScriptFails);
 }

@@ -182,7 +182,9 @@ enum Mark {
     /// Standalone end of a failure, rollback or late commit failure:
     /// `Idle`, or, when an `ArtifactRollback` script failed (or the commit
     /// is inconsistent), the pending provides installed under
-    /// `<name>_INCONSISTENT`, as the reference records them.
+    /// `<name>_INCONSISTENT`, as the reference records them. Managed (a
+    /// module deployment that could not roll back): only the installed
+    /// name becomes `<name>_INCONSISTENT`, then the `failure` report.
     Settle,
 }
 
@@ -1166,7 +1168,12 @@ impl<'b> Agent<'b> {
                 return;
             }
             Mark::Settle => {
-                if self.inconsistent {
+                if self.inconsistent && self.managed().is_some() {
+                    // The reference's daemon (`setBrokenArtifactFlag`)
+                    // renames the installed artifact, nothing else.
+                    self.record.installed.artifact_name =
+                        inconsistent_name(&self.pending.provides.artifact_name);
+                } else if self.inconsistent {
                     let mut provides = self.pending.provides.clone();
                     provides.artifact_name = inconsistent_name(&provides.artifact_name);
                     self.record.installed = provides;
