@@ -31,7 +31,7 @@
 //! | part | calls, scripts and reports |
 //! |---|---|
 //! | download | report `downloading`, `[Download_Enter]`, report `downloading`, `M-Download` (the artifact streamed into it), `M-SupportsRollback`, `[Download_Leave]`, report `downloading` |
-//! | install | control point, `[ArtifactInstall_Enter]`, report `installing`, persist `Installed` (the answers in `trial_part`, [`ModuleFlags`]), `M-ArtifactInstall`, `M-NeedsArtifactReboot`, `[ArtifactInstall_Leave]` |
+//! | install | control point, `[ArtifactInstall_Enter]`, report `installing`, persist `Installed` (the answers in `trial_part`, see [`MODULE_PART`]), `M-ArtifactInstall`, `M-NeedsArtifactReboot`, `[ArtifactInstall_Leave]` |
 //! | reboot (`Yes`/`Automatic` only) | control point, persist `Rebooting`, report `rebooting`, `[ArtifactReboot_Enter]`; `Yes`: `M-ArtifactReboot`; `Automatic`: the device reboots and the next start goes on; then `M-ArtifactVerifyReboot`, `[ArtifactReboot_Leave]` |
 //! | commit | control point, report `installing`, `[ArtifactCommit_Enter]`, `M-ArtifactCommit`, persist the provides (and the `success` report), `[ArtifactCommit_Leave]`, `M-Cleanup`, report `success` |
 //! | failure after the download | the failing state's `[x_Error]`; rollback supported: `[ArtifactRollback_Enter]`, `M-ArtifactRollback`, `M-NeedsArtifactReboot` (when not asked yet), `[ArtifactRollback_Leave]`, and when a reboot is needed `[ArtifactRollbackReboot_Enter]` with `M-ArtifactRollbackReboot`, `M-ArtifactVerifyRollbackReboot`, `[ArtifactRollbackReboot_Leave]` (`Yes`) or the device's reboot (`Automatic`); not supported: recorded as `<name>_INCONSISTENT`; then `[ArtifactFailure_Enter]`, `M-ArtifactFailure`, `[ArtifactFailure_Leave]`, `M-Cleanup`, report `failure` |
@@ -54,18 +54,18 @@ use crate::store::{PendingUpdate, UpdateStep};
 /// The partition number a module update's [`PendingUpdate`] carries as
 /// `previous_part` (real slots are numbered from 1), and as `trial_part` in
 /// standalone mode; a daemon deployment keeps what the module answered in
-/// `trial_part` instead ([`ModuleFlags`]), so a restart goes on without
-/// asking again.
-pub const MODULE_PART: PartNumber = 0;
-
-/// What a daemon module deployment persists in `trial_part` (bits).
+/// `trial_part` instead, so a restart goes on without asking again:
 ///
-/// | bit | meaning |
+/// | `trial_part` bit | meaning |
 /// |---|---|
 /// | 0 (`1`) | the answers below are known |
 /// | 1 (`2`) | `SupportsRollback`: `Yes` |
 /// | 2 (`4`) | `NeedsArtifactReboot`: `Yes` or `Automatic` |
 /// | 3 (`8`) | `NeedsArtifactReboot`: `Yes` (the module reboots) |
+pub const MODULE_PART: PartNumber = 0;
+
+/// The `trial_part` bits of a daemon module deployment (see
+/// [`MODULE_PART`]).
 struct ModuleFlags;
 
 impl ModuleFlags {
