@@ -20,6 +20,7 @@
 //! | `script` | `mender-artifact write module-image -T script` | no rollback support: install, commit | `success` |
 //! | `install-fails` | `single-file-artifact-gen` into a destination below a file | `ArtifactInstall` fails: rollback, failure, cleanup | `failure` |
 //! | `script-fails` | `mender-artifact write module-image -T script` | the script exits 1 in `ArtifactInstall`; no rollback support: failure, cleanup, recorded as `<name>_INCONSISTENT` | `failure` |
+//! | `install-interrupted` | `-T rebooter` (answering `No`) | the daemon dies (`kill -9` from the module) in the first `ArtifactInstall`; the next start rolls back through the module | `failure` |
 //! | `reboot-automatic` | `mender-artifact write module-image -T rebooter` | a test module answering `NeedsArtifactReboot` with `Automatic`: the device reboots, then verify and commit | `success` |
 //! | `reboot-yes` | same, `-T rebooter` answering `Yes` | the module's own `ArtifactReboot`, then verify and commit | `success` |
 //!
@@ -52,6 +53,7 @@ use std::time::{Duration, Instant};
 /// Set to re-record the reference's results into the fixtures.
 const RECORD: &str = "OTALITE_RECORD_MODULES";
 const REBOOT: &str = "(reboot)";
+const RESTART: &str = "(restart)";
 const GEN: &str = "/usr/share/doc/mender-client/examples";
 const SHIPPED: &str = "/usr/share/mender/modules/v3";
 const GROUPS: [&str; 6] = [
@@ -70,6 +72,7 @@ enum Case {
     Script,
     InstallFails,
     ScriptFails,
+    InstallInterrupted,
     RebootAutomatic,
     RebootYes,
 }
@@ -82,6 +85,7 @@ impl Case {
             Self::Script => "script",
             Self::InstallFails => "install-fails",
             Self::ScriptFails => "script-fails",
+            Self::InstallInterrupted => "install-interrupted",
             Self::RebootAutomatic => "reboot-automatic",
             Self::RebootYes => "reboot-yes",
         }
@@ -92,7 +96,7 @@ impl Case {
             Self::SingleFile | Self::InstallFails => "single-file",
             Self::Directory => "directory",
             Self::Script | Self::ScriptFails => "script",
-            Self::RebootAutomatic | Self::RebootYes => "rebooter",
+            Self::RebootAutomatic | Self::RebootYes | Self::InstallInterrupted => "rebooter",
         }
     }
 
@@ -102,13 +106,14 @@ impl Case {
         match self {
             Self::RebootAutomatic => Some("Automatic"),
             Self::RebootYes => Some("Yes"),
+            Self::InstallInterrupted => Some("No"),
             _ => None,
         }
     }
 
     fn final_status(self) -> &'static str {
         match self {
-            Self::InstallFails | Self::ScriptFails => "failure",
+            Self::InstallFails | Self::ScriptFails | Self::InstallInterrupted => "failure",
             _ => "success",
         }
     }
@@ -175,12 +180,24 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
     // logging wrapper.
     let module = case.module();
     match case.reboot_answer() {
-        Some(answer) => executable(
-            &real.join(module),
-            &format!(
-                "#!/bin/sh\ncase \"$1\" in\n  NeedsArtifactReboot) echo {answer} ;;\n  SupportsRollback) echo Yes ;;\nesac\nexit 0\n"
-            ),
-        ),
+        Some(answer) => {
+            // The interrupted case: the first ArtifactInstall kills the
+            // daemon (its parent), as a power cut would.
+            let die = if let Case::InstallInterrupted = case {
+                format!(
+                    "  ArtifactInstall) if [ ! -e {m} ]; then touch {m}; kill -9 $PPID; exit 1; fi ;;\n",
+                    m = dir.join("killed").display()
+                )
+            } else {
+                String::new()
+            };
+            executable(
+                &real.join(module),
+                &format!(
+                    "#!/bin/sh\ncase \"$1\" in\n  NeedsArtifactReboot) echo {answer} ;;\n  SupportsRollback) echo Yes ;;\n{die}esac\nexit 0\n"
+                ),
+            );
+        }
         None => {
             std::fs::copy(Path::new(SHIPPED).join(module), real.join(module)).unwrap();
         }
@@ -244,7 +261,7 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
                     .args(&scripts),
             );
         }
-        Case::RebootAutomatic | Case::RebootYes => {
+        Case::RebootAutomatic | Case::RebootYes | Case::InstallInterrupted => {
             let payload = src.join("payload.bin");
             std::fs::write(&payload, "rebooter payload\n").unwrap();
             tool(
@@ -365,6 +382,8 @@ fn run(client: &dyn Client, case: Case) -> Outcome {
     let mut daemon = client.start();
     let mut reboots = 0;
     let mut marks = Vec::new();
+    let killed = log.with_file_name("killed");
+    let mut restarted = false;
     let finished = || {
         server
             .statuses(&id)
@@ -372,14 +391,26 @@ fn run(client: &dyn Client, case: Case) -> Outcome {
             .any(|(s, _)| s == case.final_status())
     };
     loop {
-        wait_for(client, "a reboot or the end of the deployment", || {
-            client.reboots() > reboots || finished()
-        });
+        wait_for(
+            client,
+            "a reboot, a kill or the end of the deployment",
+            || client.reboots() > reboots || finished() || (!restarted && killed.exists()),
+        );
+        if !restarted && killed.exists() {
+            // Killed by the module: start again, as after a power cut.
+            wait_for(client, "the killed daemon to exit", || {
+                matches!(daemon.try_wait(), Ok(Some(_)))
+            });
+            restarted = true;
+            marks.push((lines(&log).len(), RESTART));
+            daemon = client.start();
+            continue;
+        }
         if client.reboots() > reboots {
             daemon.kill().unwrap();
             daemon.wait().unwrap();
             reboots = client.reboots();
-            marks.push(lines(&log).len());
+            marks.push((lines(&log).len(), REBOOT));
             daemon = client.start();
             continue;
         }
@@ -390,8 +421,8 @@ fn run(client: &dyn Client, case: Case) -> Outcome {
     std::thread::sleep(Duration::from_millis(1500));
     drop(daemon);
     let mut order = lines(&log);
-    for at in marks.into_iter().rev() {
-        order.insert(at, REBOOT.into());
+    for (at, mark) in marks.into_iter().rev() {
+        order.insert(at, mark.into());
     }
     Outcome {
         order: compared(&order),
@@ -539,6 +570,7 @@ fn check(case: Case) {
         Case::InstallFails => assert_eq!(installed, "release-1"),
         // No rollback support: the reference's broken-artifact flag.
         Case::ScriptFails => assert_eq!(installed, "mod-script-fails-1_INCONSISTENT"),
+        Case::InstallInterrupted => assert_eq!(installed, "release-1"),
         _ => assert_eq!(installed, format!("mod-{}-1", case.name())),
     }
     // No slot or boot variable is involved.
@@ -582,4 +614,9 @@ fn reboot_yes() {
 #[test]
 fn script_module_install_fails() {
     check(Case::ScriptFails);
+}
+
+#[test]
+fn install_interrupted_by_a_restart() {
+    check(Case::InstallInterrupted);
 }
