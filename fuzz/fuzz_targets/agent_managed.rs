@@ -196,7 +196,17 @@ fuzz_target!(|data: &[u8]| {
             Action::DeploymentLog { .. } | Action::ClearDeploymentLog => {}
             Action::Completed { .. } => panic!("managed mode completed a command"),
             Action::Exit { .. } => return,
-            Action::ModuleCall { .. } => panic!("managed mode called an update module"),
+            // A stored module deployment resumes through its module.
+            Action::ModuleCall { id, .. } => {
+                let answer = match input.byte() % 5 {
+                    0 => Err("fuzz"),
+                    1 => Ok("Yes"),
+                    2 => Ok("Automatic"),
+                    3 => Ok("garbage"),
+                    _ => Ok(""),
+                };
+                agent.handle_module(now, id, answer);
+            }
         }
         now = now.after(u64::from(input.byte()));
     }

@@ -69,6 +69,7 @@
 //! | managed poll | inventory at its interval (`GatherInventory`, `PUT`/`PATCH`), update check at its interval (`next` v2, v1 after a 404); commands move either timer to now |
 //! | managed deployment | persist `Downloading` → report `downloading` → `PrepareSlots` → `Download_Enter` → `OpenArtifact` → report `downloading` → `ReadArtifact` (reopened from the byte reached, reference backoff) → `Download_Leave` → report `downloading` → `ArtifactInstall_Enter` → report `installing` → persist `Installed` → `SetTrial` → `ArtifactInstall_Leave` → persist `Rebooting` → report `rebooting` → `ArtifactReboot_Enter` → `Reboot` → wait to be stopped |
 //! | managed after the reboot | `PrepareSlots` (the old slot runs: fail) → `ArtifactReboot_Leave` → authenticate + report `installing` (retried; unreachable: roll back and reboot) → `ArtifactCommit_Enter` → persist `Committing` → `CommitBoot` → persist `Reporting(success)` → `ArtifactCommit_Leave` |
+//! | managed module deployment | the payload goes to an update module instead of the slot: `SupportsRollback` before `Download_Leave`, `ArtifactInstall` and `NeedsArtifactReboot` instead of `SetTrial`, straight to the commit without a reboot, `ArtifactCommit` instead of `CommitBoot`, `Cleanup` before the final report; failures roll back through the module (see [`modules`]) |
 //! | managed final report | report `success`/`failure` (retried [`Timing::report_attempts`] times, each attempt persisted), on failure upload the deployment log, persist `Idle`, send the inventory |
 //! | managed failure | before `SetTrial`: error scripts, persist `Reporting(failure)`; after it: `ArtifactRollback_Enter`, persist `RollingBack`, `RollBack`, `ArtifactRollback_Leave`, `ArtifactFailure_*`, persist `Reporting(failure)`; on the new system (`ArtifactReboot_Leave`, `ArtifactCommit_Enter`, confirmation failed): the same without `RollBack`, then `ArtifactRollbackReboot_Enter` and `Reboot` (U-Boot falls back from the counted trial); the report goes out from the old system |
 //!
@@ -181,7 +182,9 @@ enum Mark {
     /// Standalone end of a failure, rollback or late commit failure:
     /// `Idle`, or, when an `ArtifactRollback` script failed (or the commit
     /// is inconsistent), the pending provides installed under
-    /// `<name>_INCONSISTENT`, as the reference records them.
+    /// `<name>_INCONSISTENT`, as the reference records them. Managed (a
+    /// module deployment that could not roll back): only the installed
+    /// name becomes `<name>_INCONSISTENT`, then the `failure` report.
     Settle,
 }
 
@@ -1165,7 +1168,12 @@ impl<'b> Agent<'b> {
                 return;
             }
             Mark::Settle => {
-                if self.inconsistent {
+                if self.inconsistent && self.managed().is_some() {
+                    // The reference's daemon (`setBrokenArtifactFlag`)
+                    // renames the installed artifact, nothing else.
+                    self.record.installed.artifact_name =
+                        inconsistent_name(&self.pending.provides.artifact_name);
+                } else if self.inconsistent {
                     let mut provides = self.pending.provides.clone();
                     provides.artifact_name = inconsistent_name(&provides.artifact_name);
                     self.record.installed = provides;
@@ -1319,6 +1327,11 @@ impl<'b> Agent<'b> {
     /// back first would leave the new system running, unnoticed, under the
     /// old name. A committed trial (a recovery) is rolled back in the env.
     fn roll_back_and_reboot(&mut self) {
+        if self.managed_module() {
+            let message = self.reason.clone();
+            self.module_dep_fail(message);
+            return;
+        }
         // While the trial runs, the bootloader's own fallback (bootcount
         // past bootlimit) boots the old slot at the reboot and the env
         // keeps saying "trial" until then, so a restart in between still
@@ -1360,6 +1373,10 @@ impl<'b> Agent<'b> {
     /// Managed: a failed deployment fails with `message` and goes through
     /// the rollback reboot ([`Self::rollback_reboot`]).
     fn fail_with_rollback_reboot(&mut self, message: Message, switch_env: bool) {
+        if self.managed_module() {
+            self.module_dep_fail(message);
+            return;
+        }
         self.set_reason(message);
         let id = self.deployment_id.clone().unwrap_or_default();
         error!(
@@ -1397,10 +1414,15 @@ impl<'b> Agent<'b> {
             inactive: 0,
             proven_by_root_device: false,
         });
+        let (trial_part, previous_part) = if self.installer.is_module() {
+            (self.module_flags(), modules::MODULE_PART)
+        } else {
+            (slots.inactive, slots.active)
+        };
         PendingUpdate {
             provides: self.record.installed.after_commit(self.installer.header()),
-            trial_part: slots.inactive,
-            previous_part: slots.active,
+            trial_part,
+            previous_part,
             deployment_id: self.deployment_id.clone(),
         }
     }
@@ -1416,6 +1438,8 @@ impl<'b> Agent<'b> {
             self.pending = self.pending_from_artifact();
             self.standalone_rollback_ops(false);
             self.fail(message);
+        } else if self.managed_module() {
+            self.module_dep_fail(message);
         } else {
             // The env still names the running slot: nothing to switch back,
             // but the reference's daemon reboots all the same.
@@ -1488,6 +1512,8 @@ impl<'b> Agent<'b> {
                     name.as_str(),
                     self.offer.artifact_name.as_str()
                 ));
+            } else if self.installer.is_module() {
+                self.module_dep_downloaded();
             } else if self.installer.stats().is_none() {
                 self.fail(text!("the artifact has no payload: nothing to install"));
             }
@@ -1645,12 +1671,25 @@ impl<'b> Agent<'b> {
                 // The env write is atomic: it still names the running slot.
                 self.fail_with_rollback_reboot(text!("cannot switch the bootloader: {why}"), false);
             }
+            (Step::DepInstallLeave, None) if self.managed_module() && !self.module_reboots() => {
+                // No reboot: straight to the commit, as the reference.
+                self.confirm_attempts = 0;
+                self.control_point(control_map::ControlState::ArtifactCommitEnter);
+            }
             (Step::DepInstallLeave, None) => {
                 self.control_point(control_map::ControlState::ArtifactRebootEnter);
             }
             (Step::DepInstallLeave, Some(why)) => {
                 self.push_op(Op::Script(ScriptGroup::ArtifactInstall, ScriptPhase::Error));
                 self.fail_with_rollback_reboot(text!("{why}"), true);
+            }
+            (Step::DepRebootEnter, None) if self.managed_module() => {
+                info!("Rebooting device(s)");
+                self.step = if self.module_custom_reboot() {
+                    Step::Module(modules::ModStep::DepReboot)
+                } else {
+                    Step::DepReboot
+                };
             }
             (Step::DepRebootEnter, None) => {
                 info!("rebooting into partition {}", self.pending.trial_part);
@@ -1674,6 +1713,10 @@ impl<'b> Agent<'b> {
                 self.push_op(Op::Script(ScriptGroup::ArtifactReboot, ScriptPhase::Error));
                 self.roll_back_and_reboot();
             }
+            (Step::CommitEnter, None) if self.managed_module() => {
+                info!("Committing Artifact...");
+                self.step = Step::Module(modules::ModStep::DepCommit);
+            }
             (Step::CommitEnter, None) => {
                 self.push_ops(&[
                     Op::Mark(Mark::Committing),
@@ -1692,7 +1735,11 @@ impl<'b> Agent<'b> {
                 if let Some(why) = result {
                     error!("{why} (after the commit)");
                 }
-                self.step = Step::Report;
+                self.step = if self.managed_module() {
+                    Step::Module(modules::ModStep::Cleanup)
+                } else {
+                    Step::Report
+                };
             }
             (Step::RollbackReboot, None) => {
                 self.sleep_until = Some(self.now.after(self.config.timing.reboot_wait));
@@ -1888,6 +1935,10 @@ impl<'b> Agent<'b> {
                 }
             }
             Step::DepReboot | Step::RollbackReboot => Dispatch::Action(StepKind::Reboot),
+            Step::RebootWait if self.managed_module() => {
+                self.module_dep_fail(text!("the reboot did not happen"));
+                Dispatch::Again
+            }
             Step::RebootWait => {
                 error!(
                     "the reboot did not happen within {} ms",
@@ -2082,6 +2133,11 @@ impl Agent<'_> {
         let step = self.record.step.clone();
         if let Some(pending) = pending_of(&step) {
             self.pending = pending.clone();
+        }
+        let module = pending_of(&step).is_some_and(|p| p.previous_part == modules::MODULE_PART);
+        if module && self.pending.deployment_id.is_some() {
+            self.module_recover(matches!(step, UpdateStep::Rebooting(_)));
+            return;
         }
         if self.is_module_update() {
             // No slot to recover: it waits for 'otalite commit'/'rollback'.
@@ -2646,7 +2702,11 @@ impl Agent<'_> {
                     .install_failed_before_switch(text!("stopped by a signal before the install")),
                 _ => {
                     self.push_op(Op::Mark(Mark::Installed));
-                    self.step = Step::DepSetTrial;
+                    self.step = if self.managed_module() {
+                        Step::Module(modules::ModStep::DepInstall)
+                    } else {
+                        Step::DepSetTrial
+                    };
                 }
             },
             Purpose::Rebooting => match reply {
@@ -2736,6 +2796,8 @@ impl Agent<'_> {
             self.offer.artifact_name.as_str()
         );
         self.deployment_id = Some(id.clone());
+        self.module = modules::ModuleFlow::default();
+        self.inconsistent = false;
         self.push_op(Op::ClearDeploymentLog);
         let name = self.offer.artifact_name.clone();
         self.deployment_log(

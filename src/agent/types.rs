@@ -392,7 +392,7 @@ pub enum Action<'a> {
         message: &'a str,
     },
     /// Run the update module of the installed payload as
-    /// `<module> <state> <tree>` (standalone mode; see
+    /// `<module> <state> <tree>` (both modes; see
     /// [`super::modules`]), then [`super::Agent::handle_module`] with its
     /// trimmed stdout (query states) or why it failed (non-zero exit, no
     /// module, timeout).
@@ -823,10 +823,14 @@ mod tests {
 /// | `SupportsRollback` | `Yes`, `No` or empty (= `No`) | fails the flow |
 /// | `ArtifactInstall` | - | install failure: rollback (if supported), failure, cleanup |
 /// | `NeedsArtifactReboot` | `No` or empty, `Yes`, `Automatic` | as an install failure |
+/// | `ArtifactReboot` | - | (daemon, `NeedsArtifactReboot` said `Yes`) as an install failure |
+/// | `ArtifactVerifyReboot` | - | (daemon, after a reboot) as an install failure |
 /// | `ArtifactCommit` | - | as an install failure |
 /// | `ArtifactRollback` | - | recorded as `<name>_INCONSISTENT` |
+/// | `ArtifactRollbackReboot` | - | (daemon, a rollback that needs the module's reboot) logged |
+/// | `ArtifactVerifyRollbackReboot` | - | (daemon, after it) logged |
 /// | `ArtifactFailure` | - | recorded as `<name>_INCONSISTENT` |
-/// | `Cleanup` | - | the command fails; the tree is removed anyway |
+/// | `Cleanup` | - | the command (the deployment) fails; the tree is removed anyway |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModuleState {
     /// Query: does the module roll back?
@@ -835,10 +839,18 @@ pub enum ModuleState {
     ArtifactInstall,
     /// Query: does the update need a reboot?
     NeedsArtifactReboot,
+    /// Reboot what the module updated (its answer was `Yes`).
+    ArtifactReboot,
+    /// After the reboot: did it come up with the update?
+    ArtifactVerifyReboot,
     /// Make the update permanent.
     ArtifactCommit,
     /// Undo the update.
     ArtifactRollback,
+    /// Reboot what the module rolled back.
+    ArtifactRollbackReboot,
+    /// After the rollback reboot: did it come up with the old version?
+    ArtifactVerifyRollbackReboot,
     /// The update failed (after a rollback, or without one).
     ArtifactFailure,
     /// The last call: remove what the module kept.
@@ -852,8 +864,12 @@ impl ModuleState {
             Self::SupportsRollback => "SupportsRollback",
             Self::ArtifactInstall => "ArtifactInstall",
             Self::NeedsArtifactReboot => "NeedsArtifactReboot",
+            Self::ArtifactReboot => "ArtifactReboot",
+            Self::ArtifactVerifyReboot => "ArtifactVerifyReboot",
             Self::ArtifactCommit => "ArtifactCommit",
             Self::ArtifactRollback => "ArtifactRollback",
+            Self::ArtifactRollbackReboot => "ArtifactRollbackReboot",
+            Self::ArtifactVerifyRollbackReboot => "ArtifactVerifyRollbackReboot",
             Self::ArtifactFailure => "ArtifactFailure",
             Self::Cleanup => "Cleanup",
         }

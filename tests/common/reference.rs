@@ -28,6 +28,8 @@ pub trait Client {
     fn bootloader_fallback(&self);
     /// The device's `/etc/mender/scripts` (root-filesystem state scripts).
     fn rootfs_scripts(&self) -> PathBuf;
+    /// Where the device's update modules live (`<share>/modules/v3`).
+    fn modules_dir(&self) -> PathBuf;
     /// A U-Boot env variable ("" when unset).
     fn env_var(&self, name: &str) -> String;
     fn log(&self) -> String;
@@ -54,6 +56,9 @@ impl Client for Managed {
     }
     fn rootfs_scripts(&self) -> PathBuf {
         self.device.root().join("etc/scripts")
+    }
+    fn modules_dir(&self) -> PathBuf {
+        self.device.root().join("share/modules/v3")
     }
     fn env_var(&self, name: &str) -> String {
         self.device.env().get(name).cloned().unwrap_or_default()
@@ -228,6 +233,10 @@ impl Client for Reference {
     }
     fn rootfs_scripts(&self) -> PathBuf {
         self.workdir().join("upper/etc/mender/scripts")
+    }
+    fn modules_dir(&self) -> PathBuf {
+        // The overlay's upper dir over /usr/share/mender.
+        self.workdir().join("upper/share/modules/v3")
     }
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mender.log")).unwrap_or_default()

@@ -633,10 +633,8 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             let dir = self.paths.artifact_scripts();
             let mut hooks = Hooks::new(dir.clone())
                 .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
-            // Update modules: standalone mode only (so far).
-            if self.server.is_none() {
-                hooks.modules = Some(self.module_dirs());
-            }
+            // Update modules (both modes).
+            hooks.modules = Some(self.module_dirs());
             self.hooks = Some(hooks);
             self.download_total = None;
             log::info!(
@@ -864,7 +862,7 @@ pub struct Hooks {
     dir: PathBuf,
     current: Option<File>,
     progress: Progress,
-    /// Update modules (standalone mode).
+    /// Update modules.
     modules: Option<crate::modules::ModuleDirs>,
     /// What the device runs, for a module's tree.
     current_device: crate::modules::Current,
