@@ -48,7 +48,7 @@ use common::*;
 use otalite_testserver::ServerConfig;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Set to re-record the reference's results into the fixtures.
 const RECORD: &str = "OTALITE_RECORD_MODULES";
@@ -303,18 +303,6 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
     (name, artifact, log, out)
 }
 
-fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < WAIT,
-            "timed out waiting for {what}; daemon log:\n{}",
-            client.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -497,22 +485,6 @@ fn write_fixture(case: Case, outcome: &Outcome) {
     eprintln!("recorded {}", path.display());
 }
 
-fn side_by_side(a: &[String], b: &[String]) -> String {
-    let first = (0..a.len().max(b.len()))
-        .find(|&i| a.get(i) != b.get(i))
-        .unwrap_or(usize::MAX);
-    let mut out = format!("   {:40} | reference\n", "otalite");
-    for i in 0..a.len().max(b.len()) {
-        let mark = if i == first { ">> " } else { "   " };
-        out.push_str(&format!(
-            "{mark}{:40} | {}\n",
-            a.get(i).map_or("", String::as_str),
-            b.get(i).map_or("", String::as_str)
-        ));
-    }
-    out
-}
-
 fn differences(ours: &Outcome, theirs: &Outcome) -> String {
     let mut text = String::new();
     for (what, a, b) in [
@@ -521,7 +493,10 @@ fn differences(ours: &Outcome, theirs: &Outcome) -> String {
         ("files", &ours.files, &theirs.files),
     ] {
         if a != b {
-            text.push_str(&format!("{what}:\n{}", side_by_side(a, b)));
+            text.push_str(&format!(
+                "{what}:\n{}",
+                side_by_side("otalite", a, "reference", b)
+            ));
         }
     }
     text

@@ -44,7 +44,7 @@ use common::reference::*;
 use common::*;
 use otalite_testserver::{Fault, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Set to re-record the reference's orders into the fixtures.
 const RECORD: &str = "OTALITE_RECORD_SCRIPTS";
@@ -152,18 +152,6 @@ fn prepare(client: &dyn Client, case: Case) -> (PathBuf, PathBuf) {
     (artifact, log)
 }
 
-fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < WAIT,
-            "timed out waiting for {what}; daemon log:\n{}",
-            client.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn ran(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -263,18 +251,7 @@ fn compared(lines: &[String]) -> Vec<String> {
 }
 
 fn read_fixture(case: Case) -> Vec<String> {
-    let path = case.fixture();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; record it with {RECORD}=1 (root, mender installed)",
-            path.display()
-        )
-    });
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
+    fixture_lines(&case.fixture(), &format!("{RECORD}=1"))
 }
 
 fn write_fixture(case: Case, lines: &[String]) {
@@ -295,22 +272,6 @@ fn write_fixture(case: Case, lines: &[String]) {
     eprintln!("recorded {}", path.display());
 }
 
-fn side_by_side(a: &[String], b: &[String]) -> String {
-    let first = (0..a.len().max(b.len()))
-        .find(|&i| a.get(i) != b.get(i))
-        .unwrap_or(usize::MAX);
-    let mut out = format!("   {:34} | reference\n", "otalite");
-    for i in 0..a.len().max(b.len()) {
-        let mark = if i == first { ">> " } else { "   " };
-        out.push_str(&format!(
-            "{mark}{:34} | {}\n",
-            a.get(i).map_or("", String::as_str),
-            b.get(i).map_or("", String::as_str)
-        ));
-    }
-    out
-}
-
 fn check(case: Case) {
     let reference = if reference_available() {
         let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -326,7 +287,7 @@ fn check(case: Case) {
             "the reference no longer does what tests/fixtures/scripts/{}.txt says \
              (re-record with {RECORD}=1 and review the diff):\n{}",
             case.name(),
-            side_by_side(&live, &recorded)
+            side_by_side("live reference", &live, "recorded", &recorded)
         );
         live
     } else {
@@ -346,7 +307,7 @@ fn check(case: Case) {
         otalite == reference,
         "otalite's script order differs from the reference's (case {}):\n{}\notalite's log:\n{}",
         case.name(),
-        side_by_side(&otalite, &reference),
+        side_by_side("otalite", &otalite, "reference", &reference),
         managed.log()
     );
     managed.done(&format!("script order {}", case.name()));

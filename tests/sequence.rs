@@ -59,7 +59,6 @@ use common::*;
 use otalite_testserver::{RequestRecord, ServerConfig, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Set to re-record the reference's sequences into the fixtures (root and
 /// `mender` needed; `cargo xtask record-sequences` sets it).
@@ -181,19 +180,6 @@ fn end_of_sequence(lines: &[String]) -> Option<usize> {
     Some(check + 1)
 }
 
-fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < WAIT,
-            "timed out waiting for {what}; requests:\n{}\ndaemon log:\n{}",
-            lines_of(client.server()).join("\n"),
-            client.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn lines_of(server: &TestServer) -> Vec<String> {
     server.requests().iter().map(line).collect()
 }
@@ -274,18 +260,7 @@ fn normalize(lines: &[String]) -> Vec<String> {
 }
 
 fn read_fixture(case: Case) -> Vec<String> {
-    let path = case.fixture();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; record it with `cargo xtask record-sequences` (root, mender installed)",
-            path.display()
-        )
-    });
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
+    fixture_lines(&case.fixture(), "`cargo xtask record-sequences`")
 }
 
 fn write_fixture(case: Case, lines: &[String]) {
@@ -307,24 +282,6 @@ fn write_fixture(case: Case, lines: &[String]) {
     eprintln!("recorded {}", path.display());
 }
 
-/// Side by side, with the first difference marked.
-fn show(left: &str, a: &[String], right: &str, b: &[String]) -> String {
-    let first = (0..a.len().max(b.len()))
-        .find(|&i| a.get(i) != b.get(i))
-        .unwrap_or(usize::MAX);
-    let width = a.iter().map(String::len).max().unwrap_or(0).max(left.len());
-    let mut out = format!("   {left:width$} | {right}\n");
-    for i in 0..a.len().max(b.len()) {
-        let mark = if i == first { ">> " } else { "   " };
-        out.push_str(&format!(
-            "{mark}{:width$} | {}\n",
-            a.get(i).map_or("", String::as_str),
-            b.get(i).map_or("", String::as_str)
-        ));
-    }
-    out
-}
-
 fn check(case: Case) {
     let reference = if reference_available() {
         let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -339,7 +296,7 @@ fn check(case: Case) {
             "the reference no longer does what tests/fixtures/sequences/{}.txt says \
              (re-record with `cargo xtask record-sequences` and review the diff):\n{}",
             case.name(),
-            show("live reference", &live, "recorded", &recorded)
+            side_by_side("live reference", &live, "recorded", &recorded)
         );
         live
     } else {
@@ -359,8 +316,8 @@ fn check(case: Case) {
         normalize(&otalite) == normalize(&reference),
         "otalite's request sequence differs from the reference's (case {}).\nNormalized:\n{}\nRaw:\n{}",
         case.name(),
-        show("otalite", &normalize(&otalite), "reference", &normalize(&reference)),
-        show("otalite", &otalite, "reference", &reference)
+        side_by_side("otalite", &normalize(&otalite), "reference", &normalize(&reference)),
+        side_by_side("otalite", &otalite, "reference", &reference)
     );
     managed.done(&format!("sequence {}", case.name()));
 }

@@ -255,3 +255,58 @@ impl Drop for Reference {
             .status();
     }
 }
+
+/// Waits for `done` (polled every 50 ms), panicking after [`WAIT`] with the
+/// requests the server saw and the daemon's log.
+pub fn wait_for(client: &dyn Client, what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < WAIT,
+            "timed out waiting for {what}; requests:\n{}\ndaemon log:\n{}",
+            client
+                .server()
+                .requests()
+                .iter()
+                .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            client.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Two line lists side by side, the first difference marked `>>`.
+pub fn side_by_side(left: &str, a: &[String], right: &str, b: &[String]) -> String {
+    let first = (0..a.len().max(b.len()))
+        .find(|&i| a.get(i) != b.get(i))
+        .unwrap_or(usize::MAX);
+    let width = a.iter().map(String::len).max().unwrap_or(0).max(left.len());
+    let mut out = format!("   {left:width$} | {right}\n");
+    for i in 0..a.len().max(b.len()) {
+        let mark = if i == first { ">> " } else { "   " };
+        out.push_str(&format!(
+            "{mark}{:width$} | {}\n",
+            a.get(i).map_or("", String::as_str),
+            b.get(i).map_or("", String::as_str)
+        ));
+    }
+    out
+}
+
+/// The lines of a recorded fixture (comments and blank lines skipped);
+/// a missing file says how to record it (`how`).
+pub fn fixture_lines(path: &Path, how: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; record it with {how} (root, mender installed)",
+            path.display()
+        )
+    });
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
