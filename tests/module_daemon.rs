@@ -348,20 +348,6 @@ fn files(out: &Path) -> Vec<String> {
     found
 }
 
-/// The compared part of the log: from the first `Download_Enter` to the
-/// last line that is not an `Idle`/`Sync` script.
-fn compared(lines: &[String]) -> Vec<String> {
-    let idle = |l: &String| l.starts_with("Idle_") || l.starts_with("Sync_");
-    let Some(start) = lines.iter().position(|l| l.starts_with("Download_Enter")) else {
-        return Vec::new();
-    };
-    let end = lines
-        .iter()
-        .rposition(|l| !idle(l))
-        .map_or(start, |e| e + 1);
-    lines[start..end.max(start)].to_vec()
-}
-
 /// Runs `case` on `client`.
 fn run(client: &dyn Client, case: Case) -> Outcome {
     let (name, artifact, log, out) = prepare(client, case);
@@ -413,7 +399,7 @@ fn run(client: &dyn Client, case: Case) -> Outcome {
         order.insert(at, mark.into());
     }
     Outcome {
-        order: compared(&order),
+        order: deployment_window(&order),
         // The reference also reports each state script it runs (a status
         // with a `substate`); otalite does not: only the plain statuses
         // are compared.
@@ -503,33 +489,16 @@ fn differences(ours: &Outcome, theirs: &Outcome) -> String {
 }
 
 fn check(case: Case) {
-    let reference = if reference_available() {
-        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
-        let client = Reference::new();
-        let live = run(&client, case);
-        if std::env::var_os(RECORD).is_some() {
-            write_fixture(case, &live);
-            return;
-        }
-        let recorded = read_fixture(case);
-        assert!(
-            live == recorded,
-            "the reference no longer does what tests/fixtures/modules/{}.txt says \
-             (re-record with {RECORD}=1 and review the diff):\n{}",
-            case.name(),
-            differences(&live, &recorded)
-        );
-        live
-    } else {
-        assert!(
-            std::env::var_os(RECORD).is_none(),
-            "recording needs root and mender"
-        );
-        eprintln!(
-            "note: the real mender cannot run here (needs root and mender); comparing with {}",
-            case.fixture().display()
-        );
-        read_fixture(case)
+    let recording = Recording {
+        record_var: RECORD,
+        fixture: case.fixture(),
+        read: &|| read_fixture(case),
+        write: &|outcome| write_fixture(case, outcome),
+        same: &|a, b| a == b,
+        show: &|live, recorded| differences(live, recorded),
+    };
+    let Some(reference) = recording.reference(|| run(&Reference::new(), case)) else {
+        return;
     };
     let managed = Managed::new(ServerConfig::default());
     let otalite = run(&managed, case);

@@ -236,20 +236,6 @@ fn run(client: &dyn Client, case: Case) -> Vec<String> {
     lines
 }
 
-/// The compared part: from the first `Download_Enter` to the last
-/// non-`Idle`/`Sync` run.
-fn compared(lines: &[String]) -> Vec<String> {
-    let idle = |l: &String| l.starts_with("Idle_") || l.starts_with("Sync_");
-    let Some(start) = lines.iter().position(|l| l.starts_with("Download_Enter")) else {
-        return Vec::new();
-    };
-    let end = lines
-        .iter()
-        .rposition(|l| !idle(l))
-        .map_or(start, |e| e + 1);
-    lines[start..end.max(start)].to_vec()
-}
-
 fn read_fixture(case: Case) -> Vec<String> {
     fixture_lines(&case.fixture(), &format!("{RECORD}=1"))
 }
@@ -273,36 +259,20 @@ fn write_fixture(case: Case, lines: &[String]) {
 }
 
 fn check(case: Case) {
-    let reference = if reference_available() {
-        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
-        let client = Reference::new();
-        let live = compared(&run(&client, case));
-        if std::env::var_os(RECORD).is_some() {
-            write_fixture(case, &live);
-            return;
-        }
-        let recorded = read_fixture(case);
-        assert!(
-            live == recorded,
-            "the reference no longer does what tests/fixtures/scripts/{}.txt says \
-             (re-record with {RECORD}=1 and review the diff):\n{}",
-            case.name(),
-            side_by_side("live reference", &live, "recorded", &recorded)
-        );
-        live
-    } else {
-        assert!(
-            std::env::var_os(RECORD).is_none(),
-            "recording needs root and mender"
-        );
-        eprintln!(
-            "note: the real mender cannot run here (needs root and mender); comparing with {}",
-            case.fixture().display()
-        );
-        read_fixture(case)
+    let recording = Recording {
+        record_var: RECORD,
+        fixture: case.fixture(),
+        read: &|| read_fixture(case),
+        write: &|lines| write_fixture(case, lines),
+        same: &|a, b| a == b,
+        show: &|live, recorded| side_by_side("live reference", live, "recorded", recorded),
+    };
+    let Some(reference) = recording.reference(|| deployment_window(&run(&Reference::new(), case)))
+    else {
+        return;
     };
     let managed = Managed::new(ServerConfig::default());
-    let otalite = compared(&run(&managed, case));
+    let otalite = deployment_window(&run(&managed, case));
     assert!(
         otalite == reference,
         "otalite's script order differs from the reference's (case {}):\n{}\notalite's log:\n{}",

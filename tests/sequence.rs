@@ -283,32 +283,16 @@ fn write_fixture(case: Case, lines: &[String]) {
 }
 
 fn check(case: Case) {
-    let reference = if reference_available() {
-        let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
-        let live = run(&Reference::new(), case);
-        if std::env::var_os(RECORD).is_some() {
-            write_fixture(case, &live);
-            return;
-        }
-        let recorded = read_fixture(case);
-        assert!(
-            normalize(&live) == normalize(&recorded),
-            "the reference no longer does what tests/fixtures/sequences/{}.txt says \
-             (re-record with `cargo xtask record-sequences` and review the diff):\n{}",
-            case.name(),
-            side_by_side("live reference", &live, "recorded", &recorded)
-        );
-        live
-    } else {
-        assert!(
-            std::env::var_os(RECORD).is_none(),
-            "recording needs root and mender"
-        );
-        eprintln!(
-            "note: the real mender cannot run here (needs root and mender); comparing with {}",
-            case.fixture().display()
-        );
-        read_fixture(case)
+    let recording = Recording {
+        record_var: RECORD,
+        fixture: case.fixture(),
+        read: &|| read_fixture(case),
+        write: &|lines| write_fixture(case, lines),
+        same: &|a, b| normalize(a) == normalize(b),
+        show: &|live, recorded| side_by_side("live reference", live, "recorded", recorded),
+    };
+    let Some(reference) = recording.reference(|| run(&Reference::new(), case)) else {
+        return;
     };
     let managed = Managed::new(ServerConfig::default());
     let otalite = run(&managed, case);

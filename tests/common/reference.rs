@@ -310,3 +310,70 @@ pub fn fixture_lines(path: &Path, how: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The part of a script/module-call log a deployment owns: from the first
+/// `Download_Enter` to the last line that is not an `Idle`/`Sync` script
+/// (those before and after depend on the clock).
+pub fn deployment_window(lines: &[String]) -> Vec<String> {
+    let idle = |l: &String| l.starts_with("Idle_") || l.starts_with("Sync_");
+    let Some(start) = lines.iter().position(|l| l.starts_with("Download_Enter")) else {
+        return Vec::new();
+    };
+    let end = lines
+        .iter()
+        .rposition(|l| !idle(l))
+        .map_or(start, |e| e + 1);
+    lines[start..end.max(start)].to_vec()
+}
+
+/// How a test compares otalite with a recorded reference behaviour.
+pub struct Recording<'a, T> {
+    /// The environment variable that makes the test record.
+    pub record_var: &'a str,
+    /// The fixture file.
+    pub fixture: PathBuf,
+    /// Reads the fixture.
+    pub read: &'a dyn Fn() -> T,
+    /// Writes the fixture.
+    pub write: &'a dyn Fn(&T),
+    /// Whether a live run matches the recording.
+    pub same: &'a dyn Fn(&T, &T) -> bool,
+    /// The difference, for the failure message.
+    pub show: &'a dyn Fn(&T, &T) -> String,
+}
+
+impl<T> Recording<'_, T> {
+    /// The reference's result: run live by `live` when the real mender can
+    /// run here (and then also checked against the recording, or recorded
+    /// when `record_var` is set: `None`, the test is done), else the
+    /// recording.
+    pub fn reference(&self, live: impl FnOnce() -> T) -> Option<T> {
+        if reference_available() {
+            let _serial = REFERENCE.lock().unwrap_or_else(|e| e.into_inner());
+            let live = live();
+            if std::env::var_os(self.record_var).is_some() {
+                (self.write)(&live);
+                return None;
+            }
+            let recorded = (self.read)();
+            assert!(
+                (self.same)(&live, &recorded),
+                "the reference no longer does what {} says (re-record with {}=1 and review the diff):\n{}",
+                self.fixture.display(),
+                self.record_var,
+                (self.show)(&live, &recorded)
+            );
+            Some(live)
+        } else {
+            assert!(
+                std::env::var_os(self.record_var).is_none(),
+                "recording needs root and mender"
+            );
+            eprintln!(
+                "note: the real mender cannot run here (needs root and mender); comparing with {}",
+                self.fixture.display()
+            );
+            Some((self.read)())
+        }
+    }
+}
