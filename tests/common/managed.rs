@@ -185,28 +185,10 @@ impl Managed {
     /// trial is still pending: boot the other slot, end the trial.
     pub fn bootloader_fallback(&self) {
         let env = self.device.env();
-        if env.get("upgrade_available").map(String::as_str) != Some("1")
-            || env.get("bootcount").map(String::as_str) == Some("0")
-        {
-            return;
-        }
-        let back = if env["mender_boot_part"] == "3" {
-            "2"
-        } else {
-            "3"
-        };
-        let script = self.device.root().join("boot.env");
-        std::fs::write(
-            &script,
-            format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
-        )
-        .unwrap();
-        run_ok(
-            Command::new("fw_setenv")
-                .arg("-c")
-                .arg(self.device.root().join("etc/fw_env.config"))
-                .arg("-s")
-                .arg(&script),
+        uboot_fallback(
+            &|name| env.get(name).cloned().unwrap_or_default(),
+            &self.device.root().join("etc/fw_env.config"),
+            &self.device.root().join("boot.env"),
         );
     }
 

@@ -230,3 +230,30 @@ pub fn write_artifact(dir: &Path, name: &str, image: &[u8], extra: &[&str]) -> P
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// What U-Boot (`bootlimit=1`) does at a boot when a counted trial is still
+/// pending (`upgrade_available=1`, `bootcount` past 0): boot the other
+/// slot, end the trial; nothing otherwise. `get` reads the env, the change
+/// goes through the real `fw_setenv -c fw_env_config -s script`.
+pub fn uboot_fallback(get: &dyn Fn(&str) -> String, fw_env_config: &Path, script: &Path) {
+    if get("upgrade_available") != "1" || get("bootcount") == "0" {
+        return;
+    }
+    let back = if get("mender_boot_part") == "3" {
+        "2"
+    } else {
+        "3"
+    };
+    std::fs::write(
+        script,
+        format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
+    )
+    .unwrap();
+    run_ok(
+        Command::new("fw_setenv")
+            .arg("-c")
+            .arg(fw_env_config)
+            .arg("-s")
+            .arg(script),
+    );
+}

@@ -207,28 +207,10 @@ impl Client for Reference {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
     fn bootloader_fallback(&self) {
-        let config = self.workdir().join("fw_env.config");
-        let get = |name: &str| self.env_var(name);
-        if get("upgrade_available") != "1" || get("bootcount") == "0" {
-            return;
-        }
-        let back = if get("mender_boot_part") == "3" {
-            "2"
-        } else {
-            "3"
-        };
-        let script = self.dir.path().join("boot.env");
-        std::fs::write(
-            &script,
-            format!("mender_boot_part={back}\nmender_boot_part_hex={back}\nupgrade_available=0\nbootcount=0\n"),
-        )
-        .unwrap();
-        run_ok(
-            Command::new("fw_setenv")
-                .arg("-c")
-                .arg(&config)
-                .arg("-s")
-                .arg(&script),
+        uboot_fallback(
+            &|name| self.env_var(name),
+            &self.workdir().join("fw_env.config"),
+            &self.dir.path().join("boot.env"),
         );
     }
     fn rootfs_scripts(&self) -> PathBuf {
