@@ -6,7 +6,7 @@
 //! (tests/fixtures/dbus/, captured from mender 3.4.0 on such a bus).
 
 use core::time::Duration;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -15,23 +15,9 @@ use otalite_host::dbus::{Handler, Service};
 
 #[path = "common/bus.rs"]
 mod bus;
-use bus::Bus;
+use bus::{require, root, Bus};
 
 const PYTHON: &str = "/usr/bin/python3";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed (bash .ci/setup: dbus-daemon, dbus-bin)"
-    );
-}
 
 /// What a test handler saw and answers.
 #[derive(Default)]

@@ -56,14 +56,6 @@ const REBOOT: &str = "(reboot)";
 const RESTART: &str = "(restart)";
 const GEN: &str = "/usr/share/doc/mender-client/examples";
 const SHIPPED: &str = "/usr/share/mender/modules/v3";
-const GROUPS: [&str; 6] = [
-    "ArtifactInstall",
-    "ArtifactReboot",
-    "ArtifactCommit",
-    "ArtifactRollback",
-    "ArtifactRollbackReboot",
-    "ArtifactFailure",
-];
 
 #[derive(Clone, Copy, Debug)]
 enum Case {
@@ -169,7 +161,7 @@ fn prepare(client: &dyn Client, case: Case) -> (String, PathBuf, PathBuf, PathBu
     }
     std::fs::write(rootfs.join("version"), "3\n").unwrap();
     let mut scripts = Vec::new();
-    for group in GROUPS {
+    for group in ARTIFACT_GROUPS {
         for phase in ["Enter", "Leave", "Error"] {
             let path = script(&dir.join("artifact"), &format!("{group}_{phase}_01"), &log);
             scripts.push("-s".to_string());

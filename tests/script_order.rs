@@ -49,14 +49,6 @@ use std::time::Duration;
 /// Set to re-record the reference's orders into the fixtures.
 const RECORD: &str = "OTALITE_RECORD_SCRIPTS";
 const REBOOT: &str = "(reboot)";
-const GROUPS: [&str; 6] = [
-    "ArtifactInstall",
-    "ArtifactReboot",
-    "ArtifactCommit",
-    "ArtifactRollback",
-    "ArtifactRollbackReboot",
-    "ArtifactFailure",
-];
 
 #[derive(Clone, Copy, Debug)]
 enum Case {
@@ -132,7 +124,7 @@ fn prepare(client: &dyn Client, case: Case) -> (PathBuf, PathBuf) {
     }
     std::fs::write(rootfs.join("version"), "3\n").unwrap();
     let mut args = Vec::new();
-    for group in GROUPS {
+    for group in ARTIFACT_GROUPS {
         for phase in ["Enter", "Leave", "Error"] {
             let path = script(
                 &artifact_scripts,
@@ -241,21 +233,17 @@ fn read_fixture(case: Case) -> Vec<String> {
 }
 
 fn write_fixture(case: Case, lines: &[String]) {
-    let path = case.fixture();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut text = format!(
-        "# The reference's state-script runs, case `{}` of tests/script_order.rs.\n\
-         # Recorded with {RECORD}=1 and `{}`\n\
-         # (tests/refdevice/device.sh, otalite-testserver, 1 s polls).\n",
-        case.name(),
-        Reference::version()
+    write_fixture_lines(
+        &case.fixture(),
+        &format!(
+            "# The reference's state-script runs, case `{}` of tests/script_order.rs.\n\
+             # Recorded with {RECORD}=1 and `{}`\n\
+             # (tests/refdevice/device.sh, otalite-testserver, 1 s polls).\n",
+            case.name(),
+            Reference::version()
+        ),
+        lines,
     );
-    for line in lines {
-        text.push_str(line);
-        text.push('\n');
-    }
-    std::fs::write(&path, text).unwrap();
-    eprintln!("recorded {}", path.display());
 }
 
 fn check(case: Case) {

@@ -264,22 +264,18 @@ fn read_fixture(case: Case) -> Vec<String> {
 }
 
 fn write_fixture(case: Case, lines: &[String]) {
-    let path = case.fixture();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut text = format!(
-        "# The reference's device-API requests, case `{}` of tests/sequence.rs.\n\
-         # Recorded by `cargo xtask record-sequences` with `{}`\n\
-         # (tests/refdevice/device.sh, otalite-testserver, 1 s polls). Raw: the\n\
-         # test normalizes it (see tests/sequence.rs) before comparing.\n",
-        case.name(),
-        Reference::version()
+    write_fixture_lines(
+        &case.fixture(),
+        &format!(
+            "# The reference's device-API requests, case `{}` of tests/sequence.rs.\n\
+             # Recorded by `cargo xtask record-sequences` with `{}`\n\
+             # (tests/refdevice/device.sh, otalite-testserver, 1 s polls). Raw: the\n\
+             # test normalizes it (see tests/sequence.rs) before comparing.\n",
+            case.name(),
+            Reference::version()
+        ),
+        lines,
     );
-    for line in lines {
-        text.push_str(line);
-        text.push('\n');
-    }
-    std::fs::write(&path, text).unwrap();
-    eprintln!("recorded {}", path.display());
 }
 
 fn check(case: Case) {

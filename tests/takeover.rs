@@ -17,6 +17,7 @@
 mod common;
 
 use common::managed::{executable, stop, DaemonProcess};
+use common::reference::{destroy_device, device_sh};
 use common::{image_bytes, run, run_ok, write_artifact, DEVICE_TYPE};
 use otalite_testserver::{DeploymentState, KeyType, ServerConfig, TestServer};
 use std::collections::BTreeMap;
@@ -28,10 +29,6 @@ use std::time::{Duration, Instant};
 
 /// One device at a time (each attaches two loop devices).
 static DEVICES: Mutex<()> = Mutex::new(());
-
-fn device_sh() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/refdevice/device.sh")
-}
 
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -239,14 +236,7 @@ impl RefDevice {
 
 impl Drop for RefDevice {
     fn drop(&mut self) {
-        // Detaches this device's loop devices only (device.sh checks the
-        // backing files).
-        let _ = Command::new(device_sh())
-            .arg("destroy")
-            .arg(self.workdir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        destroy_device(&self.workdir());
     }
 }
 

@@ -227,14 +227,7 @@ impl Client for Reference {
 
 impl Drop for Reference {
     fn drop(&mut self) {
-        // Detaches this device's loop devices (device.sh checks the backing
-        // files), nothing else.
-        let _ = Command::new(device_sh())
-            .arg("destroy")
-            .arg(self.workdir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        destroy_device(&self.workdir());
     }
 }
 
@@ -358,4 +351,38 @@ impl<T> Recording<'_, T> {
             Some((self.read)())
         }
     }
+}
+
+/// The state-script groups an artifact carries.
+pub const ARTIFACT_GROUPS: [&str; 6] = [
+    "ArtifactInstall",
+    "ArtifactReboot",
+    "ArtifactCommit",
+    "ArtifactRollback",
+    "ArtifactRollbackReboot",
+    "ArtifactFailure",
+];
+
+/// Writes a recorded fixture: `header` (comment lines), then one line
+/// each.
+pub fn write_fixture_lines(path: &Path, header: &str, lines: &[String]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = header.to_owned();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+    eprintln!("recorded {}", path.display());
+}
+
+/// Detaches the loop devices of this `device.sh` workdir (device.sh checks
+/// the backing files), nothing else.
+pub fn destroy_device(workdir: &Path) {
+    let _ = Command::new(device_sh())
+        .arg("destroy")
+        .arg(workdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

@@ -1002,6 +1002,38 @@ fn verify_units(instroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A `dbus-daemon` configuration of type `bus_type` listening on `socket`:
+/// the default policy of Debian's system bus (nobody owns names or calls
+/// methods) plus the policy files in `policies`.
+pub(crate) fn system_bus_config(bus_type: &str, socket: &Path, policies: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{bus_type}</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+  </policy>
+  <includedir>{policies}</includedir>
+</busconfig>
+"#,
+        socket = path_str(socket),
+        policies = path_str(policies),
+    )
+}
+
 /// A bus with the system bus's default policy (deny owning any name and
 /// calling methods) plus the installed policy files: it must start (the
 /// files parse), root must be able to own the two names and nobody else,
@@ -1024,31 +1056,10 @@ fn check_dbus_policies(out: &Path, instroot: &Path) -> Result<()> {
     let config = dir.join("bus.conf");
     fs::write(
         &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>otalite-check</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-  </policy>
-  <includedir>{policies}</includedir>
-</busconfig>
-"#,
-            socket = path_str(&socket),
-            policies = path_str(&instroot.join("usr/share/dbus-1/system.d")),
+        system_bus_config(
+            "otalite-check",
+            &socket,
+            &instroot.join("usr/share/dbus-1/system.d"),
         ),
     )?;
     let mut daemon = Command::new("dbus-daemon")

@@ -601,17 +601,10 @@ impl Env {
         let config = dir.join("bus.conf");
         fs::write(
             &config,
-            format!(
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-                 <busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
-                 <policy context=\"default\"><allow user=\"*\"/><deny own=\"*\"/><deny send_type=\"method_call\"/>\
-                 <allow send_type=\"signal\"/><allow send_requested_reply=\"true\" send_type=\"method_return\"/>\
-                 <allow send_requested_reply=\"true\" send_type=\"error\"/><allow receive_type=\"method_call\"/>\
-                 <allow receive_type=\"method_return\"/><allow receive_type=\"error\"/><allow receive_type=\"signal\"/>\
-                 <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/></policy>\
-                 <includedir>{}</includedir></busconfig>\n",
-                path_str(&socket),
-                path_str(&root.join("targets/linux/dist/dbus"))
+            crate::dist::system_bus_config(
+                "system",
+                &socket,
+                &root.join("targets/linux/dist/dbus"),
             ),
         )?;
         let child = Command::new("dbus-daemon")
