@@ -605,6 +605,7 @@ fn power_on(
             tenant_token: "",
             public_key_pem: key.public_key_pem(),
             client_version: concat!("supervisor-example/", env!("CARGO_PKG_VERSION")),
+            hand_off: otalite::agent::HandOffRole::Off,
         }),
     };
     let Memory {
@@ -757,6 +758,9 @@ fn power_on(
                 Action::Exit { failed, message } => Completion::Exit(failed, message.to_string()),
                 Action::ModuleCall { .. } => {
                     return Err("update module call in managed mode".into())
+                }
+                Action::HandOff { .. } => {
+                    return Err("hand-off action, but this supervisor installs itself".into())
                 }
             };
             if let Completion::Done(_, Ok(())) = completion {

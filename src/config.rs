@@ -32,6 +32,7 @@
 //! | `DeviceKeyType` (otalite) | `ed25519` / `ecdsa-p256` / `rsa3072` | `ed25519` |
 //! | `FwEnvConfig` (otalite) | path | `/etc/fw_env.config` |
 //! | `GrubEnvDir` (otalite) | path | searched as grub-mender-grubenv does |
+//! | `HandOff` (otalite) | bool | `false`: the daemon installs; `true`: it downloads to `<DATA>/artifact.mender` and hands over to `/usr/share/mender/install` (the Mender Python client's flow) |
 
 //!
 //! The file must be strict JSON (one object). Errors say where: a syntax
@@ -112,6 +113,10 @@ pub struct MenderConfig {
     pub server_certificate: Option<ConfigPath>,
     #[serde(rename = "skipverify")]
     pub skip_verify: Option<bool>,
+    /// `HandOff` (otalite): hand deployments to the installer program
+    /// (the Mender Python client's flow).
+    #[serde(rename = "handoff")]
+    pub hand_off: Option<bool>,
     #[serde(rename = "tenanttoken")]
     pub tenant_token: Option<String<1024>>,
     #[serde(rename = "updatepollintervalseconds")]
@@ -266,7 +271,7 @@ const SHORT: &str = "a string of at most 16 bytes";
 
 /// Every member the parse knows: its documented name, what its value must
 /// be, and whether it is a list limited to [`MAX_LIST_LEN`].
-const FIELDS: [(&str, &str, bool); 27] = [
+const FIELDS: [(&str, &str, bool); 28] = [
     ("RootfsPartA", PATH, false),
     ("RootfsPartB", PATH, false),
     ("ArtifactVerifyKey", PATH, false),
@@ -284,6 +289,7 @@ const FIELDS: [(&str, &str, bool); 27] = [
     ),
     ("ServerCertificate", PATH, false),
     ("SkipVerify", "true or false", false),
+    ("HandOff", "true or false", false),
     ("TenantToken", "a string of at most 1024 bytes", false),
     ("UpdatePollIntervalSeconds", NUMBER, false),
     ("InventoryPollIntervalSeconds", NUMBER, false),
@@ -796,6 +802,7 @@ impl MenderConfig {
             servers,
             server_certificate: main.server_certificate.or(self.server_certificate),
             skip_verify: main.skip_verify.or(self.skip_verify),
+            hand_off: main.hand_off.or(self.hand_off),
             tenant_token: main.tenant_token.or(self.tenant_token),
             update_poll_interval_seconds: main
                 .update_poll_interval_seconds

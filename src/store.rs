@@ -98,6 +98,12 @@ pub enum UpdateStep {
     /// failure scripts, then reports the status (as the reference's daemon).
     /// Last, so records written before it existed decode unchanged.
     RollbackRebooting(FinalReport),
+    /// Hand-off mode: the artifact file is complete; the update lock is
+    /// written and the installer started next ([`crate::agent::handoff`]).
+    HandingOff(Downloading),
+    /// Hand-off mode: the installer owns the device until it removes the
+    /// update lock.
+    HandedOff(Downloading),
 }
 
 /// The whole persisted state.

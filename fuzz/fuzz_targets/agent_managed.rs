@@ -84,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
             tenant_token: "",
             public_key_pem: "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n",
             client_version: "fuzz",
+            hand_off: otalite::agent::HandOffRole::Off,
         }),
     };
     let boot = BootState {

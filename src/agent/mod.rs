@@ -130,7 +130,10 @@ macro_rules! text {
 
 // After `text!`: they use the macro.
 mod control;
+pub mod handoff;
 pub mod modules;
+
+pub use handoff::{HandOffEvent, HandOffOp, HandOffRole};
 
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +189,12 @@ enum Mark {
     /// module deployment that could not roll back): only the installed
     /// name becomes `<name>_INCONSISTENT`, then the `failure` report.
     Settle,
+    /// Hand-off: the file is complete; the lock and the installer follow
+    /// ([`UpdateStep::HandingOff`]).
+    HandingOff,
+    /// Hand-off: the installer owns the device until it removes the lock
+    /// ([`UpdateStep::HandedOff`]).
+    HandedOff,
 }
 
 /// A queued step with no decision attached: it runs before the current
@@ -303,6 +312,8 @@ enum Step {
     ReadLog,
     /// An update module flow (standalone, [`modules`]).
     Module(modules::ModStep),
+    /// The hand-off flow ([`handoff`]).
+    HandOff(handoff::HandStep),
 }
 
 /// The update agent. See the module documentation.
@@ -345,6 +356,8 @@ pub struct Agent<'b> {
     inconsistent: bool,
     /// The update module flow ([`modules`]).
     module: modules::ModuleFlow,
+    /// The hand-off flow ([`handoff`]).
+    hand_off: handoff::HandOffFlow,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -416,6 +429,7 @@ fn id_of(step: &UpdateStep) -> Option<DeploymentId> {
         UpdateStep::Reporting(r) | UpdateStep::RollbackRebooting(r) => {
             Some(r.deployment_id.clone())
         }
+        UpdateStep::HandingOff(d) | UpdateStep::HandedOff(d) => Some(d.deployment_id.clone()),
         UpdateStep::Idle => None,
     }
 }
@@ -479,7 +493,13 @@ impl<'b> Agent<'b> {
             buffer: "window",
             required: crate::artifact::WINDOW_LEN,
         })?;
-        let managed = matches!(config.mode, Mode::Managed(_));
+        let first_step = match config.mode {
+            Mode::Managed(settings) if matches!(settings.hand_off, HandOffRole::Report { .. }) => {
+                Step::HandOff(handoff::HandStep::ReportCheck)
+            }
+            Mode::Managed(_) => Step::Recover,
+            Mode::Standalone => Step::Ready,
+        };
         let deployment_id = id_of(&record.step);
         let pending = pending_of(&record.step).cloned().unwrap_or(PendingUpdate {
             provides: record.installed.clone(),
@@ -506,7 +526,7 @@ impl<'b> Agent<'b> {
             auth_len: 0,
             installer,
             now: Instant::default(),
-            step: if managed { Step::Recover } else { Step::Ready },
+            step: first_step,
             ops: Deque::new(),
             current_op: None,
             outstanding: None,
@@ -525,6 +545,7 @@ impl<'b> Agent<'b> {
             download_opened: false,
             inconsistent: false,
             module: modules::ModuleFlow::default(),
+            hand_off: handoff::HandOffFlow::default(),
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             control_maps: control_map::Pool::new(),
@@ -609,6 +630,15 @@ impl<'b> Agent<'b> {
     }
 
     fn push_op(&mut self, op: Op) {
+        if self.is_report_role()
+            && matches!(
+                op,
+                Op::Mark(_) | Op::ClearDeploymentLog | Op::PersistMaps | Op::Script(..)
+            )
+        {
+            // The report role only reports: the daemon owns the state.
+            return;
+        }
         if self.ops.push_back(op).is_err() {
             // The flows queue far fewer ops than MAX_OPS; a full queue is a
             // bug, and stopping is the safe answer.
@@ -676,7 +706,10 @@ impl<'b> Agent<'b> {
             }
             Command::CheckUpdate => {
                 self.next_update = now;
-                if self.step == Step::Ready {
+                if matches!(
+                    self.step,
+                    Step::Ready | Step::HandOff(handoff::HandStep::Locked)
+                ) {
                     self.sleep_until = None;
                 }
                 Ok(())
@@ -1180,6 +1213,22 @@ impl<'b> Agent<'b> {
                 }
                 UpdateStep::Idle
             }
+            Mark::HandingOff | Mark::HandedOff => {
+                let downloading = match &self.record.step {
+                    UpdateStep::Downloading(d)
+                    | UpdateStep::HandingOff(d)
+                    | UpdateStep::HandedOff(d) => d.clone(),
+                    _ => Downloading {
+                        deployment_id: self.deployment_id.clone().unwrap_or_default(),
+                        artifact_name: self.offer.artifact_name.clone(),
+                    },
+                };
+                if mark == Mark::HandingOff {
+                    UpdateStep::HandingOff(downloading)
+                } else {
+                    UpdateStep::HandedOff(downloading)
+                }
+            }
             Mark::Committed => {
                 self.record.installed = self.pending.provides.clone();
                 match &self.deployment_id {
@@ -1213,6 +1262,12 @@ impl<'b> Agent<'b> {
             | UpdateStep::RollbackRebooting(_) => {
                 self.fail(text!(
                     "a deployment from the server is in progress; the daemon finishes it (run 'otalite daemon')"
+                ));
+                Repaired::Refused
+            }
+            UpdateStep::HandingOff(_) | UpdateStep::HandedOff(_) => {
+                self.fail(text!(
+                    "a deployment was handed to the installer (/usr/share/mender/install); it reports with 'otalite report --success|--failure'"
                 ));
                 Repaired::Refused
             }
@@ -1752,6 +1807,7 @@ impl<'b> Agent<'b> {
             // API transport errors.
             (Step::Call(_), Some(why)) => self.transport_error(why),
             (Step::Module(step), failed) => self.module_script_done(step, failed),
+            (Step::HandOff(step), _) => self.hand_off_done(step, outcome),
             _ => {}
         }
     }
@@ -1955,6 +2011,7 @@ impl<'b> Agent<'b> {
             }
             Step::GatherInventory => Dispatch::Action(StepKind::GatherInventory),
             Step::Module(step) => self.module_dispatch(step),
+            Step::HandOff(step) => self.hand_off_dispatch(step),
             Step::ReadLog => Dispatch::Action(StepKind::ReadLog),
             Step::Report => {
                 if self.stopping {
@@ -2029,6 +2086,7 @@ impl<'b> Agent<'b> {
                 }
             }
             StepKind::Module(state) => self.module_action(state),
+            StepKind::HandOff(step) => self.hand_off_action(step),
             StepKind::Read => Action::ReadArtifact {
                 id: self.take_id(false),
             },
@@ -2103,6 +2161,7 @@ enum StepKind {
     Auth(usize),
     Send,
     Module(ModuleState),
+    HandOff(handoff::HandStep),
 }
 
 /// What an op's action is.
@@ -2139,6 +2198,11 @@ impl Agent<'_> {
             self.module_recover(matches!(step, UpdateStep::Rebooting(_)));
             return;
         }
+        if matches!(step, UpdateStep::HandingOff(_) | UpdateStep::HandedOff(_)) {
+            // The lock says who owns the device ([`handoff`]).
+            self.hand_off_recover();
+            return;
+        }
         if self.is_module_update() {
             // No slot to recover: it waits for 'otalite commit'/'rollback'.
             warn!("a standalone update module install waits for 'otalite commit' or 'otalite rollback'");
@@ -2161,7 +2225,7 @@ impl Agent<'_> {
             }
         }
         match recover(&step, &self.boot) {
-            Recovery::Nothing => {}
+            Recovery::Nothing | Recovery::HandOff => {}
             Recovery::Report
                 if !self.report.success
                     && self.boot.upgrade_available
@@ -2237,6 +2301,12 @@ impl Agent<'_> {
             self.step = Step::Exit { failed: false };
             return Dispatch::Again;
         }
+        let due = self.now >= self.next_inventory || self.now >= self.next_update;
+        if due && self.is_hand_off() && !self.hand_off.free {
+            // Nothing but the lock check while an installer owns the device.
+            self.step = Step::HandOff(handoff::HandStep::Check);
+            return Dispatch::Again;
+        }
         if self.now >= self.next_inventory {
             self.step = Step::GatherInventory;
             return Dispatch::Again;
@@ -2246,6 +2316,7 @@ impl Agent<'_> {
             self.start_call(Purpose::Next);
             return Dispatch::Again;
         }
+        self.hand_off.free = false;
         Dispatch::Wait
     }
 
@@ -2619,6 +2690,10 @@ impl Agent<'_> {
 
     /// The final report is delivered (or given up): idle, inventory next.
     fn report_done(&mut self) {
+        if self.is_report_role() {
+            self.report_role_done();
+            return;
+        }
         self.push_ops(&[Op::ClearDeploymentLog, Op::Mark(Mark::Idle)]);
         if let Some(id) = self.deployment_id.take() {
             self.control_cleanup(&id);
@@ -2670,10 +2745,15 @@ impl Agent<'_> {
             }
             Purpose::Downloading => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
+                Reply::Ok if self.is_hand_off() => self.hand_off_download(),
                 Reply::Ok => self.step = Step::DepPrepare,
                 _ => {
                     warn!("status report failed: {}", self.reason.as_str());
-                    self.step = Step::DepPrepare;
+                    if self.is_hand_off() {
+                        self.hand_off_download();
+                    } else {
+                        self.step = Step::DepPrepare;
+                    }
                 }
             },
             Purpose::Opened => match reply {
@@ -2763,7 +2843,9 @@ impl Agent<'_> {
                         self.reason.as_str(),
                         self.report.attempts
                     );
-                    if self.report.attempts >= limit {
+                    if self.report.attempts >= limit && self.is_report_role() {
+                        self.report_role_gave_up();
+                    } else if self.report.attempts >= limit {
                         error!(
                             "giving up reporting deployment {}",
                             self.report.deployment_id.as_str()

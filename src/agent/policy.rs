@@ -87,6 +87,9 @@ pub enum Recovery {
     /// The rollback reboot was requested: run the scripts that follow it
     /// (`ArtifactRollbackReboot_Leave`, `ArtifactFailure_*`), then report.
     AfterRollbackReboot,
+    /// A hand-off is under way: the update lock decides
+    /// ([`crate::agent::handoff`]).
+    HandOff,
 }
 
 /// Decides the first action after a restart from the persisted step and the
@@ -114,6 +117,7 @@ pub fn recover(step: &UpdateStep, boot: &BootState) -> Recovery {
         UpdateStep::RollingBack(pending) => Recovery::RollBack(pending.clone()),
         UpdateStep::Reporting(_) => Recovery::Report,
         UpdateStep::RollbackRebooting(_) => Recovery::AfterRollbackReboot,
+        UpdateStep::HandingOff(_) | UpdateStep::HandedOff(_) => Recovery::HandOff,
     }
 }
 

@@ -402,6 +402,15 @@ pub enum Action<'a> {
         /// The call.
         state: ModuleState,
     },
+    /// Hand-off mode ([`super::handoff`]): look at the update lock, download
+    /// the artifact into its file, hand it to the installer, or remove the
+    /// lock; see [`super::HandOffOp`] for what follows each.
+    HandOff {
+        /// Completion id.
+        id: ActionId,
+        /// What to do.
+        op: super::HandOffOp<'a>,
+    },
     /// The agent stopped (managed mode: after [`Command::Stop`], or on an
     /// error it cannot go on from). The host exits.
     Exit {
@@ -485,6 +494,9 @@ pub struct ServerSettings<'b> {
     pub public_key_pem: &'b str,
     /// `mender_client_version` in the inventory.
     pub client_version: &'b str,
+    /// Install deployments, or hand them to an installer program (the
+    /// Mender Python client's flow, [`super::handoff`]).
+    pub hand_off: super::HandOffRole,
 }
 
 /// Standalone (commands from a person or script) or managed (a server).

@@ -431,6 +431,7 @@ pub fn managed_mode() -> Mode<'static> {
         tenant_token: "",
         public_key_pem: PUBLIC_KEY,
         client_version: "otalite-sim",
+        hand_off: otalite::agent::HandOffRole::Off,
     })
 }
 
@@ -510,6 +511,9 @@ impl From<Action<'_>> for Act {
             Action::Exit { failed, message } => Self::Exit(failed, message.into()),
             Action::ModuleCall { state, .. } => {
                 panic!("the simulation installs no module payloads ({state:?})")
+            }
+            Action::HandOff { op, .. } => {
+                panic!("the simulated device installs itself ({op:?})")
             }
         }
     }
@@ -1416,6 +1420,8 @@ pub fn step_name(record: &StateRecord) -> String {
         UpdateStep::Downloading(_) => "Downloading".into(),
         UpdateStep::Rebooting(_) => "Rebooting".into(),
         UpdateStep::RollbackRebooting(_) => "RollbackRebooting".into(),
+        UpdateStep::HandingOff(_) => "HandingOff".into(),
+        UpdateStep::HandedOff(_) => "HandedOff".into(),
         UpdateStep::Reporting(r) => {
             format!(
                 "Reporting({})",

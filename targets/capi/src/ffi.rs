@@ -392,6 +392,10 @@ pub unsafe extern "C" fn otalite_agent_init(
             tenant_token,
             public_key_pem: public_key_pem.unwrap_or_default(),
             client_version,
+            // The hand-off flow needs files and a detached installer: the
+            // Linux binary's (`otalite daemon` with `HandOff`), not a
+            // supervisor's.
+            hand_off: otalite::agent::HandOffRole::Off,
         }),
         false => Mode::Standalone,
     };
@@ -649,6 +653,15 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
             message: otalite_str::new(message),
             ..base
         },
+        // Never emitted here: C agents are made with `HandOffRole::Off`.
+        // Should that change without this mapping, the agent stops with
+        // a message rather than waiting for an answer that cannot come.
+        Action::HandOff { .. } => otalite_action {
+            kind: OTALITE_ACTION_EXIT,
+            failed: true,
+            message: otalite_str::new("hand-off actions are not available through the C API"),
+            ..base
+        },
     }
 }
 
@@ -896,6 +909,8 @@ pub unsafe extern "C" fn otalite_agent_step(agent: *mut otalite_agent) -> otalit
         Some(UpdateStep::RollingBack(_)) => OTALITE_STEP_ROLLING_BACK,
         Some(UpdateStep::Reporting(_)) => OTALITE_STEP_REPORTING,
         Some(UpdateStep::RollbackRebooting(_)) => OTALITE_STEP_ROLLBACK_REBOOTING,
+        Some(UpdateStep::HandingOff(_)) => OTALITE_STEP_HANDING_OFF,
+        Some(UpdateStep::HandedOff(_)) => OTALITE_STEP_HANDED_OFF,
     }
 }
 

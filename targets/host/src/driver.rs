@@ -13,7 +13,8 @@ use crate::scripts::ScriptRunner;
 use crate::slot::{Evidence, SlotLayout};
 use crate::time::rfc3339_now;
 use otalite::agent::{
-    Action, ActionId, Agent, Command, Completion, Feed, Instant, Outcome, Request, Slots,
+    Action, ActionId, Agent, Command, Completion, Feed, HandOffEvent, HandOffOp, Instant, Outcome,
+    Request, Slots,
 };
 use otalite::artifact::ArtifactHeader;
 use otalite::board::{BootControl, Reboot};
@@ -144,7 +145,14 @@ enum Done {
     Response(ActionId, u16, Vec<u8>),
     Read(ActionId),
     Module(ActionId, Result<String, String>),
+    HandOff(ActionId, HandOffDone),
     Ended(Ended),
+}
+
+/// What a hand-off action found ([`crate::handoff`]).
+enum HandOffDone {
+    Lock(crate::handoff::Lock),
+    Saved(u64, Result<(), (bool, String)>),
 }
 
 fn step_name(step: &UpdateStep) -> &'static str {
@@ -157,6 +165,8 @@ fn step_name(step: &UpdateStep) -> &'static str {
         UpdateStep::Rebooting(_) => "rebooting",
         UpdateStep::Reporting(_) => "reporting",
         UpdateStep::RollbackRebooting(_) => "rollback-rebooting",
+        UpdateStep::HandingOff(_) => "handing-off",
+        UpdateStep::HandedOff(_) => "handed-off",
     }
 }
 
@@ -271,6 +281,23 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Read(id) => self.read_artifact(agent, id),
                 Done::Module(id, result) => {
                     agent.handle_module(now, id, result.as_deref().map_err(String::as_str))
+                }
+                Done::HandOff(id, HandOffDone::Lock(lock)) => {
+                    let event = match &lock {
+                        crate::handoff::Lock::Held(text) => HandOffEvent::Locked(text),
+                        crate::handoff::Lock::Free(name) => HandOffEvent::Free {
+                            artifact_name: name.as_deref(),
+                        },
+                    };
+                    agent.handle_hand_off(now, id, event);
+                }
+                Done::HandOff(id, HandOffDone::Saved(reached, result)) => {
+                    let outcome = match &result {
+                        Ok(()) => Outcome::Done,
+                        Err((true, why)) => Outcome::Transient(why),
+                        Err((false, why)) => Outcome::Failed(why),
+                    };
+                    agent.handle_hand_off(now, id, HandOffEvent::Saved { reached, outcome });
                 }
                 Done::Ended(ended) => return ended,
             }
@@ -582,10 +609,79 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 }
                 Done::Module(id, self.module_dirs().call(state))
             }
+            Action::HandOff { id, op } => self.hand_off(id, op),
             Action::Exit { failed, message } => Done::Ended(Ended::Exited {
                 failed,
                 message: message.to_string(),
             }),
+        }
+    }
+
+    /// Runs a hand-off action ([`crate::handoff`]).
+    fn hand_off(&mut self, id: ActionId, op: HandOffOp<'_>) -> Done {
+        let data = self.paths.data_dir.clone();
+        match op {
+            HandOffOp::Check => match crate::handoff::check(&data, &self.paths.artifact_info()) {
+                Ok(lock) => Done::HandOff(id, HandOffDone::Lock(lock)),
+                // Unreadable: as held (never start a second installer).
+                Err(error) => {
+                    log::warn!("{error}; treating the update lock as held");
+                    Done::HandOff(
+                        id,
+                        HandOffDone::Lock(crate::handoff::Lock::Held(String::new())),
+                    )
+                }
+            },
+            HandOffOp::Save { uri, resume } => {
+                crashpoint("handoff-download");
+                let client = match &self.server {
+                    Some(server) => server.client.clone(),
+                    None => {
+                        match HttpClient::new(crate::http::HttpConfig::from_mender(&self.config)) {
+                            Ok(client) => client,
+                            Err(e) => {
+                                return Done::HandOff(
+                                    id,
+                                    HandOffDone::Saved(
+                                        0,
+                                        Err((false, format!("cannot set up HTTPS: {e}"))),
+                                    ),
+                                )
+                            }
+                        }
+                    }
+                };
+                if !resume {
+                    self.download_total = None;
+                }
+                let _ = fs::create_dir_all(&data);
+                let (reached, result) =
+                    crate::handoff::save(&client, &data, uri, resume, &mut self.download_total);
+                if result.is_err() && self.stopping() {
+                    return Self::stopped();
+                }
+                Done::HandOff(id, HandOffDone::Saved(reached, result))
+            }
+            HandOffOp::Start { deployment_id } => {
+                crashpoint("handoff-start");
+                let result = crate::handoff::start(&data, &self.paths.share_dir, deployment_id)
+                    .map_err(|why| (false, why));
+                crashpoint("after-handoff-start");
+                Done::Outcome(id, result)
+            }
+            HandOffOp::Release => {
+                crashpoint("handoff-release");
+                let result = crate::handoff::release(&data).map_err(|e| {
+                    (
+                        false,
+                        format!(
+                            "cannot remove {}: {e}",
+                            data.join(crate::handoff::LOCK_FILE).display()
+                        ),
+                    )
+                });
+                Done::Outcome(id, result)
+            }
         }
     }
 

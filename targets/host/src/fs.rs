@@ -60,6 +60,14 @@ pub fn atomic_write_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Re
     result
 }
 
+/// Syncs a directory (a rename or removal in it survives a power cut).
+///
+/// # Errors
+/// I/O errors.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Reads a whole file of at most `limit` bytes.
 ///
 /// # Errors

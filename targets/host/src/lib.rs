@@ -17,6 +17,7 @@
 pub mod dbus;
 pub mod driver;
 pub mod fs;
+pub mod handoff;
 pub mod http;
 pub mod identity;
 pub mod keys;

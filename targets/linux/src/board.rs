@@ -19,6 +19,10 @@ pub enum AnyEnv {
     Uboot(otalite_uboot::UbootEnv),
     /// GRUB (grub-mender-grubenv layout).
     Grub(otalite_grub::GrubEnv),
+    /// The hand-off flows: the installer owns the bootloader. Reads find
+    /// nothing (no trial runs, as far as the agent knows); writes are
+    /// refused (the hand-off agent never switches slots).
+    None,
 }
 
 impl BootEnv for AnyEnv {
@@ -28,6 +32,7 @@ impl BootEnv for AnyEnv {
         match self {
             Self::Uboot(env) => env.read(name, value).map_err(|e| e.to_string()),
             Self::Grub(env) => env.read(name, value).map_err(|e| e.to_string()),
+            Self::None => Ok(None),
         }
     }
 
@@ -35,6 +40,7 @@ impl BootEnv for AnyEnv {
         match self {
             Self::Uboot(env) => env.write(vars).map_err(|e| e.to_string()),
             Self::Grub(env) => env.write(vars).map_err(|e| e.to_string()),
+            Self::None => Err("in hand-off mode the installer owns the bootloader".into()),
         }
     }
 }

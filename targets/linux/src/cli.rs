@@ -31,8 +31,19 @@ pub enum Command {
     ShowArtifact,
     /// `show-provides`.
     ShowProvides,
-    /// `daemon`.
-    Daemon,
+    /// `daemon [--hand-off]`.
+    Daemon {
+        /// `--hand-off` (or called as `mender-python-client`): hand
+        /// deployments to `/usr/share/mender/install` (the Mender Python
+        /// client's flow; also `HandOff` in mender.conf).
+        hand_off: bool,
+    },
+    /// `report --success|--failure` (the Mender Python client's): report
+    /// the handed-off deployment's final status and remove the lock.
+    Report {
+        /// `--success` (else `--failure`).
+        success: bool,
+    },
     /// `check-update`: SIGUSR1 to the daemon.
     CheckUpdate,
     /// `send-inventory`: SIGUSR2 to the daemon.
@@ -185,12 +196,13 @@ OPTIONS:
 ";
 
 /// `(verb, one-line description)` for the verbs with no options.
-const SIMPLE_VERBS: [(&str, &str); 9] = [
+const SIMPLE_VERBS: [(&str, &str); 10] = [
     ("commit", "otalite commit - Commit current Artifact. Returns (2) if no update in progress."),
     ("rollback", "otalite rollback - Rollback current Artifact. Returns (2) if no update in progress."),
     ("show-artifact", "otalite show-artifact - Print the current artifact name to the command line and exit."),
     ("show-provides", "otalite show-provides - Print the current provides to the command line and exit."),
-    ("daemon", "otalite daemon - Start the client as a background service."),
+    ("daemon", "otalite daemon [--hand-off] - Start the client as a background service. --hand-off: download deployments to <DATA>/artifact.mender and hand them to /usr/share/mender/install (the Mender Python client's flow)."),
+    ("report", "otalite report --success|--failure - Report the status of the update handed to /usr/share/mender/install (the update lock's deployment), then remove the lock. Returns (1) if no update is in progress or the server cannot be told."),
     ("check-update", "otalite check-update - Force update check (signals the running daemon; exit 1 when none runs)."),
     ("send-inventory", "otalite send-inventory - Force inventory update (signals the running daemon; exit 1 when none runs)."),
     ("bootstrap", "otalite bootstrap - Not supported by otalite: the daemon authenticates at start."),
@@ -220,8 +232,9 @@ NAME:
 ";
 
 /// Every verb name (and its aliases).
-const VERBS: [&str; 15] = [
+const VERBS: [&str; 16] = [
     "control-map",
+    "report",
     "install",
     "commit",
     "rollback",
@@ -325,6 +338,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
     let mut operands: Vec<OsString> = Vec::new();
     let mut reboot_exit_code = false;
     let mut json = false;
+    let mut hand_off = false;
+    let mut report: Option<bool> = None;
     let mut help = false;
     let mut version = false;
     let mut parser = lexopt::Parser::from_args(args);
@@ -348,6 +363,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
             Short('F') | Long("forcebootstrap") => parsed.force_bootstrap = true,
             Long("reboot-exit-code") => reboot_exit_code = true,
             Long("json") => json = true,
+            Long("hand-off") => hand_off = true,
+            Long("success") | Long("failure") if report.is_some() => {
+                return Err(UsageError::usage(
+                    "report takes one of --success and --failure",
+                ))
+            }
+            Long("success") => report = Some(true),
+            Long("failure") => report = Some(false),
             Short('h') | Long("help") => help = true,
             Short('v') | Long("version") => version = true,
             Value(value) if verb.is_none() => verb = Some(value),
@@ -408,7 +431,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
         Some("rollback") => no_operands(Command::Rollback)?,
         Some("show-artifact") => no_operands(Command::ShowArtifact)?,
         Some("show-provides") => no_operands(Command::ShowProvides)?,
-        Some("daemon") => no_operands(Command::Daemon)?,
+        Some("daemon") => no_operands(Command::Daemon { hand_off })?,
+        Some("report") => match report {
+            Some(success) => no_operands(Command::Report { success })?,
+            None => {
+                return Err(UsageError {
+                    message: "No report status given: use --success or --failure".into(),
+                    code: 1,
+                })
+            }
+        },
         Some("check-update") => no_operands(Command::CheckUpdate)?,
         Some("send-inventory") => no_operands(Command::SendInventory)?,
         Some("status") => no_operands(Command::Status { json })?,
@@ -429,6 +461,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
     };
     if reboot_exit_code && !matches!(parsed.command, Command::Install { .. }) {
         return Err(UsageError::usage("--reboot-exit-code goes with install"));
+    }
+    if hand_off && !matches!(parsed.command, Command::Daemon { .. }) {
+        return Err(UsageError::usage("--hand-off goes with daemon"));
+    }
+    if report.is_some() && !matches!(parsed.command, Command::Report { .. }) {
+        return Err(UsageError::usage("--success and --failure go with report"));
     }
     if json && !matches!(parsed.command, Command::Status { .. }) {
         return Err(UsageError::usage("--json goes with status"));

@@ -4,7 +4,7 @@
 //! signals and the pid file, and runs the agent in the Linux host loop.
 
 use crate::standalone::{boxed_agent, device_type, load_keys, load_record, Failure};
-use otalite::agent::{AgentConfig, Mode, ServerSettings, Timing};
+use otalite::agent::{AgentConfig, HandOffRole, Mode, ServerSettings, Timing};
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
 use otalite_host::driver::{Ended, LinuxHost, ServerIo};
@@ -162,6 +162,17 @@ fn start_dbus(
     Some((service, listener))
 }
 
+/// `otalite report --success|--failure`: the hand-off installer's report
+/// (see [`run_daemon`], which sets the agent up the same way).
+pub fn run_report<B: BootControl>(
+    paths: Paths,
+    config: MenderConfig,
+    boot: B,
+    role: HandOffRole,
+) -> Result<i32, Failure> {
+    run_daemon(paths, config, boot, role)
+}
+
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
 ///
 /// Never inlined into `main`'s `run`, whose frame would otherwise hold the
@@ -171,7 +182,9 @@ pub fn run_daemon<B: BootControl>(
     paths: Paths,
     config: MenderConfig,
     mut boot: B,
+    hand_off: HandOffRole,
 ) -> Result<i32, Failure> {
+    let reporting = matches!(hand_off, HandOffRole::Report { .. });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (waker, wake) = crate::signals::wake_channel(std::sync::Arc::clone(&stop))
         .map_err(|e| Failure::error(format!("cannot set up signals: {e}")))?;
@@ -217,13 +230,41 @@ pub fn run_daemon<B: BootControl>(
             tenant_token: &tenant_token,
             public_key_pem: &public_key,
             client_version: env!("CARGO_PKG_VERSION"),
+            hand_off,
         }),
     };
     let mut agent =
         crate::on_transient_stack(move || boxed_agent(agent_config, record, boot_state))?;
+    if reporting {
+        // `report`: one exchange with the server, beside a running daemon.
+        drop(waker);
+        let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
+        host.server = Some(ServerIo { client, key });
+        host.stop = Some(stop);
+        return match host.run(&mut agent, None) {
+            Ended::Exited {
+                failed: false,
+                message,
+            } => {
+                println!("{message}");
+                Ok(0)
+            }
+            Ended::Exited { message, .. } | Ended::Completed(_, message) => {
+                Err(Failure::error(message))
+            }
+        };
+    }
     // Held (written and flock-ed) until the daemon returns; removed on drop.
     let pid_lock = crate::signals::PidLock::acquire(&paths.data_dir).map_err(Failure::error)?;
-    log::info!("otalite {} daemon started", env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "otalite {} daemon started{}",
+        env!("CARGO_PKG_VERSION"),
+        if hand_off == HandOffRole::Daemon {
+            " (hand-off: deployments go to /usr/share/mender/install)"
+        } else {
+            ""
+        }
+    );
     // Stopped (the names released) when the daemon returns.
     #[cfg(feature = "dbus")]
     let dbus = start_dbus(&config, waker);

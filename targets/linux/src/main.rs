@@ -15,6 +15,7 @@ mod signals;
 mod standalone;
 mod status;
 
+use otalite::agent::HandOffRole;
 use otalite::board::MenderBootControl;
 use otalite::config::MenderConfig;
 use otalite_host::paths::Paths;
@@ -127,6 +128,16 @@ pub fn on_transient_stack<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     }
 }
 
+/// The program was started under this name (a symlink: `upparat`,
+/// `mender-python-client`).
+fn called_as(name: &str) -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|n| n == name))
+        .unwrap_or(false)
+}
+
 fn run() -> Result<i32, Failure> {
     let args = cli::parse(std::env::args_os().skip(1)).map_err(|e| Failure {
         message: e.message,
@@ -217,7 +228,7 @@ fn run() -> Result<i32, Failure> {
         }
         command => {
             let config = on_transient_stack(|| load_config(&args, &paths))?;
-            if matches!(command, cli::Command::Daemon) && args.log_level.is_none() {
+            if matches!(command, cli::Command::Daemon { .. }) && args.log_level.is_none() {
                 if let Some(name) = config.daemon_log_level.as_deref() {
                     match logger::parse_level(name) {
                         Ok(level) => {
@@ -228,7 +239,20 @@ fn run() -> Result<i32, Failure> {
                     }
                 }
             }
-            let env = board::open_env(&config).map_err(Failure::error)?;
+            let hand_off = match command {
+                cli::Command::Daemon { hand_off } => {
+                    hand_off || config.hand_off == Some(true) || called_as("mender-python-client")
+                }
+                cli::Command::Report { .. } => true,
+                _ => false,
+            };
+            // The hand-off flows never touch the bootloader: the installer
+            // owns it (a device may not even have an env otalite reads).
+            let env = if hand_off {
+                board::AnyEnv::None
+            } else {
+                board::open_env(&config).map_err(Failure::error)?
+            };
             let boot = MenderBootControl::new(env);
             match command {
                 cli::Command::Install {
@@ -253,7 +277,15 @@ fn run() -> Result<i32, Failure> {
                 }
                 cli::Command::Commit => standalone::run(paths, config, boot, Verb::Commit),
                 cli::Command::Rollback => standalone::run(paths, config, boot, Verb::Rollback),
-                cli::Command::Daemon => daemon::run_daemon(paths, config, boot),
+                cli::Command::Daemon { .. } if hand_off => {
+                    daemon::run_daemon(paths, config, boot, HandOffRole::Daemon)
+                }
+                cli::Command::Daemon { .. } => {
+                    daemon::run_daemon(paths, config, boot, HandOffRole::Off)
+                }
+                cli::Command::Report { success } => {
+                    daemon::run_report(paths, config, boot, HandOffRole::Report { success })
+                }
                 _ => Ok(EXIT_OK),
             }
         }

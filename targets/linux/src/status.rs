@@ -75,6 +75,17 @@ fn describe(step: &UpdateStep) -> Step {
         UpdateStep::Committing(p) => pending("committing", p),
         UpdateStep::RollingBack(p) => pending("rolling-back", p),
         UpdateStep::Rebooting(p) => pending("rebooting", p),
+        UpdateStep::HandingOff(d) | UpdateStep::HandedOff(d) => Step {
+            name: if matches!(step, UpdateStep::HandingOff(_)) {
+                "handing-off"
+            } else {
+                "handed-off"
+            },
+            artifact: Some(d.artifact_name.to_string()),
+            deployment: Some(d.deployment_id.to_string()),
+            trial_part: None,
+            previous_part: None,
+        },
         UpdateStep::Downloading(d) => Step {
             name: "downloading",
             artifact: Some(d.artifact_name.to_string()),
@@ -112,6 +123,7 @@ fn boot_env(config: &MenderConfig) -> Result<EnvValues, String> {
     let kind = match &env {
         crate::board::AnyEnv::Uboot(_) => "u-boot",
         crate::board::AnyEnv::Grub(_) => "grub",
+        crate::board::AnyEnv::None => "none",
     };
     let mut values = Vec::new();
     for name in ENV_VARS {
