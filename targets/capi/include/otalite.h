@@ -264,6 +264,11 @@ typedef enum otalite_step {
   // Managed: the deployment failed and the rollback reboot was
   // requested; the next start runs the scripts after it and reports.
   OTALITE_STEP_ROLLBACK_REBOOTING = 7,
+  // Hand-off mode (Linux binary only): the artifact file is complete,
+  // the installer is being started.
+  OTALITE_STEP_HANDING_OFF = 8,
+  // Hand-off mode (Linux binary only): the installer owns the device.
+  OTALITE_STEP_HANDED_OFF = 9,
 } otalite_step;
 
 // Where a response stands (`otalite_response_feed`).

@@ -134,6 +134,10 @@ pub struct LinuxHost<B, R> {
     pub on_jwt: Option<JwtListener>,
     /// The token last told to `on_jwt`.
     last_jwt: String,
+    /// `report --failure` (hand-off): the installer's own log
+    /// ([`crate::handoff::SUB_UPDATER_LOG`]) goes first in the uploaded
+    /// deployment log, as the Python client sends it.
+    pub sub_updater_log: bool,
 }
 
 /// A completion to feed back once the action's borrow of the agent ended.
@@ -208,6 +212,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             started: std::time::Instant::now(),
             on_jwt: None,
             last_jwt: String::new(),
+            sub_updater_log: false,
         }
     }
 
@@ -586,10 +591,26 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 let _ = fs::remove_file(self.log_path());
                 Done::Nothing
             }
-            Action::ReadDeploymentLog { id } => Done::Data(
-                id,
-                read_limited(&self.log_path(), MAX_LOG_READ).unwrap_or_default(),
-            ),
+            Action::ReadDeploymentLog { id } => {
+                let own = read_limited(&self.log_path(), MAX_LOG_READ).unwrap_or_default();
+                if !self.sub_updater_log {
+                    return Done::Data(id, own);
+                }
+                // Its lines in the deployment log's form, before the
+                // agent's own.
+                let installer =
+                    crate::handoff::sub_updater_log(&self.paths.data_dir, MAX_LOG_READ as u64);
+                let now = rfc3339_now();
+                let mut joined = Vec::new();
+                for line in String::from_utf8_lossy(&installer).lines() {
+                    let line = line.trim_end();
+                    if !line.is_empty() {
+                        joined.extend_from_slice(format!("{now} info {line}\n").as_bytes());
+                    }
+                }
+                joined.extend_from_slice(&own);
+                Done::Data(id, joined)
+            }
             Action::Completed {
                 completion,
                 message,

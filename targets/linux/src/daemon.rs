@@ -241,6 +241,7 @@ pub fn run_daemon<B: BootControl>(
         let mut host = LinuxHost::new(paths, config, boot, crate::board::CommandReboot);
         host.server = Some(ServerIo { client, key });
         host.stop = Some(stop);
+        host.sub_updater_log = hand_off == HandOffRole::Report { success: false };
         return match host.run(&mut agent, None) {
             Ended::Exited {
                 failed: false,
