@@ -2451,8 +2451,15 @@ impl Agent<'_> {
         };
         let texts = [text];
         let attributes = Attributes::new(&texts);
-        match crate::protocol::auth::write_auth_request(
+        // The Python client's devices keep their identity in hand-off mode.
+        let form = if matches!(settings.hand_off, HandOffRole::Off) {
+            crate::protocol::auth::IdentityForm::Go
+        } else {
+            crate::protocol::auth::IdentityForm::Lists
+        };
+        match crate::protocol::auth::write_auth_request_as(
             &attributes,
+            form,
             settings.public_key_pem,
             settings.tenant_token,
             self.auth_buf,

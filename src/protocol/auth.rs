@@ -21,6 +21,20 @@
 use super::keyvalue::Attributes;
 use super::write::{values, JsonWriter, WriteError};
 
+/// How identity values are written inside `id_data`. The server keys a
+/// device on the normalised identity, in which `"a"` and `["a"]` differ:
+/// a device keeps its identity only when the values keep their form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentityForm {
+    /// The Go client's (`mender` 3.x): a key seen once is a string, a
+    /// repeated key an array.
+    #[default]
+    Go,
+    /// The Mender Python client's: every value an array
+    /// (`{"mac":["02:00:00:00:00:01"]}`).
+    Lists,
+}
+
 /// Writes the authentication request body into `out` and returns its
 /// length.
 ///
@@ -34,13 +48,33 @@ pub fn write_auth_request(
     tenant_token: &str,
     out: &mut [u8],
 ) -> Result<usize, WriteError> {
+    write_auth_request_as(
+        identity,
+        IdentityForm::Go,
+        public_key_pem,
+        tenant_token,
+        out,
+    )
+}
+
+/// [`write_auth_request`] with the identity values in `form`.
+///
+/// # Errors
+/// As [`write_auth_request`].
+pub fn write_auth_request_as(
+    identity: &Attributes<'_>,
+    form: IdentityForm,
+    public_key_pem: &str,
+    tenant_token: &str,
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
     if identity.is_empty() {
         return Err(WriteError::Empty);
     }
     let mut writer = JsonWriter::new(out);
     writer.raw("{\"id_data\":\"");
     writer.set_embedded(true);
-    write_identity(&mut writer, identity);
+    write_identity(&mut writer, identity, form);
     writer.set_embedded(false);
     writer.raw("\",\"tenant_token\":");
     writer.string(tenant_token);
@@ -57,11 +91,11 @@ pub fn write_auth_request(
 /// [`WriteError::BufferTooSmall`] with the size needed.
 pub fn write_identity_json(identity: &Attributes<'_>, out: &mut [u8]) -> Result<usize, WriteError> {
     let mut writer = JsonWriter::new(out);
-    write_identity(&mut writer, identity);
+    write_identity(&mut writer, identity, IdentityForm::Go);
     writer.finish()
 }
 
-fn write_identity(writer: &mut JsonWriter<'_>, identity: &Attributes<'_>) {
+fn write_identity(writer: &mut JsonWriter<'_>, identity: &Attributes<'_>, form: IdentityForm) {
     writer.raw("{");
     for (index, key) in identity.keys().enumerate() {
         if index > 0 {
@@ -69,7 +103,18 @@ fn write_identity(writer: &mut JsonWriter<'_>, identity: &Attributes<'_>) {
         }
         writer.string(key);
         writer.raw(":");
-        values(writer, identity.values(key));
+        if form == IdentityForm::Lists {
+            writer.raw("[");
+            for (index, value) in identity.values(key).enumerate() {
+                if index > 0 {
+                    writer.raw(",");
+                }
+                writer.string(value);
+            }
+            writer.raw("]");
+        } else {
+            values(writer, identity.values(key));
+        }
     }
     writer.raw("}");
 }
@@ -99,6 +144,25 @@ mod tests {
         assert_eq!(
             body(b"sn=1\nmac=b\nmac=a\nx=<&>\n", "P", "t\"k"),
             r#"{"id_data":"{\"mac\":[\"b\",\"a\"],\"sn\":\"1\",\"x\":\"\\u003c\\u0026\\u003e\"}","tenant_token":"t\"k","pubkey":"P"}
+"#
+        );
+    }
+
+    #[test]
+    fn python_client_lists() {
+        let texts = [KeyValueText::new_checked(b"sn=1\nmac=b\nmac=a\n").unwrap()];
+        let mut out = [0u8; 512];
+        let len = write_auth_request_as(
+            &Attributes::new(&texts),
+            IdentityForm::Lists,
+            "P",
+            "",
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out[..len]).unwrap(),
+            r#"{"id_data":"{\"mac\":[\"b\",\"a\"],\"sn\":[\"1\"]}","tenant_token":"","pubkey":"P"}
 "#
         );
     }
