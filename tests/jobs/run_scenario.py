@@ -278,7 +278,7 @@ keyfile = {t}/device.key
             # staged version becomes the installed one, the agent starts.
             self.kill_client()
             staged = os.path.join(self.hook_state, "staged")
-            if os.path.exists(staged):
+            if action.get("activate", True) and os.path.exists(staged):
                 os.replace(staged, os.path.join(self.hook_state, "installed"))
             time.sleep(action.get("down_s", 0.5))
             self.start_client()
