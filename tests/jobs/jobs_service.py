@@ -44,6 +44,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import ssl
 import sys
 import threading
@@ -567,7 +568,6 @@ def main():
 
     # The state file is rewritten whenever something may have changed, so
     # the driver can read the job table at any time (end conditions).
-    import signal
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     last = None
