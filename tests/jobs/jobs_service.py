@@ -54,7 +54,8 @@ import urllib.parse
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from matching import message_matches
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from matching import message_matches  # noqa: E402
 
 PENDING = ("QUEUED", "IN_PROGRESS")
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "REMOVED", "CANCELED", "TIMED_OUT")

@@ -36,6 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from matching import message_matches  # noqa: E402
 
 VENV = "/opt/otalite-ci/upparat-venv"
