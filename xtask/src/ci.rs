@@ -275,6 +275,17 @@ pub fn ci(args: &[&str]) -> Result<()> {
     docs.env("RUSTDOCFLAGS", "-D warnings");
     run_step(&mut steps, "rustdoc without warnings", docs);
 
+    // The AWS IoT Jobs reference (tests/jobs): the recorded upparat 1.12
+    // transcripts still match what the real upparat does against the test
+    // jobs service and a mutual-TLS mosquitto (about a minute).
+    let mut jobs = Command::new("bash");
+    jobs.arg("tests/jobs/check_reference.sh");
+    run_step(
+        &mut steps,
+        "upparat 1.12 vs its recorded AWS IoT Jobs transcripts (tests/jobs)",
+        jobs,
+    );
+
     let selftest = Path::new("tests/refdevice/selftest.sh");
     if selftest.exists() && is_root() {
         let mut command = Command::new("bash");
