@@ -378,3 +378,147 @@ fn certificate_signed_by_an_impostor_of_the_ca_is_refused() {
         assert_rejected(&error, "BadSignature", &format!("{key:?}"));
     }
 }
+
+/// A client certificate of `key` signed by the PKI's CA, its key written
+/// in the PEM `form` openssl makes (`pkcs8`, `traditional`: PKCS#1 for
+/// RSA, SEC1 for EC).
+fn client_identity(pki: &Pki, key: Key, form: &str) -> otalite_host::http::ClientAuth {
+    let path = pki.dir.path();
+    let name = format!("client-{key:?}-{form}");
+    let mut args = vec!["req", "-new", "-nodes", "-subj", "/CN=otalite-device"];
+    args.extend(key.args());
+    let key_file = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    args.extend(["-keyout", &key_file, "-out", &csr]);
+    openssl(path, &args);
+    if form == "traditional" {
+        // `openssl ec` writes SEC1 by default; `openssl rsa` needs the flag.
+        if matches!(key, Key::Rsa2048) {
+            openssl(
+                path,
+                &["rsa", "-in", &key_file, "-out", &key_file, "-traditional"],
+            );
+        } else {
+            openssl(path, &["ec", "-in", &key_file, "-out", &key_file]);
+        }
+        let text = std::fs::read_to_string(path.join(&key_file)).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN RSA PRIVATE KEY")
+                || text.starts_with("-----BEGIN EC PRIVATE KEY"),
+            "{text}"
+        );
+    }
+    std::fs::write(
+        path.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let certificate = format!("{name}.crt");
+    openssl(
+        path,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &certificate,
+        ],
+    );
+    otalite_host::http::ClientAuth {
+        certificate: path.join(certificate),
+        key: path.join(key_file),
+    }
+}
+
+/// GET with a client certificate (or none).
+fn get_as(
+    server: &Server,
+    ca: PathBuf,
+    client: Option<otalite_host::http::ClientAuth>,
+) -> Result<Vec<u8>, HttpError> {
+    let config = HttpConfig {
+        connect_timeout: Duration::from_secs(5),
+        io_timeout: Duration::from_secs(5),
+        system_roots: false,
+        server_certificate: Some(ca),
+        client_auth: client,
+        ..HttpConfig::default()
+    };
+    let url = format!("https://127.0.0.1:{}/hello.txt", server.port);
+    let response = HttpClient::new(config)?.request("GET", &url, &[], None)?;
+    assert_eq!(response.status, 200, "{url}");
+    Ok(response.body)
+}
+
+/// Mutual TLS (AWS IoT's broker, `HttpsClient`): a server that requires a
+/// client certificate gets one of each key type and PEM form, in TLS 1.3
+/// and 1.2 (RSA: PSS and PKCS#1 handshake signatures); without one, or
+/// with one from another CA, the server refuses.
+#[test]
+fn client_certificates_of_each_key_type() {
+    let pki = Pki::new(Key::P256, Key::P256, &LEAF);
+    let cases: [(Key, &str, &[&str]); 8] = [
+        (Key::P256, "pkcs8", &["-tls1_3"]),
+        (Key::P256, "traditional", &["-tls1_2"]),
+        (Key::Rsa2048, "pkcs8", &["-tls1_3"]),
+        (Key::Rsa2048, "traditional", &["-tls1_2"]),
+        (
+            Key::Rsa2048,
+            "pkcs8",
+            &["-tls1_2", "-client_sigalgs", "RSA+SHA256"],
+        ),
+        (
+            Key::Rsa2048,
+            "pkcs8",
+            &["-tls1_2", "-client_sigalgs", "RSA-PSS+SHA384"],
+        ),
+        (Key::Ed25519, "pkcs8", &["-tls1_3"]),
+        (Key::Ed25519, "pkcs8", &["-tls1_2"]),
+    ];
+    for (key, form, versions) in cases {
+        let client = client_identity(&pki, key, form);
+        let mut args = vec!["-Verify", "1", "-verify_return_error", "-CAfile", "ca.crt"];
+        args.extend(versions);
+        let server = pki.serve(&args);
+        let body = get_as(&server, pki.ca(), Some(client))
+            .unwrap_or_else(|error| panic!("{key:?} {form} {versions:?}: {error}"));
+        assert_eq!(body, BODY, "{key:?} {form} {versions:?}");
+    }
+    // Refused: no certificate, and one from another CA.
+    for versions in [["-tls1_3"], ["-tls1_2"]] {
+        let mut args = vec!["-Verify", "1", "-verify_return_error", "-CAfile", "ca.crt"];
+        args.extend(versions);
+        let server = pki.serve(&args);
+        assert!(get_as(&server, pki.ca(), None).is_err(), "{versions:?}");
+        let other = Pki::new(Key::P256, Key::P256, &LEAF);
+        let stranger = client_identity(&other, Key::P256, "pkcs8");
+        assert!(
+            get_as(&server, pki.ca(), Some(stranger)).is_err(),
+            "{versions:?}"
+        );
+    }
+}
+
+/// A client key of an unsupported kind, or a missing file, is named in
+/// the error before any connection.
+#[test]
+fn unusable_client_keys_are_named() {
+    let pki = Pki::new(Key::P256, Key::P256, &LEAF);
+    let mut client = client_identity(&pki, Key::P384, "pkcs8");
+    let server = pki.serve(&["-Verify", "1", "-CAfile", "ca.crt"]);
+    let error = get_as(&server, pki.ca(), Some(client.clone())).unwrap_err();
+    assert!(error.to_string().contains("client"), "{error}");
+    client.key = pki.dir.path().join("missing.key");
+    let error = get_as(&server, pki.ca(), Some(client)).unwrap_err();
+    assert!(error.to_string().contains("missing.key"), "{error}");
+}

@@ -30,6 +30,7 @@ use otalite::protocol::http::{
     RequestHeadError, ResponseHead, ResponseHeadParser,
 };
 
+mod client_key;
 mod download;
 mod provider;
 mod tls;
@@ -525,6 +526,19 @@ pub struct HttpConfig {
     pub max_body_len: usize,
     /// Load the system CA bundle (`SSL_CERT_FILE` or the usual paths).
     pub system_roots: bool,
+    /// Mutual TLS: the client certificate and key sent when a server asks
+    /// (`HttpsClient.Certificate`/`Key`, AWS IoT's broker).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate (PEM, leaf first) and its private key (PEM:
+/// PKCS#8, SEC1 or PKCS#1; ECDSA P-256, RSA or Ed25519).
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    /// The certificate chain file.
+    pub certificate: PathBuf,
+    /// The key file.
+    pub key: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -539,6 +553,7 @@ impl Default for HttpConfig {
             stop: None,
             max_body_len: DEFAULT_MAX_BODY_LEN,
             system_roots: true,
+            client_auth: None,
         }
     }
 }
@@ -555,6 +570,21 @@ impl HttpConfig {
                 .map(|path| PathBuf::from(path.as_str())),
             skip_verify: config.skip_verify.unwrap_or(false),
             proxy: ProxySettings::from_env(),
+            // `HttpsClient`: both files, as the reference (its key alone
+            // only signs the authentication requests).
+            client_auth: config.https_client.as_ref().and_then(|client| {
+                match (client.certificate.as_deref(), client.key.as_deref()) {
+                    (Some(certificate), Some(key))
+                        if !certificate.is_empty() && !key.is_empty() =>
+                    {
+                        Some(ClientAuth {
+                            certificate: PathBuf::from(certificate),
+                            key: PathBuf::from(key),
+                        })
+                    }
+                    _ => None,
+                }
+            }),
             ..Self::default()
         }
     }
@@ -655,6 +685,31 @@ impl HttpClient {
             head,
             body,
         })
+    }
+
+    /// Connects to `host:port` for another protocol (no proxy): TLS when
+    /// `tls`, offering the ALPN `alpn` names (AWS IoT on port 443 wants
+    /// `x-amzn-mqtt-ca`), with this client's trust store and client
+    /// certificate.
+    ///
+    /// # Errors
+    /// Connection, TLS (certificate, handshake) and timeout errors.
+    pub fn open_stream(
+        &self,
+        host: &str,
+        port: u16,
+        tls: bool,
+        alpn: &[&[u8]],
+    ) -> Result<RawStream, HttpError> {
+        let watch = self.watch(Some(self.config.exchange_timeout));
+        let tcp = self.connect_tcp(host, port, &watch)?;
+        if !tls {
+            return Ok(RawStream(Stream::Plain(tcp)));
+        }
+        let mut config = tls::client_config(&self.config)?;
+        config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+        let stream = tls::handshake(&Arc::new(config), host, tcp, &watch)?;
+        Ok(RawStream(Stream::Tls(Box::new(stream))))
     }
 
     /// `GET` following up to [`MAX_REDIRECTS`] redirects.
@@ -926,6 +981,53 @@ impl Write for Stream {
             Self::Plain(stream) => stream.flush(),
             Self::Tls(stream) => stream.flush(),
         }
+    }
+}
+
+/// A connected byte stream for another protocol (MQTT): TCP, with TLS
+/// verified (and a client certificate offered) as the client's
+/// configuration says. Reads block at most the time set with
+/// [`RawStream::set_read_timeout`] (`WouldBlock`/`TimedOut` then).
+pub struct RawStream(Stream);
+
+impl RawStream {
+    /// Longest a read blocks (`None`: until data or the end).
+    ///
+    /// # Errors
+    /// The socket refuses.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.0 {
+            Stream::Plain(tcp) => tcp.set_read_timeout(timeout),
+            Stream::Tls(tls) => tls.sock.set_read_timeout(timeout),
+        }
+    }
+
+    /// Ends the connection (both directions); a TLS close-notify first.
+    pub fn shutdown(&mut self) {
+        if let Stream::Tls(tls) = &mut self.0 {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = match &self.0 {
+            Stream::Plain(tcp) => tcp.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(tls) => tls.sock.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for RawStream {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buffer)
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        self.0.write(buffer)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -18,7 +18,7 @@
 //! | key exchange | X25519 (`curve25519-dalek`), secp256r1 (`p256`), secp384r1 (`p384`, last) |
 //! | signatures (certificates and handshake) | ECDSA P-256 and P-384 with SHA-256/384, RSA PKCS#1 v1.5 and PSS with SHA-256/384/512 (2048..=8192 bits), Ed25519 |
 //! | random | `getrandom` (the kernel's) |
-//! | client keys | none: otalite authenticates with its device key in the protocol, not with a client certificate |
+//! | client keys | ECDSA P-256, RSA, Ed25519 (`client_key`): mutual TLS for AWS IoT's broker and `HttpsClient` |
 //!
 //! TLS 1.2 key exchange is ECDHE only (no RSA key transport, no finite
 //! field DH), as with rustls' own providers.
@@ -147,12 +147,9 @@ impl SecureRandom for Kernel {
 impl KeyProvider for Kernel {
     fn load_private_key(
         &self,
-        _key_der: PrivateKeyDer<'static>,
+        key_der: PrivateKeyDer<'static>,
     ) -> Result<Arc<dyn SigningKey>, Error> {
-        Err(Error::General(
-            "client certificates are not supported (otalite authenticates with its device key)"
-                .into(),
-        ))
+        super::client_key::load(&key_der)
     }
 }
 

@@ -18,7 +18,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::CertificateError;
 use rustls::{
@@ -39,6 +39,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpError> {
     let provider = Arc::new(super::provider::provider());
+    let client = client_identity(config)?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| HttpError::Tls(error.to_string()))?;
@@ -50,7 +51,7 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
                 provider,
                 refusal: None,
             }))
-            .with_no_client_auth()
+            .with_client_auth(client)?
     } else {
         let (roots, pinned) = trust_store(config)?;
         if roots.is_empty() {
@@ -64,9 +65,11 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
                     provider,
                     refusal: Some(NO_ROOTS),
                 }))
-                .with_no_client_auth()
+                .with_client_auth(client)?
         } else if pinned.is_empty() {
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder
+                .with_root_certificates(roots)
+                .with_client_auth(client)?
         } else {
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
@@ -74,10 +77,48 @@ pub(super) fn client_config(config: &HttpConfig) -> Result<ClientConfig, HttpErr
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }))
-                .with_no_client_auth()
+                .with_client_auth(client)?
         }
     };
     Ok(tls)
+}
+
+/// The client certificate chain and key (`HttpConfig::client_auth`).
+type ClientIdentity = Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>;
+
+fn client_identity(config: &HttpConfig) -> Result<ClientIdentity, HttpError> {
+    let Some(auth) = &config.client_auth else {
+        return Ok(None);
+    };
+    let shown = auth.certificate.display();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&auth.certificate)
+        .map_err(|e| HttpError::Tls(format!("client certificate {shown}: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| HttpError::Tls(format!("client certificate {shown}: {e}")))?;
+    if chain.is_empty() {
+        return Err(HttpError::Tls(format!(
+            "client certificate {shown}: no PEM certificate"
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&auth.key)
+        .map_err(|e| HttpError::Tls(format!("client key {}: {e}", auth.key.display())))?;
+    Ok(Some((chain, key)))
+}
+
+/// Finishes a builder with or without the client certificate.
+trait WithClientAuth {
+    fn with_client_auth(self, identity: ClientIdentity) -> Result<ClientConfig, HttpError>;
+}
+
+impl WithClientAuth for rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert> {
+    fn with_client_auth(self, identity: ClientIdentity) -> Result<ClientConfig, HttpError> {
+        match identity {
+            None => Ok(self.with_no_client_auth()),
+            Some((chain, key)) => self
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| HttpError::Tls(format!("client certificate: {e}"))),
+        }
+    }
 }
 
 /// The roots, and the `ServerCertificate` certificates (also in the roots).
