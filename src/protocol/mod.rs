@@ -10,6 +10,7 @@ pub mod deployments;
 pub mod http;
 pub mod inventory;
 pub mod keyvalue;
+pub mod mqtt;
 mod write;
 
 pub(crate) use write::JsonWriter;
