@@ -9,6 +9,7 @@ pub mod auth;
 pub mod deployments;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod keyvalue;
 pub mod mqtt;
 mod write;
