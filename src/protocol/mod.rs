@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod keyvalue;
 pub mod mqtt;
+pub mod upparat_ini;
 mod write;
 
 pub(crate) use write::JsonWriter;
