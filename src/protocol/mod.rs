@@ -9,7 +9,10 @@ pub mod auth;
 pub mod deployments;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod keyvalue;
+pub mod mqtt;
+pub mod upparat_ini;
 mod write;
 
 pub(crate) use write::JsonWriter;
