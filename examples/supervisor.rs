@@ -759,8 +759,11 @@ fn power_on(
                 Action::ModuleCall { .. } => {
                     return Err("update module call in managed mode".into())
                 }
-                Action::HandOff { .. } => {
-                    return Err("hand-off action, but this supervisor installs itself".into())
+                Action::HandOff { .. }
+                | Action::Hook { .. }
+                | Action::JobDownload { .. }
+                | Action::JobFiles { .. } => {
+                    return Err("hand-off or jobs action, but this supervisor installs itself from a Mender server".into())
                 }
             };
             if let Completion::Done(_, Ok(())) = completion {

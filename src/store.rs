@@ -104,6 +104,33 @@ pub enum UpdateStep {
     /// Hand-off mode: the installer owns the device until it removes the
     /// update lock.
     HandedOff(Downloading),
+    /// AWS IoT Jobs mode: the job and the phase it reached
+    /// ([`crate::agent::jobs`]).
+    Job(JobRecord),
+}
+
+/// Longest AWS IoT job id ([`crate::protocol::jobs::MAX_JOB_ID_LEN`]).
+pub const MAX_JOB_ID_LEN: usize = 64;
+
+/// The phase of an AWS IoT job ([`UpdateStep::Job`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum JobPhase {
+    /// The file is being downloaded.
+    Downloading,
+    /// The install hook runs.
+    Installing,
+    /// `reboot_start` was sent; the restart hook runs (the next start
+    /// verifies the installation).
+    Restarting,
+}
+
+/// An AWS IoT job under way.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub job_id: heapless::String<MAX_JOB_ID_LEN>,
+    /// How far it got.
+    pub phase: JobPhase,
 }
 
 /// The whole persisted state.

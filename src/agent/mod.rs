@@ -131,9 +131,11 @@ macro_rules! text {
 // After `text!`: they use the macro.
 mod control;
 pub mod handoff;
+pub mod jobs;
 pub mod modules;
 
 pub use handoff::{HandOffEvent, HandOffOp, HandOffRole};
+pub use jobs::{Hook, HookOutcome, HookSet, JobDownloadEnd, JobsSettings};
 
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,6 +197,8 @@ enum Mark {
     /// Hand-off: the installer owns the device until it removes the lock
     /// ([`UpdateStep::HandedOff`]).
     HandedOff,
+    /// Jobs: the current job reached this phase ([`UpdateStep::Job`]).
+    Job(crate::store::JobPhase),
 }
 
 /// A queued step with no decision attached: it runs before the current
@@ -213,6 +217,10 @@ enum Op {
     ClearDeploymentLog,
     /// Store the Update Control Map pool (a failure is logged).
     PersistMaps,
+    /// Jobs: remove the download files (but the current job's, `keep`).
+    JobFiles {
+        keep: bool,
+    },
 }
 
 /// Why an API call is made: decides what its reply leads to.
@@ -314,6 +322,8 @@ enum Step {
     Module(modules::ModStep),
     /// The hand-off flow ([`handoff`]).
     HandOff(handoff::HandStep),
+    /// The AWS IoT Jobs flow ([`jobs`]).
+    Jobs,
 }
 
 /// The update agent. See the module documentation.
@@ -358,6 +368,8 @@ pub struct Agent<'b> {
     module: modules::ModuleFlow,
     /// The hand-off flow ([`handoff`]).
     hand_off: handoff::HandOffFlow,
+    /// The AWS IoT Jobs flow ([`jobs`]), in [`Mode::Jobs`].
+    jobs: Option<jobs::JobsFlow<'b>>,
 
     // Managed.
     offer: DeploymentInstructions,
@@ -430,7 +442,7 @@ fn id_of(step: &UpdateStep) -> Option<DeploymentId> {
             Some(r.deployment_id.clone())
         }
         UpdateStep::HandingOff(d) | UpdateStep::HandedOff(d) => Some(d.deployment_id.clone()),
-        UpdateStep::Idle => None,
+        UpdateStep::Idle | UpdateStep::Job(_) => None,
     }
 }
 
@@ -499,6 +511,18 @@ impl<'b> Agent<'b> {
             }
             Mode::Managed(_) => Step::Recover,
             Mode::Standalone => Step::Ready,
+            Mode::Jobs(_) => Step::Jobs,
+        };
+        // Jobs mode: the MQTT session receives into the request buffer and
+        // keeps its QoS 1 publishes in the auth buffer (the Mender
+        // exchanges that use them do not exist in this mode).
+        let (request, auth, jobs) = match config.mode {
+            Mode::Jobs(settings) => (
+                <&mut [u8]>::default(),
+                <&mut [u8]>::default(),
+                Some(jobs::JobsFlow::new(settings, request, auth, &record)),
+            ),
+            _ => (request, auth, None),
         };
         let deployment_id = id_of(&record.step);
         let pending = pending_of(&record.step).cloned().unwrap_or(PendingUpdate {
@@ -546,6 +570,7 @@ impl<'b> Agent<'b> {
             inconsistent: false,
             module: modules::ModuleFlow::default(),
             hand_off: handoff::HandOffFlow::default(),
+            jobs,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
             control_maps: control_map::Pool::new(),
@@ -621,7 +646,7 @@ impl<'b> Agent<'b> {
     fn managed(&self) -> Option<ServerSettings<'b>> {
         match self.config.mode {
             Mode::Managed(settings) => Some(settings),
-            Mode::Standalone => None,
+            Mode::Standalone | Mode::Jobs(_) => None,
         }
     }
 
@@ -663,7 +688,7 @@ impl<'b> Agent<'b> {
     }
 
     fn fatal_step(&self) -> Step {
-        if self.managed().is_some() {
+        if self.managed().is_some() || self.jobs.is_some() {
             Step::Exit { failed: true }
         } else {
             Step::Complete(Completion::Failed)
@@ -945,6 +970,9 @@ impl<'b> Agent<'b> {
     /// Time passed (call at or after [`Agent::poll_at`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        if self.jobs.is_some() {
+            self.jobs_timeout(now);
+        }
     }
 
     /// The next artifact bytes of the running [`Action::ReadArtifact`]. The
@@ -1000,6 +1028,10 @@ impl<'b> Agent<'b> {
     /// When the agent wants to be called again ([`Agent::handle_timeout`])
     /// if nothing else happens; `None`: only an input can wake it.
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.jobs.is_some() {
+            // The MQTT session's timers run beside the actions.
+            return self.jobs_poll_at();
+        }
         if self.outstanding.is_some() {
             return None;
         }
@@ -1089,6 +1121,7 @@ impl<'b> Agent<'b> {
                 Some(OpKind::Log(level))
             }
             Op::ClearDeploymentLog => Some(OpKind::ClearLog),
+            Op::JobFiles { keep } => Some(OpKind::JobFiles(keep)),
             Op::PersistMaps => match self.control_maps.encode(&mut self.maps_buf) {
                 Ok(len) => Some(OpKind::PersistMaps(len)),
                 Err(error) => {
@@ -1129,6 +1162,7 @@ impl<'b> Agent<'b> {
                 message: &self.log_text,
             },
             OpKind::ClearLog => Action::ClearDeploymentLog,
+            OpKind::JobFiles(keep) => self.job_files_action(keep),
             OpKind::PersistMaps(len) => Action::PersistControlMaps {
                 id: self.take_id(true),
                 record: self.maps_buf.get(..len).unwrap_or_default(),
@@ -1159,7 +1193,7 @@ impl<'b> Agent<'b> {
             Some(Op::Mark(_)) => self.fatal(text!("cannot save the state: {why}")),
             Some(Op::EnvRollBack) => self.fatal(text!("rollback failed: {why}")),
             Some(Op::EnvCommit) => self.fatal(text!("commit failed: {why}")),
-            Some(Op::DeploymentLog(_) | Op::ClearDeploymentLog) => {}
+            Some(Op::DeploymentLog(_) | Op::ClearDeploymentLog | Op::JobFiles { .. }) => {}
             Some(Op::PersistMaps) => warn!("cannot save the update control maps: {why}"),
         }
     }
@@ -1213,6 +1247,10 @@ impl<'b> Agent<'b> {
                 }
                 UpdateStep::Idle
             }
+            Mark::Job(phase) => UpdateStep::Job(crate::store::JobRecord {
+                job_id: self.job_id_owned(),
+                phase,
+            }),
             Mark::HandingOff | Mark::HandedOff => {
                 let downloading = match &self.record.step {
                     UpdateStep::Downloading(d)
@@ -1262,6 +1300,12 @@ impl<'b> Agent<'b> {
             | UpdateStep::RollbackRebooting(_) => {
                 self.fail(text!(
                     "a deployment from the server is in progress; the daemon finishes it (run 'otalite daemon')"
+                ));
+                Repaired::Refused
+            }
+            UpdateStep::Job(_) => {
+                self.fail(text!(
+                    "an AWS IoT job is in progress; the jobs agent ('otalite jobs' / 'upparat') finishes it"
                 ));
                 Repaired::Refused
             }
@@ -2012,6 +2056,7 @@ impl<'b> Agent<'b> {
             Step::GatherInventory => Dispatch::Action(StepKind::GatherInventory),
             Step::Module(step) => self.module_dispatch(step),
             Step::HandOff(step) => self.hand_off_dispatch(step),
+            Step::Jobs => self.jobs_dispatch(),
             Step::ReadLog => Dispatch::Action(StepKind::ReadLog),
             Step::Report => {
                 if self.stopping {
@@ -2087,6 +2132,8 @@ impl<'b> Agent<'b> {
             }
             StepKind::Module(state) => self.module_action(state),
             StepKind::HandOff(step) => self.hand_off_action(step),
+            StepKind::Hook(hook) => self.hook_action(hook),
+            StepKind::JobDownload => self.job_download_action(),
             StepKind::Read => Action::ReadArtifact {
                 id: self.take_id(false),
             },
@@ -2162,6 +2209,8 @@ enum StepKind {
     Send,
     Module(ModuleState),
     HandOff(handoff::HandStep),
+    Hook(jobs::Hook),
+    JobDownload,
 }
 
 /// What an op's action is.
@@ -2174,6 +2223,7 @@ enum OpKind {
     Commit,
     Log(LogLevel),
     ClearLog,
+    JobFiles(bool),
 }
 
 enum Dispatch {

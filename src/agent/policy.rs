@@ -118,6 +118,8 @@ pub fn recover(step: &UpdateStep, boot: &BootState) -> Recovery {
         UpdateStep::Reporting(_) => Recovery::Report,
         UpdateStep::RollbackRebooting(_) => Recovery::AfterRollbackReboot,
         UpdateStep::HandingOff(_) | UpdateStep::HandedOff(_) => Recovery::HandOff,
+        // Not a Mender deployment: the jobs flow reads it itself.
+        UpdateStep::Job(_) => Recovery::Nothing,
     }
 }
 

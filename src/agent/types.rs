@@ -411,6 +411,49 @@ pub enum Action<'a> {
         /// What to do.
         op: super::HandOffOp<'a>,
     },
+    /// Jobs mode: run `hook` of the current job as upparat does:
+    /// `<hook> <elapsed_s> <retry> <meta>`, plus for `install` the job's
+    /// file, for `restart` `True` when `force` (else an empty argument).
+    /// Each non-empty output line goes to
+    /// [`super::Agent::handle_hook_output`]; the end to
+    /// [`super::Agent::handle_hook`]. Stop it when
+    /// [`super::Agent::job_cancelled`] turns true.
+    Hook {
+        /// Completion id.
+        id: ActionId,
+        /// Which hook.
+        hook: super::Hook,
+        /// Seconds since the first call of this hook for this step.
+        elapsed_s: u64,
+        /// Calls before this one that asked to retry (exit 3).
+        retry: u32,
+        /// The job document's `meta` (empty if none).
+        meta: &'a str,
+        /// The job id (its file is `<download location>/<job id>`).
+        job_id: &'a str,
+        /// The job document's `force`.
+        force: bool,
+    },
+    /// Jobs mode: download `uri` into the job's file, resuming from the
+    /// file's length (HTTP `Range`; a `416` there means complete). Report
+    /// the bytes in the file with [`super::Agent::handle_job_progress`]
+    /// as they arrive and the end with
+    /// [`super::Agent::handle_job_download`]; stop when
+    /// [`super::Agent::job_cancelled`] turns true.
+    JobDownload {
+        /// Completion id.
+        id: ActionId,
+        /// The pre-signed URL.
+        uri: &'a str,
+        /// The job id.
+        job_id: &'a str,
+    },
+    /// Jobs mode: remove the download files, all but `keep`'s. No
+    /// completion.
+    JobFiles {
+        /// The job whose file stays.
+        keep: Option<&'a str>,
+    },
     /// The agent stopped (managed mode: after [`Command::Stop`], or on an
     /// error it cannot go on from). The host exits.
     Exit {
@@ -506,6 +549,9 @@ pub enum Mode<'b> {
     Standalone,
     /// Deployments from a Mender server.
     Managed(ServerSettings<'b>),
+    /// Jobs from AWS IoT over MQTT, installed by hooks (upparat's
+    /// contract, [`super::jobs`]).
+    Jobs(super::JobsSettings<'b>),
 }
 
 /// What the agent needs to know about the device.

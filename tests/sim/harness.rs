@@ -1422,6 +1422,7 @@ pub fn step_name(record: &StateRecord) -> String {
         UpdateStep::RollbackRebooting(_) => "RollbackRebooting".into(),
         UpdateStep::HandingOff(_) => "HandingOff".into(),
         UpdateStep::HandedOff(_) => "HandedOff".into(),
+        UpdateStep::Job(_) => "Job".into(),
         UpdateStep::Reporting(r) => {
             format!(
                 "Reporting({})",

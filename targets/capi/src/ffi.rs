@@ -653,13 +653,19 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
             message: otalite_str::new(message),
             ..base
         },
-        // Never emitted here: C agents are made with `HandOffRole::Off`.
+        // Never emitted here: C agents are made with `HandOffRole::Off`
+        // in standalone or managed mode (never `Mode::Jobs`).
         // Should that change without this mapping, the agent stops with
         // a message rather than waiting for an answer that cannot come.
-        Action::HandOff { .. } => otalite_action {
+        Action::HandOff { .. }
+        | Action::Hook { .. }
+        | Action::JobDownload { .. }
+        | Action::JobFiles { .. } => otalite_action {
             kind: OTALITE_ACTION_EXIT,
             failed: true,
-            message: otalite_str::new("hand-off actions are not available through the C API"),
+            message: otalite_str::new(
+                "hand-off and AWS IoT Jobs actions are not available through the C API",
+            ),
             ..base
         },
     }
@@ -911,6 +917,7 @@ pub unsafe extern "C" fn otalite_agent_step(agent: *mut otalite_agent) -> otalit
         Some(UpdateStep::RollbackRebooting(_)) => OTALITE_STEP_ROLLBACK_REBOOTING,
         Some(UpdateStep::HandingOff(_)) => OTALITE_STEP_HANDING_OFF,
         Some(UpdateStep::HandedOff(_)) => OTALITE_STEP_HANDED_OFF,
+        Some(UpdateStep::Job(_)) => OTALITE_STEP_JOB,
     }
 }
 

@@ -171,6 +171,7 @@ fn step_name(step: &UpdateStep) -> &'static str {
         UpdateStep::RollbackRebooting(_) => "rollback-rebooting",
         UpdateStep::HandingOff(_) => "handing-off",
         UpdateStep::HandedOff(_) => "handed-off",
+        UpdateStep::Job(_) => "job",
     }
 }
 
@@ -631,6 +632,14 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 Done::Module(id, self.module_dirs().call(state))
             }
             Action::HandOff { id, op } => self.hand_off(id, op),
+            // Jobs-mode actions come from agents in `Mode::Jobs`, which
+            // run in their own loop (`crate::jobs`), never this one.
+            Action::Hook { .. } | Action::JobDownload { .. } | Action::JobFiles { .. } => {
+                Done::Ended(Ended::Exited {
+                    failed: true,
+                    message: "an AWS IoT Jobs action reached the Mender loop".into(),
+                })
+            }
             Action::Exit { failed, message } => Done::Ended(Ended::Exited {
                 failed,
                 message: message.to_string(),

@@ -86,6 +86,17 @@ fn describe(step: &UpdateStep) -> Step {
             trial_part: None,
             previous_part: None,
         },
+        UpdateStep::Job(job) => Step {
+            name: match job.phase {
+                otalite::store::JobPhase::Downloading => "job-downloading",
+                otalite::store::JobPhase::Installing => "job-installing",
+                otalite::store::JobPhase::Restarting => "job-restarting",
+            },
+            artifact: None,
+            deployment: Some(job.job_id.to_string()),
+            trial_part: None,
+            previous_part: None,
+        },
         UpdateStep::Downloading(d) => Step {
             name: "downloading",
             artifact: Some(d.artifact_name.to_string()),
