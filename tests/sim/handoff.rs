@@ -10,6 +10,7 @@ use crate::harness::*;
 use crate::scenarios::requests;
 use otalite::agent::handoff::LOCK_POLL_MS;
 use otalite::agent::Command;
+use std::time::Instant as Clock;
 
 /// How long the simulated installer takes (more than one lock poll).
 const INSTALL_MS: u64 = 150_000;
@@ -323,4 +324,188 @@ fn hand_off_stop_while_locked() {
     );
     assert_eq!(w.server.statuses("d1"), ["downloading", "success"]);
     w.check_hand_off_at_rest();
+}
+
+// -------------------------------------------------------------------
+// Power cuts.
+
+#[derive(Clone, Copy, Debug)]
+enum Flow {
+    /// The installer reports this.
+    Installer(bool),
+    /// The download breaks once, then resumes.
+    Resumed,
+    /// No installer program.
+    NoInstaller,
+}
+
+fn run(flow: Flow, cuts: &[Cut], buffers: &mut Buffers) -> World {
+    let mut w = World::hand_off(match flow {
+        Flow::Installer(success) => installer(success),
+        Flow::Resumed => installer(true),
+        Flow::NoInstaller => None,
+    });
+    w.server.deploy("d1", "sim-a");
+    if let Flow::Resumed = flow {
+        w.drops = [2000].into();
+    }
+    let mut cuts = cuts.iter().copied();
+    w.cut = cuts.next();
+    w.more_cuts = cuts.collect();
+    w.run_hand_off(buffers);
+    w
+}
+
+/// The invariants after a run with cuts.
+fn check(clean: &World, w: &World, what: &str) {
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.check_hand_off_at_rest()));
+    if let Err(e) = result {
+        panic!(
+            "{what}: {}",
+            e.downcast_ref::<String>().cloned().unwrap_or_default()
+        );
+    }
+    let finals = w.server.deployment("d1").finals();
+    let clean_final = clean.server.deployment("d1").finals()[0];
+    // A cut found the daemon's record at `Downloading`.
+    let mut persisted = "Idle";
+    let mut in_download = false;
+    for e in &w.trace {
+        match e {
+            Ev::Persist(s) => persisted = s,
+            Ev::Cut(_) => in_download |= persisted == "Downloading",
+            _ => {}
+        }
+    }
+    let h = w.hand_off.as_ref().unwrap();
+    let clean_starts = clean.hand_off.as_ref().unwrap().starts.len();
+    if in_download {
+        // The documented recovery: a download cut short is a failure.
+        assert_eq!(finals, ["failure"], "{what}\n{}", w.tail(40));
+        assert!(h.starts.is_empty(), "{what}: the installer started");
+    } else {
+        assert_eq!(finals, [clean_final], "{what}\n{}", w.tail(40));
+        // Started once, also when the cut came before the lock.
+        assert_eq!(h.starts.len(), clean_starts, "{what}\n{}", w.tail(40));
+    }
+    assert_eq!(h.lock_writes as usize, h.starts.len(), "{what}");
+    // Delivered once; a repeat (after a cut before the persisted idle or
+    // the lock removal) got the server's 409.
+    if h.releases > 1 {
+        let statuses = &w.server.deployment("d1").statuses;
+        assert!(
+            statuses.iter().any(|s| s.ends_with("(409)")),
+            "{what}: released twice without a repeated report: {statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn hand_off_power_cuts_everywhere() {
+    let started = Clock::now();
+    let mut buffers = Buffers::default();
+    let mut total = 0usize;
+    for (name, flow) in [
+        ("success", Flow::Installer(true)),
+        ("failure", Flow::Installer(false)),
+        ("resumed", Flow::Resumed),
+        ("no installer", Flow::NoInstaller),
+    ] {
+        let clean = run(flow, &[], &mut buffers);
+        clean.check_hand_off_at_rest();
+        let (effects, actions) = (clean.effects, clean.actions);
+        let mut points = Vec::new();
+        for n in 0..effects {
+            for after in [false, true] {
+                points.push(vec![Cut::Effect { n, after }]);
+                for m in 0..6 {
+                    for after2 in [false, true] {
+                        points.push(vec![
+                            Cut::Effect { n, after },
+                            Cut::Effect {
+                                n: m,
+                                after: after2,
+                            },
+                        ]);
+                    }
+                }
+            }
+        }
+        for n in 0..actions {
+            points.push(vec![Cut::Action(n)]);
+            points.push(vec![Cut::Crash(n)]);
+            points.push(vec![Cut::Action(n), Cut::Action(3)]);
+        }
+        let count = points.len();
+        let mut fired = [0usize; 3];
+        // Runs where the report agent went down, and where it reported
+        // again (a 409) after a cut before the lock removal.
+        let (mut report_cut, mut repeated) = (0, 0);
+        for cuts in points {
+            let w = run(flow, &cuts, &mut buffers);
+            let what = format!("{name}, cuts {cuts:?}");
+            assert!(w.cuts_fired >= 1, "{what}: the cut did not fire");
+            fired[w.cuts_fired as usize] += 1;
+            check(&clean, &w, &what);
+            report_cut += usize::from(
+                w.hand_offs()
+                    .iter()
+                    .any(|s| s.starts_with("report PowerCut") || s.starts_with("report Crash")),
+            );
+            repeated += usize::from(
+                w.server
+                    .deployment("d1")
+                    .statuses
+                    .iter()
+                    .any(|s| s.ends_with("(409)")),
+            );
+        }
+        assert!(fired[2] > 0, "{name}: no double cut fired");
+        if let Flow::Installer(_) = flow {
+            assert!(
+                report_cut > 0 && repeated > 0,
+                "{name}: the report side was not cut"
+            );
+        }
+        println!(
+            "hand-off power cuts: {name}: {count} runs, {} with two cuts, {report_cut} cutting the report agent, {repeated} reporting again ({effects} effects, {actions} actions in the clean run)",
+            fired[2]
+        );
+        total += count;
+    }
+    println!(
+        "hand-off power cuts: {total} runs in {:.2?}",
+        started.elapsed()
+    );
+}
+
+/// The host's `Start` writes the lock, then starts the installer: a power
+/// cut between the two leaves a lock that no installer will remove. The
+/// agent cannot tell it from an installer at work (its record says
+/// `HandingOff`, the lock holds the id): it waits for ever, sending
+/// nothing, and the deployment never gets a final status. The Python
+/// client has the same gap; this pins the behaviour.
+#[test]
+fn hand_off_cut_between_the_lock_and_the_installer() {
+    let mut buffers = Buffers::default();
+    let mut w = World::hand_off(installer(true));
+    w.server.deploy("d1", "sim-a");
+    w.ho().cut_before_spawn = true;
+    let mut agent = w.start(&mut buffers);
+    assert_eq!(w.drive(&mut agent, |_, _| false), Stop::PowerCut);
+    drop(agent);
+    w.power_on();
+    assert_eq!(w.persisted().last().map(String::as_str), Some("HandingOff"));
+    let sent = w.server.log.len();
+    let mut agent = w.start(&mut buffers);
+    let until = w.now.after(24 * 3_600_000);
+    w.drive(&mut agent, |w, _| w.now >= until);
+    drop(agent);
+    assert_eq!(w.server.log.len(), sent, "only lock looks");
+    assert_eq!(w.persisted().last().map(String::as_str), Some("HandedOff"));
+    let h = w.hand_off.as_ref().unwrap();
+    assert!(h.starts.is_empty());
+    assert_eq!(h.lock.as_deref(), Some("d1"));
+    assert!(w.server.deployment("d1").finals().is_empty());
 }
