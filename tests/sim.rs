@@ -21,6 +21,8 @@
     unreachable_pub
 )]
 
+#[path = "sim/handoff.rs"]
+mod handoff;
 #[path = "sim/harness.rs"]
 mod harness;
 #[path = "sim/power.rs"]

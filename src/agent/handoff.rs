@@ -150,6 +150,9 @@ impl Agent<'_> {
         self.download_tries = 0;
         self.download_progress_at = 0;
         self.hand_off.reached = 0;
+        // The lock look of this poll cycle is spent: the one after the
+        // deployment looks again.
+        self.hand_off.free = false;
         self.step = Step::HandOff(HandStep::Save);
     }
 

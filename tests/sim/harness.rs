@@ -18,8 +18,9 @@
 //! agent starts from what the disk and the env hold.
 
 use otalite::agent::{
-    Action, ActionId, Agent, AgentBuffers, AgentConfig, Command, Completion, Feed, Instant,
-    LogLevel, Method, Mode, Outcome, ScriptGroup, ScriptPhase, ServerSettings, Slots, Timing,
+    Action, ActionId, Agent, AgentBuffers, AgentConfig, Command, Completion, Feed, HandOffEvent,
+    HandOffOp, HandOffRole, Instant, LogLevel, Method, Mode, Outcome, ScriptGroup, ScriptPhase,
+    ServerSettings, Slots, Timing,
 };
 use otalite::board::{BootControl, BootEnv, BootState, MenderBootControl, PartNumber};
 use otalite::device::{provide, Provides};
@@ -186,6 +187,10 @@ pub enum Ev {
     Exit(bool, String),
     Cut(String),
     Log(String),
+    /// A hand-off action and what the host did (`check locked d1`,
+    /// `check free <name>`, `save <from>+<fed> <end>`, `lock d1`,
+    /// `start d1`, `no installer`, `release`, `report <stop>`).
+    HandOff(String),
 }
 
 /// A request as the server saw it.
@@ -273,6 +278,9 @@ pub struct Server {
     pub log: Vec<Req>,
     pub faults: Vec<Fault>,
     pub inventories: u32,
+    /// A status report for a deployment that already has its final status
+    /// gets 409, as the real server answers (hand-off worlds).
+    pub finished_409: bool,
 }
 
 impl Server {
@@ -404,6 +412,12 @@ pub struct World {
     pub boots: u32,
     /// Broken invariants seen while running.
     pub violations: Vec<String>,
+    /// Hand-off mode: the file, the lock and the installer (`None`: the
+    /// device installs itself, and `Action::HandOff` is a violation).
+    pub hand_off: Option<HandOffSim>,
+    /// The agent being driven is the one-shot `report` role (the
+    /// installer's): it must never persist.
+    pub reporting: bool,
     /// The artifact stream opened by `OpenArtifact`: location and offset.
     open: Option<(String, u64)>,
     target: Option<PartNumber>,
@@ -433,6 +447,90 @@ pub fn managed_mode() -> Mode<'static> {
         client_version: "otalite-sim",
         hand_off: otalite::agent::HandOffRole::Off,
     })
+}
+
+/// Managed mode with the hand-off `role`.
+pub fn hand_off_mode(role: HandOffRole) -> Mode<'static> {
+    match managed_mode() {
+        Mode::Managed(settings) => Mode::Managed(ServerSettings {
+            hand_off: role,
+            ..settings
+        }),
+        Mode::Standalone => unreachable!(),
+    }
+}
+
+/// The installer program of hand-off mode (`/usr/share/mender/install`).
+#[derive(Clone, Debug)]
+pub struct Installer {
+    /// What it writes to `artifact_info` when it succeeds.
+    pub new_name: String,
+    /// It calls `report --success` (else it writes its log, then calls
+    /// `report --failure`).
+    pub success: bool,
+    /// It reports this long after its start; `None`: when the test says
+    /// so ([`World::run_installer`]).
+    pub after: Option<u64>,
+}
+
+/// The host side of hand-off mode: the file the artifact is saved to, the
+/// lock (written and removed atomically: present with its content or
+/// absent), `artifact_info` and the installer. A started installer
+/// survives power cuts (it owns the device until it reports: it calls
+/// `report` again after the boot when the power went while it reported).
+#[derive(Clone, Debug)]
+pub struct HandOffSim {
+    /// The saved artifact.
+    pub file: Vec<u8>,
+    /// The update lock: the deployment id it holds.
+    pub lock: Option<String>,
+    /// The name `artifact_info` holds.
+    pub artifact_info: String,
+    /// `None`: no installer program (`Start` fails).
+    pub installer: Option<Installer>,
+    /// The deployments the installer was started for, in order.
+    pub starts: Vec<String>,
+    /// The lock writes.
+    pub lock_writes: u32,
+    /// The lock removals.
+    pub releases: u32,
+    /// The started installer has not reported yet: its deployment and
+    /// when it reports (`None`: on the test's command).
+    pub pending: Option<(String, Option<Instant>)>,
+    /// The power goes between the lock write and the installer's start
+    /// (once): the host's `Start` is two steps.
+    pub cut_before_spawn: bool,
+    /// A `next` request was answered since the last lock removal.
+    pub polled_since_release: bool,
+    /// Every `Save`: when (ms) and its `resume` flag.
+    pub saves: Vec<(u64, bool)>,
+}
+
+impl HandOffSim {
+    pub fn new(installer: Option<Installer>) -> Self {
+        Self {
+            file: Vec::new(),
+            lock: None,
+            artifact_info: FACTORY.into(),
+            installer,
+            starts: Vec::new(),
+            lock_writes: 0,
+            releases: 0,
+            pending: None,
+            cut_before_spawn: false,
+            polled_since_release: true,
+            saves: Vec::new(),
+        }
+    }
+}
+
+/// An owned copy of a [`HandOffOp`].
+#[derive(Clone, Debug)]
+enum HOp {
+    Check,
+    Save(String, bool),
+    Start(String),
+    Release,
 }
 
 /// The record of a fresh device running the factory image.
@@ -469,6 +567,7 @@ enum Act {
     ReadLog(ActionId),
     Completed(Completion, String),
     Exit(bool, String),
+    HandOff(ActionId, HOp),
 }
 
 impl From<Action<'_>> for Act {
@@ -512,9 +611,15 @@ impl From<Action<'_>> for Act {
             Action::ModuleCall { state, .. } => {
                 panic!("the simulation installs no module payloads ({state:?})")
             }
-            Action::HandOff { op, .. } => {
-                panic!("the simulated device installs itself ({op:?})")
-            }
+            Action::HandOff { id, op } => Self::HandOff(
+                id,
+                match op {
+                    HandOffOp::Check => HOp::Check,
+                    HandOffOp::Save { uri, resume } => HOp::Save(uri.into(), resume),
+                    HandOffOp::Start { deployment_id } => HOp::Start(deployment_id.into()),
+                    HandOffOp::Release => HOp::Release,
+                },
+            ),
         }
     }
 }
@@ -604,6 +709,8 @@ impl World {
             crash_at: None,
             boots: 0,
             violations: Vec::new(),
+            hand_off: None,
+            reporting: false,
             target: None,
             open: None,
         };
@@ -632,8 +739,26 @@ impl World {
         self.env.env_mut().get(name).map(str::to_string)
     }
 
+    /// A hand-off world (`HandOffRole::Daemon`) with this installer.
+    pub fn hand_off(installer: Option<Installer>) -> Self {
+        let mut world = Self::new(hand_off_mode(HandOffRole::Daemon));
+        world.hand_off = Some(HandOffSim::new(installer));
+        world.server.finished_409 = true;
+        world
+    }
+
+    /// The hand-off host side.
+    pub fn ho(&mut self) -> &mut HandOffSim {
+        self.hand_off.as_mut().expect("a hand-off world")
+    }
+
     /// A new agent from the persisted record and the boot env as it is.
     pub fn start<'b>(&mut self, buffers: &'b mut Buffers) -> Agent<'b> {
+        self.start_as(buffers, self.mode)
+    }
+
+    /// [`Self::start`] in another mode (the `report` role).
+    pub fn start_as<'b>(&mut self, buffers: &'b mut Buffers, mode: Mode<'static>) -> Agent<'b> {
         let record = self.record();
         let boot = self.boot_state();
         let config = AgentConfig {
@@ -641,7 +766,7 @@ impl World {
             keys: &[],
             signatures_required: false,
             timing: TIMING,
-            mode: self.mode,
+            mode,
         };
         let mut agent = Agent::new(config, record, boot, buffers.agent()).expect("agent");
         if !self.maps_disk.is_empty() {
@@ -795,6 +920,11 @@ impl World {
         let Some(act) = agent.poll().map(Act::from) else {
             return match agent.poll_at() {
                 Some(at) => {
+                    // A hand-off installer reports at its own time.
+                    let at = match self.installer_wake() {
+                        Some(wake) if wake < at => wake,
+                        _ => at,
+                    };
                     self.now = self.now.max(at);
                     agent.handle_timeout(self.now);
                     Stepped::Waited
@@ -825,6 +955,9 @@ impl World {
         let now = self.now;
         match act {
             Act::Persist(id, bytes) => {
+                if self.reporting {
+                    self.violation("the report agent persisted its record".into());
+                }
                 let record = match StateRecord::decode(&bytes) {
                     Ok(record) => record,
                     Err(e) => {
@@ -843,6 +976,9 @@ impl World {
                 agent.handle_done(now, id, Outcome::Done);
             }
             Act::PersistMaps(id, bytes) => {
+                if self.reporting {
+                    self.violation("the report agent persisted control maps".into());
+                }
                 // Its own file, written atomically: the old or the new pool.
                 if self.effect(false) {
                     return Stepped::Stop(Stop::PowerCut);
@@ -946,6 +1082,11 @@ impl World {
             Act::Inventory(id) => agent.handle_data(now, id, b"hostname=sim\nkernel=6.1\n"),
             Act::Request(id, method, path, bearer, body) => {
                 let answer = self.answer(method, &path, &bearer, &body);
+                if let (Some(h), On::Next, Some(_)) =
+                    (self.hand_off.as_mut(), classify(&path).0, &answer)
+                {
+                    h.polled_since_release = true;
+                }
                 self.trace.push(Ev::Request {
                     method,
                     path: path.clone(),
@@ -968,7 +1109,12 @@ impl World {
                 self.dlog
                     .push(format!("2026-01-01T00:00:00Z {} {message}", level.as_str()));
             }
-            Act::ClearLog => self.dlog.clear(),
+            Act::ClearLog => {
+                if self.reporting {
+                    self.violation("the report agent cleared the deployment log".into());
+                }
+                self.dlog.clear();
+            }
             Act::ReadLog(id) => {
                 let text = self.dlog.join("\n");
                 agent.handle_data(now, id, text.as_bytes());
@@ -981,8 +1127,277 @@ impl World {
                 self.trace.push(Ev::Exit(failed, message.clone()));
                 return Stepped::Stop(Stop::Exited(failed, message));
             }
+            Act::HandOff(id, op) => return self.hand_off_op(agent, id, op),
         }
         Stepped::Acted
+    }
+
+    /// The host side of [`Action::HandOff`].
+    fn hand_off_op(&mut self, agent: &mut Agent<'_>, id: ActionId, op: HOp) -> Stepped {
+        let now = self.now;
+        if self.hand_off.is_none() {
+            self.violation(format!("{op:?} on a device that installs itself"));
+            return Stepped::Stop(Stop::Crash);
+        }
+        match op {
+            HOp::Check => match self.ho().lock.clone() {
+                Some(held) => {
+                    self.trace.push(Ev::HandOff(format!("check locked {held}")));
+                    agent.handle_hand_off(now, id, HandOffEvent::Locked(&held));
+                }
+                None => {
+                    let name = self.ho().artifact_info.clone();
+                    self.trace.push(Ev::HandOff(format!("check free {name}")));
+                    let artifact_name = Some(name.as_str());
+                    agent.handle_hand_off(now, id, HandOffEvent::Free { artifact_name });
+                }
+            },
+            HOp::Save(uri, resume) => {
+                if self.reporting {
+                    self.violation("the report agent downloads".into());
+                }
+                let bytes = self.artifacts.get(&uri).cloned();
+                let limit = self.drops.pop_front();
+                let h = self.ho();
+                h.saves.push((now.as_millis(), resume));
+                if !resume {
+                    h.file.clear();
+                }
+                let from = h.file.len();
+                let resumed = if resume { " resume" } else { "" };
+                let Some(bytes) = bytes else {
+                    let reached = from as u64;
+                    self.trace
+                        .push(Ev::HandOff(format!("save{resumed} {from}+0 404")));
+                    let outcome = Outcome::Failed("404 Not Found");
+                    agent.handle_hand_off(now, id, HandOffEvent::Saved { reached, outcome });
+                    return Stepped::Acted;
+                };
+                let rest = bytes.get(from..).unwrap_or_default();
+                let fed = limit.map_or(rest.len(), |l| rest.len().min(l as usize));
+                h.file.extend_from_slice(&rest[..fed]);
+                let reached = h.file.len() as u64;
+                let (end, outcome) = if fed < rest.len() {
+                    ("dropped", Outcome::Transient("connection reset by peer"))
+                } else if h.file == bytes {
+                    ("complete", Outcome::Done)
+                } else {
+                    ("corrupt", Outcome::Failed("the file does not match"))
+                };
+                if end == "corrupt" {
+                    self.violation(format!("the saved file differs from {uri}"));
+                }
+                self.trace
+                    .push(Ev::HandOff(format!("save{resumed} {from}+{fed} {end}")));
+                agent.handle_hand_off(now, id, HandOffEvent::Saved { reached, outcome });
+            }
+            HOp::Start(deployment) => {
+                if self.reporting {
+                    self.violation("the report agent starts the installer".into());
+                }
+                let Some(installer) = self.ho().installer.clone() else {
+                    self.trace.push(Ev::HandOff("no installer".into()));
+                    let why = "No install script found at '/usr/share/mender/install'";
+                    agent.handle_done(now, id, Outcome::Failed(why));
+                    return Stepped::Acted;
+                };
+                if let Some(held) = self.ho().lock.clone() {
+                    self.violation(format!(
+                        "Start for {deployment} while the lock holds {held}"
+                    ));
+                }
+                if self.ho().starts.contains(&deployment) {
+                    self.violation(format!("the installer started again for {deployment}"));
+                }
+                // Writing the lock (atomically) and starting the
+                // installer: one effect, unless `cut_before_spawn`.
+                if self.effect(false) {
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                let h = self.ho();
+                h.lock = Some(deployment.clone());
+                h.lock_writes += 1;
+                self.trace.push(Ev::HandOff(format!("lock {deployment}")));
+                if std::mem::take(&mut self.ho().cut_before_spawn) {
+                    self.trace.push(Ev::Cut(
+                        "power cut between the lock and the installer's start".into(),
+                    ));
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                let h = self.ho();
+                h.starts.push(deployment.clone());
+                h.pending = Some((deployment.clone(), installer.after.map(|ms| now.after(ms))));
+                self.trace.push(Ev::HandOff(format!("start {deployment}")));
+                if self.effect(true) {
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                agent.handle_done(now, id, Outcome::Done);
+            }
+            HOp::Release => {
+                if !self.reporting {
+                    self.violation("the daemon removed the lock".into());
+                }
+                if self.effect(false) {
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                let h = self.ho();
+                h.lock = None;
+                h.releases += 1;
+                h.polled_since_release = false;
+                self.trace.push(Ev::HandOff("release".into()));
+                if self.effect(true) {
+                    return Stepped::Stop(Stop::PowerCut);
+                }
+                agent.handle_done(now, id, Outcome::Done);
+            }
+        }
+        Stepped::Acted
+    }
+
+    /// When the started installer reports, if that is still to come.
+    fn installer_wake(&self) -> Option<Instant> {
+        let (_, due) = self.hand_off.as_ref()?.pending.as_ref()?;
+        due.filter(|due| *due > self.now)
+    }
+
+    /// The started installer is due to report.
+    pub fn installer_due(&self) -> bool {
+        self.hand_off
+            .as_ref()
+            .and_then(|h| h.pending.as_ref())
+            .is_some_and(|(_, due)| due.is_some_and(|due| due <= self.now))
+    }
+
+    /// The started installer finishes: names the new artifact (success) or
+    /// writes its log (failure), then runs `report --success|--failure`, a
+    /// second agent against the same server, lock and deployment log.
+    /// Returns how that agent ended. A power cut or a crash leaves the
+    /// installer pending: it reports again at once (after the boot).
+    pub fn run_installer(&mut self) -> Stop {
+        let installer = self.ho().installer.clone().expect("an installer");
+        let success = installer.success;
+        if success {
+            self.ho().artifact_info = installer.new_name.clone();
+        } else {
+            self.dlog.push(format!(
+                "2026-01-01T00:00:00Z error installer: {} failed at its step 2",
+                installer.new_name
+            ));
+        }
+        let mut buffers = Buffers::default();
+        self.reporting = true;
+        let mut agent = self.start_as(&mut buffers, hand_off_mode(HandOffRole::Report { success }));
+        let stop = self.drive(&mut agent, |_, _| false);
+        drop(agent);
+        self.reporting = false;
+        self.trace.push(Ev::HandOff(format!("report {stop:?}")));
+        let now = self.now;
+        let h = self.ho();
+        match stop {
+            Stop::PowerCut | Stop::Crash => {
+                if let Some((_, due)) = &mut h.pending {
+                    *due = Some(now);
+                }
+            }
+            _ => h.pending = None,
+        }
+        stop
+    }
+
+    /// Hand-off mode: the daemon lives until idle with the lock gone and a
+    /// poll after it, the installer run when it is due (power cuts and
+    /// restarts included). Returns the number of daemon lives.
+    pub fn run_hand_off(&mut self, buffers: &mut Buffers) -> u32 {
+        let mut lives = 0;
+        loop {
+            lives += 1;
+            assert!(lives < 60, "too many restarts:\n{}", self.tail(60));
+            let mut agent = self.start(buffers);
+            let stop = loop {
+                let stop = self.drive(&mut agent, |w, a| w.installer_due() || w.hand_off_idle(a));
+                if stop == Stop::Idle && self.installer_due() {
+                    match self.run_installer() {
+                        // The daemon goes down with the device.
+                        Stop::PowerCut => break Stop::PowerCut,
+                        _ => continue,
+                    }
+                }
+                break stop;
+            };
+            drop(agent);
+            match stop {
+                Stop::Idle => return lives,
+                Stop::Reboot | Stop::PowerCut => {
+                    self.power_on();
+                }
+                Stop::Crash | Stop::Exited(..) => {}
+                Stop::Completed(..) => panic!("a completion in managed mode"),
+            }
+        }
+    }
+
+    /// Hand-off idle: [`Self::managed_idle`], no lock, no installer to
+    /// wait for, and a poll since the lock went.
+    pub fn hand_off_idle(&self, agent: &Agent<'_>) -> bool {
+        let Some(h) = &self.hand_off else {
+            return self.managed_idle(agent);
+        };
+        self.managed_idle(agent)
+            && h.lock.is_none()
+            && h.pending.is_none()
+            && h.polled_since_release
+    }
+
+    /// The invariants of a hand-off device at rest.
+    pub fn check_hand_off_at_rest(&self) {
+        let h = self.hand_off.as_ref().expect("a hand-off world");
+        let tail = || self.tail(60);
+        assert_eq!(self.record().step, UpdateStep::Idle, "at rest\n{}", tail());
+        assert_eq!(h.lock, None, "the lock is removed\n{}", tail());
+        assert_eq!(h.pending, None, "the installer reported\n{}", tail());
+        assert!(
+            h.polled_since_release,
+            "no poll after the lock went\n{}",
+            tail()
+        );
+        assert!(self.env_writes().is_empty(), "boot-env writes\n{}", tail());
+        let written: usize = self.slots.iter().map(|s| s.bytes_written).sum();
+        assert_eq!(written, 0, "slot writes");
+        assert_eq!(self.running, A, "the slots are the installer's business");
+        for d in &self.server.deployments {
+            assert_eq!(
+                d.finals().len(),
+                1,
+                "deployment {}: one final status: {:?}\n{}",
+                d.id,
+                d.statuses,
+                tail()
+            );
+            let starts = h.starts.iter().filter(|s| **s == d.id).count();
+            assert!(
+                starts <= 1,
+                "{}: {starts} installer starts\n{}",
+                d.id,
+                tail()
+            );
+        }
+        assert!(
+            self.violations.is_empty(),
+            "violations: {:?}\n{}",
+            self.violations,
+            tail()
+        );
+    }
+
+    /// The hand-off events, in order.
+    pub fn hand_offs(&self) -> Vec<String> {
+        self.trace
+            .iter()
+            .filter_map(|e| match e {
+                Ev::HandOff(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     fn env_write(
@@ -1172,16 +1587,21 @@ impl World {
                     return Some((if d.aborted { 409 } else { 204 }, Vec::new()));
                 }
                 let status = status.unwrap_or_default();
-                if d.aborted {
+                if d.aborted || (self.server.finished_409 && !d.finals().is_empty()) {
                     d.statuses.push(format!("{status} (409)"));
                     return Some((409, Vec::new()));
                 }
                 let artifact = d.artifact_name.clone();
                 let previous = d.finals().first().map(|s| s.to_string());
                 d.statuses.push(status.clone());
-                if status == "success" && running.as_deref() != Some(artifact.as_str()) {
+                let installed = match &self.hand_off {
+                    // The installer, not the slots, says what runs.
+                    Some(h) => Some(h.artifact_info.clone()),
+                    None => running,
+                };
+                if status == "success" && installed.as_deref() != Some(artifact.as_str()) {
                     self.violation(format!(
-                        "success reported for {artifact} while slot {} runs {running:?}",
+                        "success reported for {artifact} while slot {} runs {installed:?}",
                         self.running
                     ));
                 }
