@@ -34,7 +34,7 @@
 //!
 //! | type | code | flags | variable header | payload |
 //! |---|---|---|---|---|
-//! | CONNECT | 1 | 0 | `"MQTT"`, level 4, connect flags, keep-alive u16 | client id, [username], [password] |
+//! | CONNECT | 1 | 0 | `"MQTT"`, level 4, connect flags, keep-alive u16 | client id, user name (optional), password (optional) |
 //! | CONNACK | 2 | 0 | session-present flag, return code | - |
 //! | PUBLISH | 3 | DUP, QoS (2 bits), RETAIN | topic, packet id (QoS > 0) | application bytes |
 //! | PUBACK | 4 | 0 | packet id | - |
