@@ -456,7 +456,7 @@ pub fn hand_off_mode(role: HandOffRole) -> Mode<'static> {
             hand_off: role,
             ..settings
         }),
-        Mode::Standalone => unreachable!(),
+        Mode::Standalone | Mode::Jobs(_) => unreachable!(),
     }
 }
 
@@ -620,6 +620,9 @@ impl From<Action<'_>> for Act {
                     HandOffOp::Release => HOp::Release,
                 },
             ),
+            Action::Hook { .. } | Action::JobDownload { .. } | Action::JobFiles { .. } => {
+                panic!("the Mender simulation runs no AWS IoT jobs ({action:?})")
+            }
         }
     }
 }
