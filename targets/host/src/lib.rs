@@ -20,6 +20,7 @@ pub mod fs;
 pub mod handoff;
 pub mod http;
 pub mod identity;
+pub mod jobs;
 pub mod keys;
 pub mod lmdb;
 pub mod modules;

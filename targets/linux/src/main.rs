@@ -10,6 +10,7 @@ mod board;
 mod cli;
 mod control_map;
 mod daemon;
+mod jobs;
 mod logger;
 mod signals;
 mod standalone;
@@ -139,6 +140,16 @@ fn called_as(name: &str) -> bool {
 }
 
 fn run() -> Result<i32, Failure> {
+    // upparat's command line: called as `upparat`, or `otalite jobs ...`.
+    if called_as("upparat") {
+        return jobs::run(&jobs::parse(std::env::args_os().skip(1))?);
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|verb| verb == "jobs")
+    {
+        return jobs::run(&jobs::parse(std::env::args_os().skip(2))?);
+    }
     let args = cli::parse(std::env::args_os().skip(1)).map_err(|e| Failure {
         message: e.message,
         code: e.code,

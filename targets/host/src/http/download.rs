@@ -58,6 +58,18 @@ impl Backoff {
     }
 }
 
+/// What [`Download::open_from`] found.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The rest of the body, from the byte asked for.
+    Rest(Download),
+    /// The whole body (the server ignored the `Range`, or none was sent):
+    /// start the file over.
+    Whole(Download),
+    /// `416`: nothing after that byte; the file is complete.
+    Complete,
+}
+
 /// A `GET` body that resumes with `Range` requests when the connection
 /// breaks, stalls (read timeout) or ends early. Every read has a timeout,
 /// the number of attempts is bounded, so a read never hangs for longer than
@@ -157,6 +169,73 @@ impl Download {
         };
         download.body = Some(download.open_range()?);
         Ok(download)
+    }
+
+    /// The body from byte `from` on when the size is not known yet (a
+    /// restart resuming a file, as upparat does): a `Range` request whose
+    /// `Content-Range` gives the size. No resume of its own.
+    ///
+    /// # Errors
+    /// As [`Download::start`] (a 403: [`HttpError::Status`]), a 206 without
+    /// a size.
+    pub fn open_from(client: &HttpClient, url: &str, from: u64) -> Result<Resumed, HttpError> {
+        if from == 0 {
+            let mut download = Self::start(client, url, Backoff::mender(Duration::ZERO))?;
+            download.backoff = None;
+            return Ok(Resumed::Whole(download));
+        }
+        let parsed = Url::parse(url)?;
+        let range = format!("bytes={from}-");
+        let (head, body) = client.get_following_redirects(&parsed, &[("Range", &range)])?;
+        match head.status {
+            416 => return Ok(Resumed::Complete),
+            200 => {
+                if head.chunked {
+                    return Err(HttpError::UnknownLength);
+                }
+                let total = head.content_length.ok_or(HttpError::UnknownLength)?;
+                return Ok(Resumed::Whole(Self {
+                    client: client.clone(),
+                    url: parsed,
+                    backoff: None,
+                    attempts: 0,
+                    received: 0,
+                    total,
+                    body: Some(body),
+                }));
+            }
+            206 => {}
+            status => {
+                return Err(HttpError::Status {
+                    status,
+                    reason: head.reason.as_str().to_string(),
+                })
+            }
+        }
+        let Some(ContentRange::Bytes {
+            first,
+            last,
+            total: Some(total),
+        }) = head.content_range
+        else {
+            return Err(HttpError::BadResume(
+                "206 without a byte Content-Range and size".to_string(),
+            ));
+        };
+        if first != from || last >= total {
+            return Err(HttpError::BadResume(format!(
+                "Content-Range {first}-{last}/{total} does not start at {from}"
+            )));
+        }
+        Ok(Resumed::Rest(Self {
+            client: client.clone(),
+            url: parsed,
+            backoff: None,
+            attempts: 0,
+            received: from,
+            total,
+            body: Some(body),
+        }))
     }
 
     /// Bytes delivered so far.

@@ -1,0 +1,697 @@
+//! The Linux loop of the AWS IoT Jobs mode ([`otalite::agent::jobs`]):
+//! the MQTT connection (TCP + TLS with the client certificate, ALPN
+//! `x-amzn-mqtt-ca` as upparat offers it), the hooks and the downloads as
+//! upparat lays them out.
+//!
+//! | what | where |
+//! |---|---|
+//! | job files | `<download_location>/upparat/<job id>` (upparat's) |
+//! | state record | `<download_location>/upparat/.otalite-state` (atomic; keep `download_location` on persistent storage for the restart check across reboots) |
+//! | hooks | the INI's commands, run as `<hook> <elapsed> <retry> <meta> [file \| force]` |
+//!
+//! One thread runs the loop; a hook or a download runs in a worker thread
+//! that reports through a channel, so the MQTT connection is served (pings,
+//! a cancelling `notify`) while it runs. A cancel kills the hook (SIGKILL,
+//! as upparat's `process.kill()`) or stops the download (the HTTP client's
+//! stop flag).
+
+use crate::fs::atomic_write;
+use crate::http::{Download, HttpClient, RawStream, Resumed};
+use otalite::agent::{
+    Action, ActionId, Agent, Command, Hook, HookOutcome, Instant, JobDownloadEnd, Outcome,
+};
+use std::fs;
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The state record's file name in the download directory.
+pub const STATE_FILE: &str = ".otalite-state";
+
+/// How long one wait for broker bytes lasts at most (also how fast a
+/// worker's end and a stop are noticed).
+const TICK: Duration = Duration::from_millis(50);
+
+/// Where the broker is.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// TLS (with the client certificate of the HTTP client's
+    /// configuration).
+    pub tls: bool,
+}
+
+/// The hooks' commands.
+#[derive(Clone, Debug, Default)]
+pub struct HookPaths {
+    /// `version`.
+    pub version: Option<PathBuf>,
+    /// `download`.
+    pub download: Option<PathBuf>,
+    /// `install`.
+    pub install: Option<PathBuf>,
+    /// `restart`.
+    pub restart: Option<PathBuf>,
+    /// `ready`.
+    pub ready: Option<PathBuf>,
+}
+
+impl HookPaths {
+    fn get(&self, hook: Hook) -> Option<&Path> {
+        match hook {
+            Hook::Version => self.version.as_deref(),
+            Hook::Download => self.download.as_deref(),
+            Hook::Install => self.install.as_deref(),
+            Hook::Restart => self.restart.as_deref(),
+            Hook::Ready => self.ready.as_deref(),
+        }
+    }
+}
+
+/// What a worker thread says.
+enum Work {
+    Line(String),
+    HookEnd(Result<(i32, Option<String>), String>),
+    Progress(u64),
+    DownloadEnd(u64, DownloadResult),
+}
+
+enum DownloadResult {
+    Complete,
+    Expired,
+    Failed(String),
+    Stopped,
+}
+
+/// The running worker.
+struct Worker {
+    id: ActionId,
+    events: Receiver<Work>,
+    /// The hook's pid (to kill it on a cancel).
+    pid: Option<u32>,
+    /// The download's stop flag.
+    stop: Option<Arc<AtomicBool>>,
+    cancelled: bool,
+}
+
+/// The jobs-mode host.
+pub struct JobsHost {
+    /// The HTTP client for downloads and the broker's TLS (trust store,
+    /// client certificate).
+    pub client: HttpClient,
+    /// The broker.
+    pub broker: Broker,
+    /// The hooks.
+    pub hooks: HookPaths,
+    /// `<download_location>/upparat`.
+    pub download_dir: PathBuf,
+    /// Raised by SIGTERM/SIGINT: stop at the next safe point.
+    pub stop: Arc<AtomicBool>,
+    /// The client for the job files (pre-signed URLs: the system's trust
+    /// store), when it differs from [`Self::client`].
+    pub download_client: Option<HttpClient>,
+    stream: Option<RawStream>,
+    started: std::time::Instant,
+}
+
+impl JobsHost {
+    /// A host; nothing is opened yet.
+    pub fn new(
+        client: HttpClient,
+        broker: Broker,
+        hooks: HookPaths,
+        download_dir: PathBuf,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            client,
+            broker,
+            hooks,
+            download_dir,
+            stop,
+            download_client: None,
+            stream: None,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The state record's path.
+    pub fn state_path(&self) -> PathBuf {
+        self.download_dir.join(STATE_FILE)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Runs `agent` until it exits (after a stop, or a fatal error: its
+    /// message).
+    ///
+    /// # Errors
+    /// The agent ended with an error.
+    pub fn run(&mut self, agent: &mut Agent<'_>) -> Result<(), String> {
+        let mut worker: Option<Worker> = None;
+        let mut stop_sent = false;
+        loop {
+            if self.stop.load(Ordering::Relaxed) && !stop_sent {
+                stop_sent = true;
+                let _ = agent.handle_command(self.now(), Command::Stop);
+            }
+            self.serve_connection(agent);
+            if let Some(active) = worker.as_mut() {
+                if agent.job_cancelled() && !active.cancelled {
+                    active.cancelled = true;
+                    if let Some(pid) = active.pid {
+                        kill(pid);
+                    }
+                    if let Some(stop) = &active.stop {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                match active.events.recv_timeout(TICK) {
+                    Ok(event) => {
+                        let id = active.id;
+                        let cancelled = active.cancelled;
+                        let now = self.now();
+                        match event {
+                            Work::Line(line) => agent.handle_hook_output(now, id, &line),
+                            Work::Progress(bytes) => agent.handle_job_progress(now, id, bytes),
+                            Work::HookEnd(result) => {
+                                worker = None;
+                                let outcome = match (&result, cancelled) {
+                                    (_, true) => HookOutcome::Cancelled,
+                                    (Ok((code, line)), false) => HookOutcome::Exited {
+                                        code: *code,
+                                        last_line: line.as_deref(),
+                                    },
+                                    (Err(why), false) => HookOutcome::NotRun(why),
+                                };
+                                agent.handle_hook(now, id, outcome);
+                            }
+                            Work::DownloadEnd(bytes, result) => {
+                                worker = None;
+                                let end = match (&result, cancelled) {
+                                    (_, true) | (DownloadResult::Stopped, _) => {
+                                        JobDownloadEnd::Cancelled
+                                    }
+                                    (DownloadResult::Complete, false) => JobDownloadEnd::Complete,
+                                    (DownloadResult::Expired, false) => JobDownloadEnd::Expired,
+                                    (DownloadResult::Failed(why), false) => {
+                                        JobDownloadEnd::Failed(why)
+                                    }
+                                };
+                                agent.handle_job_download(now, id, bytes, end);
+                            }
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        // The thread died without an end: as a failure.
+                        let id = active.id;
+                        worker = None;
+                        agent.handle_hook(
+                            self.now(),
+                            id,
+                            HookOutcome::NotRun("the worker thread ended"),
+                        );
+                    }
+                }
+                continue;
+            }
+            let done = match agent.poll() {
+                Some(action) => self.execute(action, &mut worker),
+                None => {
+                    if agent.has_exited() {
+                        return Ok(());
+                    }
+                    self.wait(agent);
+                    Executed::Nothing
+                }
+            };
+            match done {
+                Executed::Nothing => {}
+                Executed::Done(id, Ok(())) => agent.handle_done(self.now(), id, Outcome::Done),
+                Executed::Done(id, Err(why)) => {
+                    agent.handle_done(self.now(), id, Outcome::Failed(&why));
+                }
+                Executed::Exit(result) => {
+                    self.close();
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Runs one action.
+    fn execute(&mut self, action: Action<'_>, worker: &mut Option<Worker>) -> Executed {
+        match action {
+            Action::Persist { id, record } => {
+                let path = self.state_path();
+                let result = fs::create_dir_all(&self.download_dir)
+                    .and_then(|()| atomic_write(&path, record))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()));
+                Executed::Done(id, result)
+            }
+            Action::JobFiles { keep } => {
+                self.tidy(keep);
+                Executed::Nothing
+            }
+            Action::Hook {
+                id,
+                hook,
+                elapsed_s,
+                retry,
+                meta,
+                job_id,
+                force,
+            } => {
+                let mut args = vec![elapsed_s.to_string(), retry.to_string(), meta.to_string()];
+                match hook {
+                    Hook::Install => {
+                        args.push(self.download_dir.join(job_id).display().to_string());
+                    }
+                    Hook::Restart => args.push(if force { "True".into() } else { String::new() }),
+                    _ => {}
+                }
+                *worker = Some(self.start_hook(id, hook, args));
+                Executed::Nothing
+            }
+            Action::JobDownload { id, uri, job_id } => {
+                *worker = Some(self.start_download(id, uri, job_id));
+                Executed::Nothing
+            }
+            Action::Exit { failed, message } => Executed::Exit(if failed {
+                Err(message.to_string())
+            } else {
+                Ok(())
+            }),
+            other => {
+                log::warn!("unexpected action in jobs mode: {other:?}");
+                Executed::Nothing
+            }
+        }
+    }
+
+    /// Opens, writes to and reads from the broker connection, as the
+    /// agent asks (never blocks longer than a write).
+    fn serve_connection(&mut self, agent: &mut Agent<'_>) {
+        let now = self.now();
+        if agent.mqtt_wants_connection(now) {
+            self.close();
+            log::debug!(
+                "connecting to the MQTT broker {}:{}{}",
+                self.broker.host,
+                self.broker.port,
+                if self.broker.tls { " (TLS)" } else { "" }
+            );
+            match self.client.open_stream(
+                &self.broker.host,
+                self.broker.port,
+                self.broker.tls,
+                &[ALPN],
+            ) {
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
+                    self.stream = Some(stream);
+                    agent.handle_mqtt_connected(self.now());
+                }
+                Err(error) => {
+                    agent.handle_mqtt_lost(self.now(), &error.to_string());
+                    return;
+                }
+            }
+        }
+        if self.stream.is_none() {
+            return;
+        }
+        let mut out = vec![0u8; OUT_LEN];
+        while let Some(len) = agent.poll_transmit(self.now(), &mut out) {
+            let written = self.stream.as_mut().map(|stream| {
+                stream
+                    .write_all(out.get(..len).unwrap_or_default())
+                    .and_then(|()| stream.flush())
+            });
+            if let Some(Err(error)) = written {
+                self.close();
+                agent.handle_mqtt_lost(self.now(), &format!("write: {error}"));
+                return;
+            }
+        }
+        self.read_available(agent, Duration::from_millis(1));
+        let now = self.now();
+        if agent.poll_at().is_some_and(|at| at <= now) {
+            agent.handle_timeout(now);
+        }
+    }
+
+    /// Reads what the broker sent within `wait` and feeds it to the agent.
+    fn read_available(&mut self, agent: &mut Agent<'_>, wait: Duration) {
+        let mut buffer = [0u8; 16 * 1024];
+        let mut timeout = wait.max(Duration::from_millis(1));
+        loop {
+            let read = {
+                let Some(stream) = self.stream.as_mut() else {
+                    return;
+                };
+                let _ = stream.set_read_timeout(Some(timeout));
+                stream.read(&mut buffer)
+            };
+            // Later reads only take what is there already.
+            timeout = Duration::from_millis(1);
+            match read {
+                Ok(0) => {
+                    self.close();
+                    agent.handle_mqtt_lost(self.now(), "the broker closed the connection");
+                    return;
+                }
+                Ok(count) => {
+                    let mut rest = buffer.get(..count).unwrap_or_default();
+                    let mut stuck = 0;
+                    while !rest.is_empty() {
+                        let taken = agent.handle_mqtt_bytes(self.now(), rest);
+                        if agent.mqtt_wants_connection(self.now()) {
+                            // The session failed on these bytes.
+                            self.close();
+                            return;
+                        }
+                        if taken == 0 {
+                            // Acknowledgements wait: send them, then go on.
+                            stuck += 1;
+                            if stuck > 64 {
+                                break;
+                            }
+                            self.transmit(agent);
+                            continue;
+                        }
+                        rest = rest.get(taken..).unwrap_or_default();
+                    }
+                }
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    return;
+                }
+                Err(error) => {
+                    self.close();
+                    agent.handle_mqtt_lost(self.now(), &format!("read: {error}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what the agent has to send.
+    fn transmit(&mut self, agent: &mut Agent<'_>) {
+        let mut out = vec![0u8; OUT_LEN];
+        while let Some(len) = agent.poll_transmit(self.now(), &mut out) {
+            let written = self.stream.as_mut().map(|stream| {
+                stream
+                    .write_all(out.get(..len).unwrap_or_default())
+                    .and_then(|()| stream.flush())
+            });
+            if let Some(Err(error)) = written {
+                self.close();
+                agent.handle_mqtt_lost(self.now(), &format!("write: {error}"));
+                return;
+            }
+        }
+    }
+
+    /// Waits for broker bytes, the agent's next timer or a stop.
+    fn wait(&mut self, agent: &mut Agent<'_>) {
+        let now = self.now();
+        let until = agent
+            .poll_at()
+            .map_or(TICK, |at| Duration::from_millis(now.until(at)).min(TICK));
+        if self.stream.is_some() {
+            self.read_available(agent, until);
+        } else {
+            std::thread::sleep(until);
+        }
+        let now = self.now();
+        if agent.poll_at().is_some_and(|at| at <= now) {
+            agent.handle_timeout(now);
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            stream.shutdown();
+        }
+    }
+
+    /// Removes the job files but `keep`'s (upparat's
+    /// `clean_previous_downloads`), never the state record.
+    fn tidy(&self, keep: Option<&str>) {
+        let Ok(entries) = fs::read_dir(&self.download_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == STATE_FILE
+                || name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&format!("{STATE_FILE}.")))
+            {
+                continue;
+            }
+            if keep.is_some_and(|keep| name == keep) {
+                continue;
+            }
+            log::info!("removing the previous download {}", entry.path().display());
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+
+    fn start_hook(&self, id: ActionId, hook: Hook, args: Vec<String>) -> Worker {
+        let (send, events) = channel();
+        let Some(path) = self.hooks.get(hook).map(Path::to_path_buf) else {
+            let _ = send.send(Work::HookEnd(Err(format!("no {} hook", hook.as_str()))));
+            return Worker {
+                id,
+                events,
+                pid: None,
+                stop: None,
+                cancelled: false,
+            };
+        };
+        log::info!(
+            "running the {} hook: {} {}",
+            hook.as_str(),
+            path.display(),
+            args.join(" ")
+        );
+        let child = std::process::Command::new(&path)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = send.send(Work::HookEnd(Err(format!(
+                    "cannot run {}: {error}",
+                    path.display()
+                ))));
+                return Worker {
+                    id,
+                    events,
+                    pid: None,
+                    stop: None,
+                    cancelled: false,
+                };
+            }
+        };
+        let pid = child.id();
+        let stdout = child.stdout.take();
+        std::thread::spawn(move || {
+            let mut last = None;
+            if let Some(stdout) = stdout {
+                for line in io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let line = line.trim().to_string();
+                    if !line.is_empty() {
+                        last = Some(line.clone());
+                        let _ = send.send(Work::Line(line));
+                    }
+                }
+            }
+            let result = child
+                .wait()
+                .map(|status| {
+                    use std::os::unix::process::ExitStatusExt;
+                    let code = status
+                        .code()
+                        .or_else(|| status.signal().map(|s| 128 + s))
+                        .unwrap_or(1);
+                    (code, last)
+                })
+                .map_err(|e| e.to_string());
+            let _ = send.send(Work::HookEnd(result));
+        });
+        Worker {
+            id,
+            events,
+            pid: Some(pid),
+            stop: None,
+            cancelled: false,
+        }
+    }
+
+    fn start_download(&self, id: ActionId, uri: &str, job_id: &str) -> Worker {
+        let (send, events) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut config = self
+            .download_client
+            .as_ref()
+            .unwrap_or(&self.client)
+            .config()
+            .clone();
+        config.stop = Some(Arc::clone(&stop));
+        let path = self.download_dir.join(job_id);
+        let uri = uri.to_string();
+        let dir = self.download_dir.clone();
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let (bytes, result) = match HttpClient::new(config) {
+                Ok(client) => download(&client, &dir, &path, &uri, &send, &flag),
+                Err(error) => (0, DownloadResult::Failed(error.to_string())),
+            };
+            let _ = send.send(Work::DownloadEnd(bytes, result));
+        });
+        Worker {
+            id,
+            events,
+            pid: None,
+            stop: Some(stop),
+            cancelled: false,
+        }
+    }
+}
+
+/// upparat offers this ALPN name (AWS IoT needs it on port 443).
+const ALPN: &[u8] = b"x-amzn-mqtt-ca";
+/// One MQTT packet out at most (an update with its message, a resend).
+const OUT_LEN: usize = 8 * 1024;
+
+/// What one loop turn did.
+enum Executed {
+    Nothing,
+    Done(ActionId, Result<(), String>),
+    Exit(Result<(), String>),
+}
+
+/// Downloads `uri` into `path` from its current length (upparat's
+/// resume); the file is removed when stopped (a cancel).
+fn download(
+    client: &HttpClient,
+    dir: &Path,
+    path: &Path,
+    uri: &str,
+    send: &std::sync::mpsc::Sender<Work>,
+    stop: &AtomicBool,
+) -> (u64, DownloadResult) {
+    if let Err(error) = fs::create_dir_all(dir) {
+        return (
+            0,
+            DownloadResult::Failed(format!("cannot create {}: {error}", dir.display())),
+        );
+    }
+    let have = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let opened = Download::open_from(client, uri, have);
+    let (mut download, from) = match opened {
+        Ok(Resumed::Complete) => return (have, DownloadResult::Complete),
+        Ok(Resumed::Rest(download)) => (download, have),
+        Ok(Resumed::Whole(download)) => (download, 0),
+        Err(crate::http::HttpError::Status { status: 403, .. }) => {
+            return (have, DownloadResult::Expired)
+        }
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            let _ = fs::remove_file(path);
+            return (0, DownloadResult::Stopped);
+        }
+        Err(error) => return (have, DownloadResult::Failed(error.to_string())),
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(from == 0)
+        .open(path);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(error) => {
+            return (
+                from,
+                DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
+            )
+        }
+    };
+    use io::Seek;
+    if let Err(error) = file.seek(io::SeekFrom::Start(from)) {
+        return (
+            from,
+            DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
+        );
+    }
+    let mut reached = from;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match download.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(count) => {
+                if let Err(error) = file.write_all(chunk.get(..count).unwrap_or_default()) {
+                    return (
+                        reached,
+                        DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
+                    );
+                }
+                reached = reached.saturating_add(count as u64);
+                let _ = send.send(Work::Progress(reached));
+            }
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                drop(file);
+                let _ = fs::remove_file(path);
+                return (0, DownloadResult::Stopped);
+            }
+            Err(error) => {
+                let _ = file.sync_all();
+                return (reached, DownloadResult::Failed(error.to_string()));
+            }
+        }
+    }
+    match file.sync_all() {
+        Ok(()) if reached == download.total() => (reached, DownloadResult::Complete),
+        Ok(()) => (
+            reached,
+            DownloadResult::Failed(format!(
+                "short download: {reached} of {} bytes",
+                download.total()
+            )),
+        ),
+        Err(error) => (
+            reached,
+            DownloadResult::Failed(format!("cannot sync {}: {error}", path.display())),
+        ),
+    }
+}
+
+/// SIGKILL to `pid` (a hook of ours).
+fn kill(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
