@@ -267,8 +267,9 @@ pub(super) struct JobsFlow<'b> {
     /// Waiting for a hook retry or a download retry.
     wait_until: Option<Instant>,
     download_tries: u32,
-    /// The last progress published (bytes).
-    progress_sent: u64,
+    /// The last progress published (bytes); `None` until the download
+    /// says where it starts (a resume starts at the file's length).
+    progress_sent: Option<u64>,
     /// The job was cancelled while a hook or download ran.
     cancelled: bool,
     /// `reboot_start` was accepted (or rejected).
@@ -311,7 +312,7 @@ impl<'b> JobsFlow<'b> {
             hook: None,
             wait_until: None,
             download_tries: 0,
-            progress_sent: 0,
+            progress_sent: None,
             cancelled: false,
             reboot_answered: false,
             restarted,
@@ -864,8 +865,13 @@ impl Agent<'_> {
         if flow.cancelled {
             return;
         }
-        // upparat reports after each 100 KiB read: every boundary crossed.
-        let mut mark = (flow.progress_sent / PROGRESS_STEP + 1).saturating_mul(PROGRESS_STEP);
+        // The first report says where the download starts; upparat then
+        // reports after each 100 KiB read from there.
+        let Some(mut sent) = flow.progress_sent else {
+            flow.progress_sent = Some(bytes);
+            return;
+        };
+        let mut mark = sent.saturating_add(PROGRESS_STEP);
         while mark <= bytes {
             let message = jobs::download_progress_message(mark);
             flow.update(
@@ -873,12 +879,13 @@ impl Agent<'_> {
                 state::DOWNLOAD_PROGRESS,
                 Some(&message),
             );
-            flow.progress_sent = mark;
+            sent = mark;
             mark = mark.saturating_add(PROGRESS_STEP);
         }
-        if flow.download_tries > 0 && bytes > flow.progress_sent {
+        if flow.download_tries > 0 && bytes > sent {
             flow.download_tries = 0;
         }
+        flow.progress_sent = Some(sent);
     }
 
     /// The download `id` ended with `bytes` in the file.
@@ -908,15 +915,15 @@ impl Agent<'_> {
         match end {
             JobDownloadEnd::Complete => {
                 // upparat's last progress is the file's size when the last
-                // read was short.
-                if bytes > flow.progress_sent {
+                // read was short (none when nothing was read: a 416).
+                if flow.progress_sent.is_some_and(|sent| bytes > sent) {
                     let message = jobs::download_progress_message(bytes);
                     flow.update(
                         JobStatus::InProgress,
                         state::DOWNLOAD_PROGRESS,
                         Some(&message),
                     );
-                    flow.progress_sent = bytes;
+                    flow.progress_sent = Some(bytes);
                 }
                 info!("job {}: downloaded {bytes} bytes", flow.job.id.as_str());
                 self.job_install();
@@ -1177,7 +1184,7 @@ impl Agent<'_> {
         flow.hook = None;
         flow.cancelled = false;
         flow.download_tries = 0;
-        flow.progress_sent = 0;
+        flow.progress_sent = None;
         let restarted = flow.restarted.as_ref().is_some_and(|id| *id == job.id);
         let status = job.status;
         let in_reboot = job.state.as_str() == state::REBOOT_START;
@@ -1220,7 +1227,7 @@ impl Agent<'_> {
         };
         flow.update(JobStatus::InProgress, state::DOWNLOAD_START, None);
         flow.step = JobStep::Download;
-        flow.progress_sent = 0;
+        flow.progress_sent = None;
         self.push_op(Op::JobFiles { keep: true });
         self.push_op(Op::Mark(Mark::Job(JobPhase::Downloading)));
     }

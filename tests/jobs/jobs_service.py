@@ -134,8 +134,11 @@ class JobsService:
         self.recorder = Recorder(args.record)
         now = int(time.time())
         self.executions = [Execution(j, self.thing, now) for j in scenario.get("jobs", [])]
+        # Actions triggered by a hook call ("when": {"hook": ...}) are the
+        # driver's: it sees the hook log and writes a control file.
         self.actions = [dict(a, seen=0, done=False) for a in scenario.get("actions", [])
-                        if a["do"] in ("cancel", "delete", "add_job")]
+                        if a["do"] in ("cancel", "delete", "add_job")
+                        and "hook" not in a.get("when", {})]
         http = scenario.get("http", {})
         self.expire_first = http.get("expire_first_urls", 0)
         self.stall_after = http.get("stall_after_bytes")

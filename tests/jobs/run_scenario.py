@@ -262,8 +262,22 @@ keyfile = {t}/device.key
 
     # ----------------------------------------------------------- actions
 
+    def hook_calls(self):
+        try:
+            with open(os.path.join(self.hook_state, "hooks.jsonl")) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
     def do_action(self, action):
         what = action["do"]
+        if what in ("cancel", "delete"):
+            # A service action on a hook trigger: through the control dir
+            # (the service records it as its own event).
+            log(f"action {what} (hook trigger)")
+            with open(os.path.join(self.control, f"{what}.{action['job']}"), "w"):
+                pass
+            return
         self.events.append({"event": what})
         log(f"action {what}")
         if what == "restart_broker":
@@ -314,8 +328,12 @@ keyfile = {t}/device.key
         self.start_service()
         self.write_device()
         self.start_client()
+        # The driver's actions, and every action triggered by a hook call
+        # ("when": {"hook": "<name>", "count": n}: the n-th call of the hook
+        # has started; a service action then goes through the control dir).
         actions = [dict(a, seen=0, done=False) for a in sc.get("actions", [])
-                   if a["do"] in DRIVER_ACTIONS]
+                   if a["do"] in DRIVER_ACTIONS or "hook" in a.get("when", {})]
+        hooks_seen = 0
         timeout = sc.get("timeout_s", 20)
         settle = sc.get("settle_s", 1.5)
         start = time.time()
@@ -329,12 +347,30 @@ keyfile = {t}/device.key
                 if r.get("from") == "client":
                     last_client_msg = time.time()
                 for a in actions:
+                    if "hook" in a.get("when", {}):
+                        continue  # a hook trigger (below)
                     if not a["done"] and message_matches(a.get("when", {}), r):
                         a["seen"] += 1
                         if a["seen"] >= a.get("when", {}).get("count", 1):
                             a["done"] = True
                             self.do_action(a)
             seen = len(recs)
+            calls = self.hook_calls()
+            for call in calls[hooks_seen:]:
+                for a in actions:
+                    when = a.get("when", {})
+                    if not a["done"] and "due" not in a and when.get("hook") == call["hook"]:
+                        a["seen"] += 1
+                        if a["seen"] >= when.get("count", 1):
+                            # "delay_s": the agent has that long to say what
+                            # it says when the hook starts (upparat's QoS 0
+                            # publishes go out from paho's thread).
+                            a["due"] = time.time() + when.get("delay_s", 0)
+            hooks_seen = len(calls)
+            for a in actions:
+                if not a["done"] and "due" in a and time.time() >= a["due"]:
+                    a["done"] = True
+                    self.do_action(a)
             if self.client is not None and self.client.poll() is not None:
                 log(f"client exited with {self.client.returncode}")
                 self.events.append({"event": "client-exited", "code": self.client.returncode})

@@ -645,6 +645,8 @@ fn download(
         );
     }
     let mut reached = from;
+    // Where it starts (the progress counts from here).
+    let _ = send.send(Work::Progress(reached));
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match download.read(&mut chunk) {
