@@ -1,6 +1,6 @@
 //! The AWS IoT Jobs flow: upparat's contract (hooks, job documents,
 //! `statusDetails` vocabulary) on the one agent, over a sans-IO MQTT
-//! session ([`crate::protocol::mqtt::session`]).
+//! session ([`crate::protocol::mqtt::Session`]).
 //!
 //! # What the host does
 //!
@@ -191,6 +191,8 @@ pub enum JobDownloadEnd<'a> {
 }
 
 /// What is sent next, encoded when the host asks ([`Agent::poll_transmit`]).
+// A fixed queue without a heap: every entry has the room of an update.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Out {
     SubscribeBase,
@@ -360,7 +362,9 @@ fn field(text: &str) -> Field {
     out
 }
 
-/// What an incoming message means, copied out of the receive buffer.
+/// What an incoming message means, copied out of the receive buffer
+/// (a short-lived value; no heap to box the job document in).
+#[allow(clippy::large_enum_variant)]
 enum Incoming {
     Connected,
     Refused,
@@ -382,6 +386,7 @@ enum Incoming {
 }
 
 /// [`Selection`] with owned ids.
+#[allow(clippy::large_enum_variant)]
 enum Picked {
     Nothing,
     One(JobId),

@@ -161,7 +161,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            std::str::from_utf8(&out[..len]).unwrap(),
+            core::str::from_utf8(&out[..len]).unwrap(),
             r#"{"id_data":"{\"mac\":[\"b\",\"a\"],\"sn\":[\"1\"]}","tenant_token":"","pubkey":"P"}
 "#
         );

@@ -269,6 +269,8 @@ typedef enum otalite_step {
   OTALITE_STEP_HANDING_OFF = 8,
   // Hand-off mode (Linux binary only): the installer owns the device.
   OTALITE_STEP_HANDED_OFF = 9,
+  // AWS IoT Jobs mode (Linux binary only): a job is under way.
+  OTALITE_STEP_JOB = 10,
 } otalite_step;
 
 // Where a response stands (`otalite_response_feed`).
