@@ -26,6 +26,10 @@ pub const FUZZ_TARGETS: &[&str] = &[
     "agent_managed",
     "lmdb_store",
     "control_map",
+    "mqtt_session",
+    "jobs_messages",
+    "upparat_ini",
+    "agent_jobs",
 ];
 const FUZZ_SECONDS: u32 = 5;
 
@@ -446,6 +450,10 @@ fn fuzz_seeds(target: &str) -> &'static [&'static str] {
         "agent_managed" => &["fuzz/seeds/agent"],
         "lmdb_store" => &["tests/fixtures/lmdb"],
         "control_map" => &["fuzz/seeds/control_map"],
+        "mqtt_session" => &["fuzz/seeds/mqtt"],
+        "jobs_messages" => &["fuzz/seeds/jobs"],
+        "upparat_ini" => &["fuzz/seeds/upparat"],
+        "agent_jobs" => &["fuzz/seeds/agent_jobs"],
         _ => &[],
     }
 }
