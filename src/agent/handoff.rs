@@ -25,7 +25,7 @@
 //! | persisted step | written before | next start |
 //! |---|---|---|
 //! | `Downloading` | the `downloading` report and the download | report `failure` (as a managed download) |
-//! | `HandingOff` | writing the lock and starting the installer | lock held: the installer owns the device, wait; no lock: write it and start the installer again |
+//! | `HandingOff` | writing the lock and starting the installer | no lock, or a lock written before this boot (the power went between the lock and the start): write it and start the installer again; a lock from this boot (only the agent restarted): the installer runs, wait |
 //! | `HandedOff` | waiting for the lock | lock held: wait; no lock: the installer is done, idle, send the inventory |
 //!
 //! The `report` role persists nothing: the lock is its state. A power cut
@@ -89,8 +89,15 @@ pub enum HandOffOp<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandOffEvent<'a> {
     /// [`HandOffOp::Check`]: the lock exists and holds this deployment id
-    /// (empty when the file is empty).
+    /// (empty when the file is empty), written during the running boot (or
+    /// the host cannot tell).
     Locked(&'a str),
+    /// [`HandOffOp::Check`]: the lock exists, written before the running
+    /// system booted. Right after a hand-off began (`HandingOff`
+    /// persisted, `HandedOff` not yet) this means the power went between
+    /// the lock and the installer's start, or an instant after it: the
+    /// installer is started again rather than waited for forever.
+    LockedBeforeBoot(&'a str),
     /// [`HandOffOp::Check`]: no lock. `artifact_name` is what
     /// `artifact_info` names now (`None`: unreadable; the agent keeps its
     /// own).
@@ -211,13 +218,25 @@ impl Agent<'_> {
             return;
         };
         match (step, event) {
-            (HandStep::ReportCheck, HandOffEvent::Locked(deployment)) => {
-                self.report_locked(deployment)
-            }
+            (
+                HandStep::ReportCheck,
+                HandOffEvent::Locked(deployment) | HandOffEvent::LockedBeforeBoot(deployment),
+            ) => self.report_locked(deployment),
             (HandStep::ReportCheck, HandOffEvent::Free { .. }) => {
                 self.fatal(text!("No update in progress: there is no update lock"))
             }
             (HandStep::Check, HandOffEvent::Locked(deployment)) => self.lock_held(deployment),
+            (HandStep::Check, HandOffEvent::LockedBeforeBoot(deployment)) => {
+                if let UpdateStep::HandingOff(_) = self.record.step {
+                    // Nobody runs the installer since the power cut.
+                    warn!(
+                        "the installer for '{deployment}' was being started when the power went; starting it again"
+                    );
+                    self.step = Step::HandOff(HandStep::Start);
+                } else {
+                    self.lock_held(deployment);
+                }
+            }
             (HandStep::Check, HandOffEvent::Free { artifact_name }) => {
                 self.lock_free(artifact_name)
             }

@@ -484,6 +484,11 @@ pub struct HandOffSim {
     pub file: Vec<u8>,
     /// The update lock: the deployment id it holds.
     pub lock: Option<String>,
+    /// The boot (`World::boots`) the lock was written in.
+    pub lock_boot: u32,
+    /// Starts of an installer again after a power cut found the lock of
+    /// an earlier boot with the hand-off unfinished (`LockedBeforeBoot`).
+    pub restarts: u32,
     /// The name `artifact_info` holds.
     pub artifact_info: String,
     /// `None`: no installer program (`Start` fails).
@@ -511,6 +516,8 @@ impl HandOffSim {
         Self {
             file: Vec::new(),
             lock: None,
+            lock_boot: 0,
+            restarts: 0,
             artifact_info: FACTORY.into(),
             installer,
             starts: Vec::new(),
@@ -1144,6 +1151,11 @@ impl World {
         }
         match op {
             HOp::Check => match self.ho().lock.clone() {
+                Some(held) if self.ho().lock_boot < self.boots => {
+                    self.trace
+                        .push(Ev::HandOff(format!("check locked {held} (earlier boot)")));
+                    agent.handle_hand_off(now, id, HandOffEvent::LockedBeforeBoot(&held));
+                }
                 Some(held) => {
                     self.trace.push(Ev::HandOff(format!("check locked {held}")));
                     agent.handle_hand_off(now, id, HandOffEvent::Locked(&held));
@@ -1204,21 +1216,30 @@ impl World {
                     agent.handle_done(now, id, Outcome::Failed(why));
                     return Stepped::Acted;
                 };
-                if let Some(held) = self.ho().lock.clone() {
-                    self.violation(format!(
+                // Again only after a power cut found this deployment's lock
+                // from an earlier boot (the installer may have died with
+                // the power an instant after its start).
+                let earlier_boot = self.ho().lock_boot < self.boots;
+                let restart = self.ho().starts.contains(&deployment);
+                match self.ho().lock.clone() {
+                    Some(held) if held == deployment && earlier_boot => {}
+                    Some(held) => self.violation(format!(
                         "Start for {deployment} while the lock holds {held}"
-                    ));
-                }
-                if self.ho().starts.contains(&deployment) {
-                    self.violation(format!("the installer started again for {deployment}"));
+                    )),
+                    None if self.ho().starts.contains(&deployment) => {
+                        self.violation(format!("the installer started again for {deployment}"));
+                    }
+                    None => {}
                 }
                 // Writing the lock (atomically) and starting the
                 // installer: one effect, unless `cut_before_spawn`.
                 if self.effect(false) {
                     return Stepped::Stop(Stop::PowerCut);
                 }
+                let boots = self.boots;
                 let h = self.ho();
                 h.lock = Some(deployment.clone());
+                h.lock_boot = boots;
                 h.lock_writes += 1;
                 self.trace.push(Ev::HandOff(format!("lock {deployment}")));
                 if std::mem::take(&mut self.ho().cut_before_spawn) {
@@ -1228,6 +1249,9 @@ impl World {
                     return Stepped::Stop(Stop::PowerCut);
                 }
                 let h = self.ho();
+                if restart {
+                    h.restarts += 1;
+                }
                 h.starts.push(deployment.clone());
                 h.pending = Some((deployment.clone(), installer.after.map(|ms| now.after(ms))));
                 self.trace.push(Ev::HandOff(format!("start {deployment}")));
@@ -1378,7 +1402,7 @@ impl World {
             );
             let starts = h.starts.iter().filter(|s| **s == d.id).count();
             assert!(
-                starts <= 1,
+                starts <= 1 + h.restarts as usize,
                 "{}: {starts} installer starts\n{}",
                 d.id,
                 tail()

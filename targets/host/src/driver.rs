@@ -290,7 +290,10 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                 }
                 Done::HandOff(id, HandOffDone::Lock(lock)) => {
                     let event = match &lock {
-                        crate::handoff::Lock::Held(text) => HandOffEvent::Locked(text),
+                        crate::handoff::Lock::Held(text, false) => HandOffEvent::Locked(text),
+                        crate::handoff::Lock::Held(text, true) => {
+                            HandOffEvent::LockedBeforeBoot(text)
+                        }
                         crate::handoff::Lock::Free(name) => HandOffEvent::Free {
                             artifact_name: name.as_deref(),
                         },
@@ -658,7 +661,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                     log::warn!("{error}; treating the update lock as held");
                     Done::HandOff(
                         id,
-                        HandOffDone::Lock(crate::handoff::Lock::Held(String::new())),
+                        HandOffDone::Lock(crate::handoff::Lock::Held(String::new(), false)),
                     )
                 }
             },

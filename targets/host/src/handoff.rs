@@ -28,8 +28,9 @@ pub const INSTALLER: &str = "install";
 /// What [`check`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lock {
-    /// The lock exists, holding this text.
-    Held(String),
+    /// The lock exists, holding this text; `true` when it was written
+    /// before the running system booted.
+    Held(String, bool),
     /// No lock; `artifact_info`'s name, if it names one.
     Free(Option<String>),
 }
@@ -44,6 +45,7 @@ pub fn check(data_dir: &Path, artifact_info: &Path) -> io::Result<Lock> {
     match fs::read(&path) {
         Ok(bytes) => Ok(Lock::Held(
             String::from_utf8_lossy(bytes.get(..4096).unwrap_or(&bytes)).into_owned(),
+            written_before_boot(&path),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let name = fs::read(artifact_info).ok().and_then(|text| {
@@ -58,6 +60,23 @@ pub fn check(data_dir: &Path, artifact_info: &Path) -> io::Result<Lock> {
             format!("cannot read {}: {e}", path.display()),
         )),
     }
+}
+
+/// The file's modification time is before the running system's boot
+/// (`btime` in `/proc/stat`); false when either is unknown.
+fn written_before_boot(path: &Path) -> bool {
+    let Some(boot) = fs::read_to_string("/proc/stat").ok().and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("btime "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    }) else {
+        return false;
+    };
+    fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|since| since.as_secs() < boot)
 }
 
 /// Downloads `uri` into `<data_dir>/artifact.mender`, from its current
@@ -279,7 +298,10 @@ mod tests {
         fs::set_permissions(share.join(INSTALLER), fs::Permissions::from_mode(0o755)).unwrap();
         start(&data, &share, "dep-1").unwrap();
         assert_eq!(fs::read(data.join(LOCK_FILE)).unwrap(), b"dep-1");
-        assert_eq!(check(&data, &info).unwrap(), Lock::Held("dep-1".into()));
+        assert_eq!(
+            check(&data, &info).unwrap(),
+            Lock::Held("dep-1".into(), false)
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !marker.exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
