@@ -25,6 +25,8 @@
 mod handoff;
 #[path = "sim/harness.rs"]
 mod harness;
+#[path = "sim/jobs.rs"]
+mod jobs;
 #[path = "sim/power.rs"]
 mod power;
 #[path = "sim/props.rs"]

@@ -992,8 +992,10 @@ impl Agent<'_> {
                 flow.hook = None;
                 flow.cancelled = false;
                 flow.restarted = None;
-                self.push_op(Op::Mark(Mark::Idle));
+                // The files first: a cut before `Idle` is written leaves
+                // a record the next fetch forgets, never a file for good.
                 self.push_op(Op::JobFiles { keep: false });
+                self.push_op(Op::Mark(Mark::Idle));
                 self.jobs_fetch();
                 Dispatch::Again
             }
@@ -1059,6 +1061,9 @@ impl Agent<'_> {
     }
 
     fn jobs_incoming(&mut self, incoming: Incoming) {
+        if let Incoming::Pending(picked) = &incoming {
+            self.jobs_forget_ended(picked);
+        }
         let Some(flow) = self.jobs.as_mut() else {
             return;
         };
@@ -1180,6 +1185,35 @@ impl Agent<'_> {
         }
     }
 
+    /// The pending jobs came: a job the record names that is not the one
+    /// picked ended already (the power went after its last update, before
+    /// `Idle` was written). Forget it: `Idle`, its file, the restart check
+    /// (a retried execution of the same job is installed again, not only
+    /// verified).
+    fn jobs_forget_ended(&mut self, picked: &Picked) {
+        let Some(flow) = self.jobs.as_mut() else {
+            return;
+        };
+        if flow.step != JobStep::Fetch {
+            return;
+        }
+        let crate::store::UpdateStep::Job(recorded) = &self.record.step else {
+            return;
+        };
+        if matches!(picked, Picked::One(id) if *id == recorded.job_id)
+            || self.ops.iter().any(|op| *op == Op::Mark(Mark::Idle))
+        {
+            return;
+        }
+        info!(
+            "job {} is no longer pending; forgetting it",
+            recorded.job_id.as_str()
+        );
+        flow.restarted = None;
+        self.push_op(Op::JobFiles { keep: false });
+        self.push_op(Op::Mark(Mark::Idle));
+    }
+
     /// The job was described: decide (upparat's `verify_job`).
     fn job_verify(&mut self, job: Job) {
         let Some(flow) = self.jobs.as_mut() else {
@@ -1193,11 +1227,21 @@ impl Agent<'_> {
         let restarted = flow.restarted.as_ref().is_some_and(|id| *id == job.id);
         let status = job.status;
         let in_reboot = job.state.as_str() == state::REBOOT_START;
+        // `Restarting` is written before the restart hook runs: a record
+        // still `Installing` this job says it never ran (the power went
+        // after `reboot_start` left, before the record was written).
+        let restart_unrun = in_reboot
+            && matches!(&self.record.step, crate::store::UpdateStep::Job(r)
+                if r.job_id == job.id && r.phase == JobPhase::Installing);
         flow.job = job;
         match status {
             Some(JobStatus::Queued) if restarted => self.job_verify_installation(),
             Some(JobStatus::Queued) if flow.job.force || !hooks.version => self.job_download_hook(),
             Some(JobStatus::Queued) => flow.step = JobStep::Hook(Hook::Version),
+            Some(JobStatus::InProgress) if restart_unrun && !restarted => {
+                info!("job {}: the restart hook never ran", flow.job.id.as_str());
+                self.job_restart();
+            }
             Some(JobStatus::InProgress) if in_reboot || restarted => self.job_verify_installation(),
             Some(JobStatus::InProgress) => {
                 info!("job {}: redoing it", flow.job.id.as_str());

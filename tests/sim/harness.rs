@@ -102,7 +102,7 @@ impl Default for Buffers {
 }
 
 impl Buffers {
-    fn agent(&mut self) -> AgentBuffers<'_> {
+    pub fn agent(&mut self) -> AgentBuffers<'_> {
         AgentBuffers {
             record: &mut self.record,
             request: &mut self.request,
