@@ -276,6 +276,10 @@ pub(super) struct JobsFlow<'b> {
     cancelled: bool,
     /// `reboot_start` was accepted (or rejected).
     reboot_answered: bool,
+    /// Updates of the current job sent and not yet answered (the service
+    /// answers a job's updates in order: `reboot_start` is confirmed when
+    /// this falls to zero after it).
+    unanswered: u32,
     /// The restart was persisted by an earlier run: verify the installation.
     restarted: Option<JobId>,
 }
@@ -317,6 +321,7 @@ impl<'b> JobsFlow<'b> {
             progress_sent: None,
             cancelled: false,
             reboot_answered: false,
+            unanswered: 0,
             restarted,
         }
     }
@@ -332,6 +337,7 @@ impl<'b> JobsFlow<'b> {
 
     fn update(&mut self, status: JobStatus, state: &'static str, message: Option<&str>) {
         let job = self.job.id.clone();
+        self.unanswered = self.unanswered.saturating_add(1);
         self.queue(Out::Update {
             job,
             status,
@@ -1103,6 +1109,7 @@ impl Agent<'_> {
                         id: job.clone(),
                         ..Job::default()
                     };
+                    flow.unanswered = 0;
                     flow.step = JobStep::Select;
                     flow.queue(Out::SubscribeJob(job.clone()));
                     flow.queue(Out::Describe(job));
@@ -1176,9 +1183,13 @@ impl Agent<'_> {
                         code.as_str()
                     );
                 }
-                if flow.step == JobStep::ConfirmReboot && job == flow.job.id {
-                    flow.reboot_answered = true;
-                    flow.wait_until = None;
+                if job == flow.job.id {
+                    flow.unanswered = flow.unanswered.saturating_sub(1);
+                    // Every update up to `reboot_start` is answered.
+                    if flow.step == JobStep::ConfirmReboot && flow.unanswered == 0 {
+                        flow.reboot_answered = true;
+                        flow.wait_until = None;
+                    }
                 }
             }
             _ => {}
