@@ -149,6 +149,8 @@ COMMANDS:
    show-provides   Print the current provides to the command line and exit.
    status          Print the update step, pending deployment, slots and boot env (--json).
    control-map     Update Control Maps without D-Bus: set <file|->, show, clear.
+   report          --success|--failure: the hand-off installer's report (daemon --hand-off).
+   jobs            AWS IoT Jobs agent with upparat's options: jobs [-v] -c <upparat.ini> [-t thing].
    help, h         Shows a list of commands or help for one command
 
 GLOBAL OPTIONS:
@@ -196,12 +198,13 @@ OPTIONS:
 ";
 
 /// `(verb, one-line description)` for the verbs with no options.
-const SIMPLE_VERBS: [(&str, &str); 10] = [
+const SIMPLE_VERBS: [(&str, &str); 11] = [
     ("commit", "otalite commit - Commit current Artifact. Returns (2) if no update in progress."),
     ("rollback", "otalite rollback - Rollback current Artifact. Returns (2) if no update in progress."),
     ("show-artifact", "otalite show-artifact - Print the current artifact name to the command line and exit."),
     ("show-provides", "otalite show-provides - Print the current provides to the command line and exit."),
     ("daemon", "otalite daemon [--hand-off] - Start the client as a background service. --hand-off: download deployments to <DATA>/artifact.mender and hand them to /usr/share/mender/install (the Mender Python client's flow)."),
+    ("jobs", "otalite jobs [-v] -c <upparat.ini> [-t THING] - The AWS IoT Jobs agent, with upparat 1.12's options and configuration file (also: the binary called as 'upparat')."),
     ("report", "otalite report --success|--failure - Report the status of the update handed to /usr/share/mender/install (the update lock's deployment), then remove the lock. Returns (1) if no update is in progress or the server cannot be told."),
     ("check-update", "otalite check-update - Force update check (signals the running daemon; exit 1 when none runs)."),
     ("send-inventory", "otalite send-inventory - Force inventory update (signals the running daemon; exit 1 when none runs)."),
@@ -232,8 +235,9 @@ NAME:
 ";
 
 /// Every verb name (and its aliases).
-const VERBS: [&str; 16] = [
+const VERBS: [&str; 17] = [
     "control-map",
+    "jobs",
     "report",
     "install",
     "commit",
@@ -454,6 +458,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
                 ))
             }
         },
+        // `otalite jobs ...` is routed before this parser (upparat's own
+        // options follow it); here it came after global options.
+        Some("jobs") => {
+            return Err(UsageError::usage(
+                "'jobs' takes upparat's options only and comes first: otalite jobs [-v] -c <upparat.ini> [-t THING]",
+            ))
+        }
         Some("bootstrap") => Command::Unsupported("bootstrap"),
         Some("setup") => Command::Unsupported("setup"),
         Some("snapshot") => Command::Unsupported("snapshot"),
