@@ -51,6 +51,25 @@ fn installer(managed: &Managed, new_name: &str, after: &str) {
     );
 }
 
+/// A `release-2` deployment of a `len`-byte image (seeded `seed`) on the
+/// test server: the artifact's path and the deployment id.
+fn deploy(managed: &Managed, len: usize, seed: u32) -> (std::path::PathBuf, String) {
+    let artifact = managed
+        .device
+        .artifact("release-2", &image_bytes(len, seed), &[]);
+    let id = managed
+        .server
+        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    (artifact, id)
+}
+
+/// Waits until the installer saw the lock holding `id`.
+fn wait_for_hand_off(managed: &Managed, id: &str) {
+    managed.wait("the hand-off", |m| {
+        read(&m.device.root().join("lock-seen")) == id
+    });
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -62,11 +81,7 @@ fn lock(managed: &Managed) -> std::path::PathBuf {
 #[test]
 fn hand_off_success_reports_and_polls_again() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let image = image_bytes(1 << 20, 7);
-    let artifact = managed.device.artifact("release-2", &image, &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (artifact, id) = deploy(&managed, 1 << 20, 7);
     installer(
         &managed,
         "release-2",
@@ -107,11 +122,7 @@ fn hand_off_success_reports_and_polls_again() {
 #[test]
 fn hand_off_failure_uploads_the_installer_log() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let image = image_bytes(256 << 10, 8);
-    let artifact = managed.device.artifact("release-2", &image, &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 256 << 10, 8);
     let root = managed.device.root();
     installer(
         &managed,
@@ -165,12 +176,7 @@ fn report_without_a_lock_fails_with_exit_1() {
 #[test]
 fn no_installer_reports_failure_and_takes_no_lock() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(64 << 10, 9), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 64 << 10, 9);
     let daemon = managed.start();
     managed.wait("failure", |m| m.finished(&id, "failure"));
     assert_eq!(stop(daemon), Some(0));
@@ -185,18 +191,11 @@ fn no_installer_reports_failure_and_takes_no_lock() {
 #[test]
 fn a_held_lock_stops_polling_across_restarts() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(64 << 10, 10), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 64 << 10, 10);
     // This installer does not report: the test does, later.
     installer(&managed, "release-2", "true");
     let mut daemon = managed.start();
-    managed.wait("the hand-off", |m| {
-        read(&m.device.root().join("lock-seen")) == id
-    });
+    wait_for_hand_off(&managed, &id);
     // A power cut while the installer owns the device.
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -231,18 +230,13 @@ fn a_held_lock_stops_polling_across_restarts() {
 #[test]
 fn report_cut_before_the_lock_removal_can_run_again() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(64 << 10, 11), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 64 << 10, 11);
     installer(&managed, "release-2", "true");
     let daemon = managed.start();
-    managed.wait("the hand-off", |m| {
-        read(&m.device.root().join("lock-seen")) == id
-    });
-    let output = std_command(&managed)
+    wait_for_hand_off(&managed, &id);
+    let output = managed
+        .device
+        .command()
         .env("OTALITE_TEST_CRASH_AT", "handoff-release")
         .args(["report", "--success"])
         .output()
@@ -261,12 +255,7 @@ fn report_cut_before_the_lock_removal_can_run_again() {
 #[test]
 fn cut_during_the_download_reports_failure() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(64 << 10, 12), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 64 << 10, 12);
     installer(&managed, "release-2", "true");
     let mut daemon = managed.start_with(&[("OTALITE_TEST_CRASH_AT", "handoff-download")]);
     let started = Instant::now();
@@ -290,12 +279,7 @@ fn called_as_mender_python_client() {
     let link = root.join("bin/mender-python-client");
     std::fs::create_dir_all(link.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_otalite"), &link).unwrap();
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(64 << 10, 13), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+    let (_, id) = deploy(&managed, 64 << 10, 13);
     installer(
         &managed,
         "release-2",
@@ -326,9 +310,4 @@ fn called_as_mender_python_client() {
     });
     assert_eq!(stop(daemon), Some(0));
     assert_eq!(managed.statuses(&id), ["downloading", "success"]);
-}
-
-/// `otalite` with the device's paths, as `Device::command` builds it.
-fn std_command(managed: &Managed) -> std::process::Command {
-    managed.device.command()
 }

@@ -12,22 +12,9 @@ use otalite::agent::{
 use otalite::board::BootState;
 use otalite::store::{StateRecord, MAX_RECORD_LEN};
 
-/// Takes bytes from the input, zeros once it runs out.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&b, rest)) = self.0.split_first() else { return 0 };
-        self.0 = rest;
-        b
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-}
+#[path = "common/input.rs"]
+mod input;
+use input::Input;
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);

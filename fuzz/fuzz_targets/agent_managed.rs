@@ -36,22 +36,9 @@ impl InstallHooks for Hooks {
     fn progress(&mut self, _: u64, _: u64) {}
 }
 
-/// Takes bytes from the input, zeros once it runs out.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&b, rest)) = self.0.split_first() else { return 0 };
-        self.0 = rest;
-        b
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head
-    }
-}
+#[path = "common/input.rs"]
+mod input;
+use input::Input;
 
 const STATUSES: [u16; 8] = [200, 204, 401, 404, 405, 409, 500, 200];
 
@@ -136,6 +123,12 @@ fuzz_target!(|data: &[u8]| {
                 let _ = agent.set_control_map(now, &json);
             }
             Action::SetTrial { .. } => panic!("the bootloader was switched to unverified bytes"),
+            Action::HandOff { .. }
+            | Action::Hook { .. }
+            | Action::JobDownload { .. }
+            | Action::JobFiles { .. } => {
+                panic!("a hand-off or jobs action from an agent that installs from a Mender server")
+            }
             Action::RunScripts { id, .. }
             | Action::CommitBoot { id }
             | Action::RollBack { id, .. }

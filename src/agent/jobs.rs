@@ -347,6 +347,14 @@ impl<'b> JobsFlow<'b> {
     }
 }
 
+/// The filters for a job's replies: `J/get/+` and `J/update/+`.
+fn job_reply_filters(thing: &str, job: &str) -> Option<(jobs::Topic, jobs::Topic)> {
+    Some((
+        jobs::describe_reply_topic(thing, job, Reply::Any).ok()?,
+        jobs::update_reply_topic(thing, job, Reply::Any).ok()?,
+    ))
+}
+
 /// `text` cut to a status message (on a character boundary).
 fn cut(text: &str) -> StatusMessage {
     let mut out = StatusMessage::new();
@@ -633,10 +641,7 @@ impl Agent<'_> {
                     .map(|(_, len)| len)
             }
             Out::SubscribeJob(job) => {
-                let (Ok(get), Ok(update)) = (
-                    jobs::describe_reply_topic(thing, job, Reply::Any),
-                    jobs::update_reply_topic(thing, job, Reply::Any),
-                ) else {
+                let Some((get, update)) = job_reply_filters(thing, job) else {
                     let _ = flow.outgoing.pop_front();
                     return None;
                 };
@@ -649,10 +654,7 @@ impl Agent<'_> {
                     .map(|(_, len)| len)
             }
             Out::UnsubscribeJob(job) => {
-                let (Ok(get), Ok(update)) = (
-                    jobs::describe_reply_topic(thing, job, Reply::Any),
-                    jobs::update_reply_topic(thing, job, Reply::Any),
-                ) else {
+                let Some((get, update)) = job_reply_filters(thing, job) else {
                     let _ = flow.outgoing.pop_front();
                     return None;
                 };
