@@ -4,7 +4,7 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use otalite::agent::{
-    Action, ActionId, Agent, AgentBuffers, AgentConfig, Command, Feed, Mode, Outcome,
+    Action, ActionId, Agent, AgentBuffers, AgentConfig, Command, Feed, HandOffRole, Mode, Outcome,
     ServerSettings, Slots, Timing,
 };
 use otalite::artifact::verify::VerifyKey;
@@ -118,6 +118,7 @@ fn main() -> ! {
             tenant_token: "",
             public_key_pem: DEVICE_KEY_PEM,
             client_version: env!("CARGO_PKG_VERSION"),
+            hand_off: HandOffRole::Off,
         }),
     });
     let record = StateRecord::decode(board::read_record()).unwrap_or_default();
@@ -262,6 +263,13 @@ impl Host {
             // Standalone mode only.
             Action::Completed { .. } => Done::Nothing,
             Action::Exit { .. } => board::halt(),
+            // Never emitted: this firmware installs from a Mender server
+            // itself (`HandOffRole::Off`, not `Mode::Jobs`); a stop is the
+            // safe answer should that ever change without this loop.
+            Action::HandOff { .. }
+            | Action::Hook { .. }
+            | Action::JobDownload { .. }
+            | Action::JobFiles { .. } => board::halt(),
         }
     }
 
