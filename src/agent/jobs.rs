@@ -347,12 +347,20 @@ impl<'b> JobsFlow<'b> {
     }
 }
 
-/// The filters for a job's replies: `J/get/+` and `J/update/+`.
-fn job_reply_filters(thing: &str, job: &str) -> Option<(jobs::Topic, jobs::Topic)> {
-    Some((
-        jobs::describe_reply_topic(thing, job, Reply::Any).ok()?,
-        jobs::update_reply_topic(thing, job, Reply::Any).ok()?,
-    ))
+/// The two topic filters an (un)subscription covers: `notify` and
+/// `get/+` for the base one, `J/get/+` and `J/update/+` for a job's.
+fn filters(thing: &str, out: &Out) -> Option<[jobs::Topic; 2]> {
+    match out {
+        Out::SubscribeBase => Some([
+            jobs::notify_topic(thing).ok()?,
+            jobs::get_pending_reply_topic(thing, Reply::Any).ok()?,
+        ]),
+        Out::SubscribeJob(job) | Out::UnsubscribeJob(job) => Some([
+            jobs::describe_reply_topic(thing, job, Reply::Any).ok()?,
+            jobs::update_reply_topic(thing, job, Reply::Any).ok()?,
+        ]),
+        _ => None,
+    }
 }
 
 /// `text` cut to a status message (on a character boundary).
@@ -624,43 +632,19 @@ impl Agent<'_> {
         let settings = flow.settings;
         let thing = settings.thing_name;
         let written = match &next {
-            Out::SubscribeBase => {
-                let (Ok(notify), Ok(get)) = (
-                    jobs::notify_topic(thing),
-                    jobs::get_pending_reply_topic(thing, Reply::Any),
-                ) else {
+            Out::SubscribeBase | Out::SubscribeJob(_) | Out::UnsubscribeJob(_) => {
+                let Some([first, second]) = filters(thing, &next) else {
                     let _ = flow.outgoing.pop_front();
                     return None;
                 };
-                flow.session
-                    .subscribe(
-                        now,
-                        &[(&notify, QoS::AtLeastOnce), (&get, QoS::AtLeastOnce)],
-                        out,
-                    )
-                    .map(|(_, len)| len)
-            }
-            Out::SubscribeJob(job) => {
-                let Some((get, update)) = job_reply_filters(thing, job) else {
-                    let _ = flow.outgoing.pop_front();
-                    return None;
-                };
-                flow.session
-                    .subscribe(
-                        now,
-                        &[(&get, QoS::AtLeastOnce), (&update, QoS::AtLeastOnce)],
-                        out,
-                    )
-                    .map(|(_, len)| len)
-            }
-            Out::UnsubscribeJob(job) => {
-                let Some((get, update)) = job_reply_filters(thing, job) else {
-                    let _ = flow.outgoing.pop_front();
-                    return None;
-                };
-                flow.session
-                    .unsubscribe(now, &[&get, &update], out)
-                    .map(|(_, len)| len)
+                if let Out::UnsubscribeJob(_) = next {
+                    flow.session.unsubscribe(now, &[&first, &second], out)
+                } else {
+                    let qos = QoS::AtLeastOnce;
+                    flow.session
+                        .subscribe(now, &[(&first, qos), (&second, qos)], out)
+                }
+                .map(|(_, len)| len)
             }
             Out::Get => match jobs::get_pending_topic(thing) {
                 Ok(topic) => flow

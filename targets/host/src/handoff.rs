@@ -11,7 +11,7 @@
 use crate::fs::{atomic_write, sync_dir};
 use crate::http::{Download, HttpClient};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -97,31 +97,11 @@ pub fn save(
     } else {
         0
     };
-    let mut file = match fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(have == 0)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) => {
-            return (
-                0,
-                Err((false, format!("cannot write {}: {e}", path.display()))),
-            )
-        }
-    };
     // A file longer than the artifact (a different one) starts over.
     let from = match *total {
         Some(size) if have <= size => have,
         _ => 0,
     };
-    if let Err(e) = file.set_len(from) {
-        return (
-            0,
-            Err((false, format!("cannot write {}: {e}", path.display()))),
-        );
-    }
     let mut download = match Download::open_at(client, uri, from, total.filter(|_| from > 0)) {
         Ok(download) => download,
         Err(e) => {
@@ -142,52 +122,19 @@ pub fn save(
     } else {
         log::info!("download resumed at byte {from}");
     }
-    let mut reached = from;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut writer = io::BufWriter::with_capacity(256 * 1024, &mut file);
-    use io::Seek;
-    if let Err(e) = writer.seek(io::SeekFrom::Start(from)) {
-        return (
-            from,
-            Err((false, format!("cannot write {}: {e}", path.display()))),
-        );
-    }
-    loop {
-        match download.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(count) => {
-                if let Err(e) = writer.write_all(chunk.get(..count).unwrap_or_default()) {
-                    return (
-                        reached,
-                        Err((false, format!("cannot write {}: {e}", path.display()))),
-                    );
-                }
-                reached = reached.saturating_add(count as u64);
-            }
-            Err(e) => {
-                let _ = writer.flush();
-                return (reached, Err((true, format!("the download broke: {e}"))));
-            }
-        }
-    }
-    let flushed = writer.flush();
-    drop(writer);
-    let synced = flushed
-        .and_then(|()| file.sync_all())
-        .and_then(|()| sync_dir(data_dir));
-    match synced {
-        Ok(()) if Some(reached) == *total => (reached, Ok(())),
-        Ok(()) => (
-            reached,
-            Err((
-                true,
-                format!("short download: {reached} of {total:?} bytes"),
-            )),
-        ),
-        Err(e) => (
-            reached,
-            Err((false, format!("cannot sync {}: {e}", path.display()))),
-        ),
+    let (reached, saved) = download.save_to(&path, from, &mut |_| {});
+    match saved.map_err(|e| {
+        let transient = !matches!(e, crate::http::SaveError::File(_));
+        (transient, e.to_string())
+    }) {
+        Ok(()) => match sync_dir(data_dir) {
+            Ok(()) => (reached, Ok(())),
+            Err(e) => (
+                reached,
+                Err((false, format!("cannot sync {}: {e}", data_dir.display()))),
+            ),
+        },
+        Err(error) => (reached, Err(error)),
     }
 }
 

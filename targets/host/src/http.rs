@@ -35,7 +35,7 @@ mod download;
 mod provider;
 mod tls;
 
-pub use download::{Backoff, Download, Resumed};
+pub use download::{Backoff, Download, Resumed, SaveError};
 
 /// The rustls crypto provider the client uses (RustCrypto, no ring; the
 /// module `provider` lists its suites, groups and signature algorithms).

@@ -16,7 +16,7 @@
 //! stop flag).
 
 use crate::fs::atomic_write;
-use crate::http::{Download, HttpClient, RawStream, Resumed};
+use crate::http::{Download, HttpClient, RawStream, Resumed, SaveError};
 use otalite::agent::{
     Action, ActionId, Agent, Command, Hook, HookOutcome, Instant, JobDownloadEnd, Outcome,
 };
@@ -623,68 +623,19 @@ fn download(
         }
         Err(error) => return (have, DownloadResult::Failed(error.to_string())),
     };
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(from == 0)
-        .open(path);
-    let mut file = match file {
-        Ok(file) => file,
-        Err(error) => {
-            return (
-                from,
-                DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
-            )
-        }
-    };
-    use io::Seek;
-    if let Err(error) = file.seek(io::SeekFrom::Start(from)) {
-        return (
-            from,
-            DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
-        );
-    }
-    let mut reached = from;
     // Where it starts (the progress counts from here).
-    let _ = send.send(Work::Progress(reached));
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        match download.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(count) => {
-                if let Err(error) = file.write_all(chunk.get(..count).unwrap_or_default()) {
-                    return (
-                        reached,
-                        DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
-                    );
-                }
-                reached = reached.saturating_add(count as u64);
-                let _ = send.send(Work::Progress(reached));
-            }
-            Err(_) if stop.load(Ordering::Relaxed) => {
-                drop(file);
-                let _ = fs::remove_file(path);
-                return (0, DownloadResult::Stopped);
-            }
-            Err(error) => {
-                let _ = file.sync_all();
-                return (reached, DownloadResult::Failed(error.to_string()));
-            }
+    let _ = send.send(Work::Progress(from));
+    let (reached, saved) = download.save_to(path, from, &mut |bytes| {
+        let _ = send.send(Work::Progress(bytes));
+    });
+    match saved {
+        Ok(()) => (reached, DownloadResult::Complete),
+        Err(SaveError::Broke(_)) if stop.load(Ordering::Relaxed) => {
+            let _ = fs::remove_file(path);
+            (0, DownloadResult::Stopped)
         }
-    }
-    match file.sync_all() {
-        Ok(()) if reached == download.total() => (reached, DownloadResult::Complete),
-        Ok(()) => (
-            reached,
-            DownloadResult::Failed(format!(
-                "short download: {reached} of {} bytes",
-                download.total()
-            )),
-        ),
-        Err(error) => (
-            reached,
-            DownloadResult::Failed(format!("cannot sync {}: {error}", path.display())),
-        ),
+        Err(SaveError::Broke(error)) => (reached, DownloadResult::Failed(error.to_string())),
+        Err(error) => (reached, DownloadResult::Failed(error.to_string())),
     }
 }
 

@@ -15,7 +15,9 @@
 //!    backoff.delay() is None ──► ResumeFailed (final)
 //! ```
 
-use std::io;
+use std::fs;
+use std::io::{self, Seek, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use otalite::protocol::http::ContentRange;
@@ -55,6 +57,34 @@ impl Backoff {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         otalite::agent::backoff(tried, ms(self.initial), ms(self.cap), self.max_attempts)
             .map(Duration::from_millis)
+    }
+}
+
+/// Why [`Download::save_to`] did not complete.
+#[derive(Debug)]
+pub enum SaveError {
+    /// The file cannot be written or synced (the message names it).
+    File(String),
+    /// The stream broke (or was stopped).
+    Broke(HttpError),
+    /// The body ended before the announced size.
+    Short {
+        /// Bytes in the file.
+        reached: u64,
+        /// Bytes announced.
+        total: u64,
+    },
+}
+
+impl core::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::File(message) => f.write_str(message),
+            Self::Broke(error) => write!(f, "the download broke: {error}"),
+            Self::Short { reached, total } => {
+                write!(f, "short download: {reached} of {total} bytes")
+            }
+        }
     }
 }
 
@@ -236,6 +266,70 @@ impl Download {
             total,
             body: Some(body),
         }))
+    }
+
+    /// Writes the rest of the body into `path` from byte `from` on (the
+    /// file is cut to `from` first, and created empty when `from` is 0),
+    /// telling `progress` the bytes in the file after each chunk, then
+    /// syncs it. Complete only when every byte the server announced is in
+    /// the file. Returns the bytes in the file.
+    ///
+    /// # Errors
+    /// [`SaveError`]: the file, the stream, or a short body.
+    pub fn save_to(
+        &mut self,
+        path: &Path,
+        from: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> (u64, Result<(), SaveError>) {
+        let cannot =
+            |e: io::Error| SaveError::File(format!("cannot write {}: {e}", path.display()));
+        let opened = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(from == 0)
+            .open(path)
+            .and_then(|mut file| {
+                file.set_len(from)?;
+                file.seek(io::SeekFrom::Start(from))?;
+                Ok(file)
+            });
+        let mut file = match opened {
+            Ok(file) => file,
+            Err(e) => return (from, Err(cannot(e))),
+        };
+        let mut reached = from;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.read_body(&mut chunk) {
+                Ok(0) => break,
+                Ok(count) => {
+                    if let Err(e) = file.write_all(chunk.get(..count).unwrap_or_default()) {
+                        return (reached, Err(cannot(e)));
+                    }
+                    reached = reached.saturating_add(count as u64);
+                    progress(reached);
+                }
+                Err(error) => {
+                    let _ = file.sync_all();
+                    return (reached, Err(SaveError::Broke(error)));
+                }
+            }
+        }
+        if let Err(e) = file.sync_all() {
+            return (reached, Err(cannot(e)));
+        }
+        if reached == self.total {
+            (reached, Ok(()))
+        } else {
+            (
+                reached,
+                Err(SaveError::Short {
+                    reached,
+                    total: self.total,
+                }),
+            )
+        }
     }
 
     /// Bytes delivered so far.
