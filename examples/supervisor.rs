@@ -762,6 +762,7 @@ fn power_on(
                 Action::HandOff { .. }
                 | Action::Hook { .. }
                 | Action::JobDownload { .. }
+                | Action::JobBuiltin { .. }
                 | Action::JobFiles { .. } => {
                     return Err("hand-off or jobs action, but this supervisor installs itself from a Mender server".into())
                 }

@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         retry_interval_ms: 1000,
         max_retries: u32::from(input.byte() % 4),
         keep_alive_secs: 60,
+        mender_install: flags & 32 != 0,
     };
     let config = AgentConfig {
         device_type: "",
@@ -105,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
                             let outcome = match code % 5 {
                                 0 => HookOutcome::Exited { code: 0, last_line: Some("2.0.0") },
                                 1 => HookOutcome::Exited { code: 3, last_line: None },
-                                2 => HookOutcome::Exited { code: i32::from(code), last_line: None },
+                                2 => HookOutcome::Exited { code: i32::from(code % 4), last_line: Some("1.0.0") },
                                 3 => HookOutcome::NotRun("missing"),
                                 _ => HookOutcome::Cancelled,
                             };
@@ -113,10 +114,11 @@ fuzz_target!(|data: &[u8]| {
                         }
                         _ => {
                             agent.handle_job_progress(t, id, u64::from(code) * 4096);
-                            let end = match code % 4 {
+                            let end = match code % 5 {
                                 0 => JobDownloadEnd::Complete,
                                 1 => JobDownloadEnd::Expired,
                                 2 => JobDownloadEnd::Failed("broken"),
+                                3 => JobDownloadEnd::MenderArtifact,
                                 _ => JobDownloadEnd::Cancelled,
                             };
                             agent.handle_job_download(t, id, u64::from(code) * 4096, end);
@@ -132,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(StateRecord::decode(record).is_ok(), "persisted a bad record");
                     agent.handle_done(t, id, Outcome::Done);
                 }
-                Action::Hook { id, .. } => {
+                Action::Hook { id, .. } | Action::JobBuiltin { id, .. } => {
                     pending = Some((id, 0));
                     break;
                 }

@@ -126,6 +126,7 @@ fuzz_target!(|data: &[u8]| {
             Action::HandOff { .. }
             | Action::Hook { .. }
             | Action::JobDownload { .. }
+            | Action::JobBuiltin { .. }
             | Action::JobFiles { .. } => {
                 panic!("a hand-off or jobs action from an agent that installs from a Mender server")
             }

@@ -19,6 +19,7 @@
 //! [`Agent::handle_hook_output`] per line, [`Agent::handle_hook`] at the
 //! end), [`Action::JobDownload`](super::Action::JobDownload) (then
 //! [`Agent::handle_job_progress`], [`Agent::handle_job_download`]),
+//! [`Action::JobBuiltin`](super::Action::JobBuiltin) (answered as a hook),
 //! [`Action::JobFiles`](super::Action::JobFiles), `Persist`.
 //!
 //! # Steps (as upparat 1.12's state machine, `statemachine/*.py`)
@@ -33,6 +34,20 @@
 //! | install | `installation_start`, install hook with the file (each output line: `installation_progress`); no hook: `SUCCEEDED`/`no_installation_hook_provided` | restart |
 //! | restart | `reboot_start` (confirmed by the service before the hook runs), restart hook; exit 0: `SUCCEEDED`/`complete_soft_restart`; no hook: `SUCCEEDED`/`no_restart_hook_provided` | fetch |
 //! | verify installation | version hook (none: `complete_no_version_check`), same: ready hook (none: `complete_no_ready_check`) then `SUCCEEDED`/`complete_ready`; else `FAILED`/`version_mismatch` | fetch |
+//!
+//! # The built-in Mender install (no `install` hook, [`JobsSettings::mender_install`])
+//!
+//! The download looks at the file's first 512 bytes; a Mender Artifact
+//! (a tar whose first entry is `version`) is not stored but streamed into
+//! the inactive slot by otalite's own install ([`Builtin`]); any other file
+//! goes on as upparat's (`no_installation_hook_provided`).
+//!
+//! | step | does | next |
+//! |---|---|---|
+//! | install | `installation_start`, persist `Installing`, [`Builtin::Install`] (an uncommitted earlier install is rolled back first); fails: `FAILED`/`installation_hook_failed` with the install's message | restart |
+//! | restart | persist `Restarting` **before** `reboot_start` (from here any boot runs the trial), the restart hook, or [`Builtin::Reboot`] without one; a hook's exit 0 waits for the reboot (a soft restart cannot start a new slot) | verify installation |
+//! | verify installation | version hook if set (mismatch: `version_mismatch`), ready hook if set, then [`Builtin::Commit`]: 0: `SUCCEEDED`/`complete_ready`; 2 (nothing waited: committed before a cut, or the bootloader fell back): [`Builtin::ShowArtifact`] against the job's version | fetch |
+//! | any failure after the install | `FAILED`, then [`Builtin::Rollback`]: the previous slot boots next | fetch |
 //!
 //! Hooks run as upparat runs them: `hook <seconds since the first call>
 //! <retry> <meta> [file | force]`; exit 3 = again after `retry_interval`,
@@ -120,6 +135,55 @@ pub struct JobsSettings<'b> {
     pub max_retries: u32,
     /// MQTT keep-alive, seconds (paho: 60).
     pub keep_alive_secs: u16,
+    /// With no `install` hook, a job file that is a Mender Artifact is
+    /// streamed into the inactive slot by otalite's own install (no file
+    /// kept), restarted by a reboot when no `restart` hook is set, and
+    /// committed after the restart's checks ([`Builtin`]). Any other file
+    /// ends with the download, as upparat's.
+    pub mender_install: bool,
+}
+
+impl JobsSettings<'_> {
+    /// The built-in Mender install is in use (no `install` hook).
+    const fn builtin(&self) -> bool {
+        self.mender_install && !self.hooks.install
+    }
+}
+
+/// A step otalite runs itself ([`JobsSettings::mender_install`]), through
+/// [`Action::JobBuiltin`](super::Action::JobBuiltin). Answered as a hook
+/// (exit code, last line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    /// Stream the artifact at the action's `uri` into the inactive slot
+    /// and make it the trial (the standalone install: signatures, state
+    /// scripts, device type, power-loss repair); an earlier install that
+    /// waits uncommitted is rolled back first. Exit 0: installed.
+    Install,
+    /// Reboot the device. Exit 0: the reboot is under way (the agent
+    /// waits to be stopped).
+    Reboot,
+    /// Make the running trial permanent. Exit 0: committed; 2: nothing
+    /// was waiting (then [`Builtin::ShowArtifact`] tells).
+    Commit,
+    /// Give up an installed, uncommitted update: the previous slot boots
+    /// again.
+    Rollback,
+    /// Print the running artifact's name (the last line).
+    ShowArtifact,
+}
+
+impl Builtin {
+    /// A name for logs and hosts (the standalone verb it runs).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Install => "install",
+            Self::Reboot => "reboot",
+            Self::Commit => "commit",
+            Self::Rollback => "rollback",
+            Self::ShowArtifact => "show-artifact",
+        }
+    }
 }
 
 /// A hook upparat knows.
@@ -188,6 +252,9 @@ pub enum JobDownloadEnd<'a> {
     Failed(&'a str),
     /// Stopped because [`Agent::job_cancelled`] said so.
     Cancelled,
+    /// The file is a Mender Artifact (the action's `sniff`): nothing was
+    /// kept; the built-in install streams it.
+    MenderArtifact,
 }
 
 /// What is sent next, encoded when the host asks ([`Agent::poll_transmit`]).
@@ -221,8 +288,16 @@ pub(super) enum JobStep {
     Hook(Hook),
     /// The download runs (or waits for its next try).
     Download,
+    /// A built-in step runs.
+    Builtin(Builtin),
+    /// Installed into the slot: `Restarting` is being written; then
+    /// `reboot_start` goes out (after the write: a power cut boots the
+    /// trial, and the next start must verify it, not install again).
+    PersistRestart,
     /// `reboot_start` was sent; waiting for the service's answer.
     ConfirmReboot,
+    /// A reboot is under way: waiting to be stopped.
+    Rebooting,
     /// A job ended: persist, tidy, fetch.
     Finish,
 }
@@ -282,6 +357,9 @@ pub(super) struct JobsFlow<'b> {
     unanswered: u32,
     /// The restart was persisted by an earlier run: verify the installation.
     restarted: Option<JobId>,
+    /// The job's artifact was installed into the slot by [`Builtin::Install`]
+    /// in this run: a failure from here rolls it back.
+    slot_installed: bool,
 }
 
 impl<'b> JobsFlow<'b> {
@@ -323,7 +401,26 @@ impl<'b> JobsFlow<'b> {
             reboot_answered: false,
             unanswered: 0,
             restarted,
+            slot_installed: false,
         }
+    }
+
+    /// Where a failed or dropped job goes: an update installed into the
+    /// slot and not committed is rolled back first.
+    const fn end_step(&self) -> JobStep {
+        if self.slot_installed {
+            JobStep::Builtin(Builtin::Rollback)
+        } else {
+            JobStep::Finish
+        }
+    }
+
+    /// `reboot_start` goes out; the restart waits for its answer.
+    fn reboot_start(&mut self, now: Instant) {
+        self.update(JobStatus::InProgress, state::REBOOT_START, None);
+        self.reboot_answered = false;
+        self.step = JobStep::ConfirmReboot;
+        self.wait_until = Some(now.after(REBOOT_CONFIRM_MS));
     }
 
     fn queue(&mut self, out: Out) {
@@ -752,12 +849,14 @@ impl Agent<'_> {
         consumed
     }
 
-    /// Jobs mode: stop the running hook or download (the job was
-    /// cancelled, or the agent is stopping).
+    /// Jobs mode: stop the running hook, download or built-in install (the
+    /// job was cancelled, or the agent is stopping). A built-in commit,
+    /// rollback or reboot always runs to its end.
     pub fn job_cancelled(&self) -> bool {
-        self.jobs
-            .as_ref()
-            .is_some_and(|flow| flow.cancelled || self.stopping)
+        self.jobs.as_ref().is_some_and(|flow| {
+            (flow.cancelled || self.stopping)
+                && !matches!(flow.step, JobStep::Builtin(b) if b != Builtin::Install)
+        })
     }
 
     // ---------------------------------------------------------------
@@ -791,8 +890,13 @@ impl Agent<'_> {
         let Some(flow) = self.jobs.as_mut() else {
             return;
         };
-        let JobStep::Hook(hook) = flow.step else {
-            return;
+        let hook = match flow.step {
+            JobStep::Hook(hook) => hook,
+            JobStep::Builtin(builtin) => {
+                self.builtin_done(builtin, outcome);
+                return;
+            }
+            _ => return,
         };
         if self.stopping {
             // Stopped, not failed: the next start goes on from the
@@ -847,6 +951,85 @@ impl Agent<'_> {
                 self.job_failed(hook.failed_state(), &message);
             }
             HookOutcome::Cancelled => self.job_dropped(),
+        }
+    }
+
+    /// A built-in step ended (answered as a hook).
+    fn builtin_done(&mut self, builtin: Builtin, outcome: HookOutcome<'_>) {
+        let Some(flow) = self.jobs.as_mut() else {
+            return;
+        };
+        if builtin == Builtin::Install {
+            if self.stopping {
+                self.step = Step::Exit { failed: false };
+                return;
+            }
+            if flow.cancelled {
+                self.job_dropped();
+                return;
+            }
+        }
+        let (code, line) = match outcome {
+            HookOutcome::Exited { code, last_line } => (code, last_line.map(field)),
+            HookOutcome::NotRun(why) => (-1, Some(field(why))),
+            HookOutcome::Cancelled => {
+                self.job_dropped();
+                return;
+            }
+        };
+        // The failure's message: what the step said last, else its code.
+        let failure: StatusMessage = match &line {
+            Some(text) if code != 0 => cut(text),
+            _ => cut(&text!("Exit code: {code}")),
+        };
+        if code != 0 {
+            warn!(
+                "the built-in {} ended with {code}: {}",
+                builtin.as_str(),
+                failure.as_str()
+            );
+        }
+        match (builtin, code) {
+            (Builtin::Install, 0) => {
+                info!("job {}: installed into the slot", flow.job.id.as_str());
+                flow.slot_installed = true;
+                self.job_restart();
+            }
+            (Builtin::Install, _) => {
+                self.job_failed(state::INSTALLATION_HOOK_FAILED, &failure);
+            }
+            (Builtin::Reboot, 0) => {
+                info!("rebooting into the new slot");
+                flow.step = JobStep::Rebooting;
+            }
+            (Builtin::Reboot, _) => self.job_failed(state::RESTART_HOOK_FAILED, &failure),
+            (Builtin::Commit, 0) => {
+                info!("job {}: committed", flow.job.id.as_str());
+                flow.slot_installed = false;
+                flow.update(JobStatus::Succeeded, state::COMPLETE_READY, None);
+                flow.step = JobStep::Finish;
+            }
+            // Nothing waited: committed before a cut, or given up. The
+            // running artifact tells.
+            (Builtin::Commit, 2) => flow.step = JobStep::Builtin(Builtin::ShowArtifact),
+            (Builtin::Commit, _) => self.job_failed(state::VERSION_MISMATCH, &failure),
+            (Builtin::ShowArtifact, 0) if line.as_deref() == Some(flow.job.version.as_str()) => {
+                flow.slot_installed = false;
+                flow.update(JobStatus::Succeeded, state::COMPLETE_READY, None);
+                flow.step = JobStep::Finish;
+            }
+            (Builtin::ShowArtifact, _) => {
+                let message = text!(
+                    "Expected version '{}', got '{}'",
+                    flow.job.version.as_str(),
+                    line.as_deref().unwrap_or("None")
+                );
+                self.job_failed(state::VERSION_MISMATCH, &message);
+            }
+            (Builtin::Rollback, _) => {
+                flow.slot_installed = false;
+                flow.step = JobStep::Finish;
+            }
         }
     }
 
@@ -942,6 +1125,15 @@ impl Agent<'_> {
                 flow.wait_until = Some(now.after(wait));
             }
             JobDownloadEnd::Cancelled => self.job_dropped(),
+            JobDownloadEnd::MenderArtifact => {
+                info!(
+                    "job {}: a Mender Artifact; streaming it into the slot",
+                    flow.job.id.as_str()
+                );
+                flow.update(JobStatus::InProgress, state::INSTALLATION_START, None);
+                flow.step = JobStep::Builtin(Builtin::Install);
+                self.push_op(Op::Mark(Mark::Job(JobPhase::Installing)));
+            }
         }
     }
 
@@ -965,7 +1157,13 @@ impl Agent<'_> {
         }
         match flow.step {
             JobStep::Hook(hook) => Dispatch::Action(super::StepKind::Hook(hook)),
+            JobStep::Builtin(builtin) => Dispatch::Action(super::StepKind::Builtin(builtin)),
             JobStep::Download => Dispatch::Action(super::StepKind::JobDownload),
+            // The ops ran first: `Restarting` is written.
+            JobStep::PersistRestart => {
+                flow.reboot_start(now);
+                Dispatch::Again
+            }
             JobStep::ConfirmReboot if flow.reboot_answered => {
                 self.job_restart_hook();
                 Dispatch::Again
@@ -984,6 +1182,7 @@ impl Agent<'_> {
                 flow.hook = None;
                 flow.cancelled = false;
                 flow.restarted = None;
+                flow.slot_installed = false;
                 // The files first: a cut before `Idle` is written leaves
                 // a record the next fetch forgets, never a file for good.
                 self.push_op(Op::JobFiles { keep: false });
@@ -991,7 +1190,9 @@ impl Agent<'_> {
                 self.jobs_fetch();
                 Dispatch::Again
             }
-            JobStep::Fetch | JobStep::Monitor | JobStep::Select => Dispatch::Wait,
+            JobStep::Fetch | JobStep::Monitor | JobStep::Select | JobStep::Rebooting => {
+                Dispatch::Wait
+            }
         }
     }
 
@@ -1025,10 +1226,29 @@ impl Agent<'_> {
     /// The action of the download step.
     pub(super) fn job_download_action(&mut self) -> super::Action<'_> {
         let id = self.take_id(false);
-        let job_id = self.jobs.as_ref().map_or("", |flow| flow.job.id.as_str());
+        let (job_id, sniff) = self.jobs.as_ref().map_or(("", false), |flow| {
+            (flow.job.id.as_str(), flow.settings.builtin())
+        });
         super::Action::JobDownload {
             id,
             uri: self.uri.as_str(),
+            job_id,
+            sniff,
+        }
+    }
+
+    /// The action of a built-in step.
+    pub(super) fn builtin_action(&mut self, builtin: Builtin) -> super::Action<'_> {
+        let id = self.take_id(false);
+        let job_id = self.jobs.as_ref().map_or("", |flow| flow.job.id.as_str());
+        super::Action::JobBuiltin {
+            id,
+            builtin,
+            uri: if builtin == Builtin::Install {
+                self.uri.as_str()
+            } else {
+                ""
+            },
             job_id,
         }
     }
@@ -1132,7 +1352,12 @@ impl Agent<'_> {
                     flow.step = JobStep::Fetch;
                     flow.queue(Out::Get);
                 }
-                JobStep::Hook(_) | JobStep::Download | JobStep::ConfirmReboot
+                JobStep::Hook(_)
+                | JobStep::Builtin(_)
+                | JobStep::Download
+                | JobStep::PersistRestart
+                | JobStep::ConfirmReboot
+                | JobStep::Rebooting
                     if !current_listed && !flow.job.id.is_empty() =>
                 {
                     info!("job {} was cancelled or removed", flow.job.id.as_str());
@@ -1237,6 +1462,8 @@ impl Agent<'_> {
             Some(JobStatus::Queued) => flow.step = JobStep::Hook(Hook::Version),
             Some(JobStatus::InProgress) if restart_unrun && !restarted => {
                 info!("job {}: the restart hook never ran", flow.job.id.as_str());
+                // Only after a finished install (built-in: into the slot).
+                flow.slot_installed = flow.settings.builtin();
                 self.job_restart();
             }
             Some(JobStatus::InProgress) if in_reboot || restarted => self.job_verify_installation(),
@@ -1302,22 +1529,29 @@ impl Agent<'_> {
         let Some(flow) = self.jobs.as_mut() else {
             return;
         };
-        if !flow.settings.hooks.restart {
+        if !flow.settings.hooks.restart && !flow.slot_installed {
             flow.update(JobStatus::Succeeded, state::NO_RESTART_HOOK_PROVIDED, None);
             flow.step = JobStep::Finish;
             return;
         }
-        flow.update(JobStatus::InProgress, state::REBOOT_START, None);
-        flow.reboot_answered = false;
-        flow.step = JobStep::ConfirmReboot;
-        flow.wait_until = Some(now.after(REBOOT_CONFIRM_MS));
+        if flow.slot_installed {
+            // Any boot from here runs the trial: the record says so first.
+            flow.step = JobStep::PersistRestart;
+        } else {
+            flow.reboot_start(now);
+        }
         self.push_op(Op::Mark(Mark::Job(JobPhase::Restarting)));
     }
 
     fn job_restart_hook(&mut self) {
         if let Some(flow) = self.jobs.as_mut() {
             flow.wait_until = None;
-            flow.step = JobStep::Hook(Hook::Restart);
+            flow.step = if flow.settings.hooks.restart {
+                JobStep::Hook(Hook::Restart)
+            } else {
+                // Installed into the slot: the new slot needs a reboot.
+                JobStep::Builtin(Builtin::Reboot)
+            };
         }
     }
 
@@ -1325,12 +1559,33 @@ impl Agent<'_> {
         let Some(flow) = self.jobs.as_mut() else {
             return;
         };
+        // Installed into the slot by the built-in install: the trial
+        // waits for its commit (or is given up on a failure).
+        flow.slot_installed = flow.settings.builtin();
         if flow.settings.hooks.version {
             flow.step = JobStep::Hook(Hook::Version);
             // Marks the version hook as the post-restart check.
             flow.restarted = Some(flow.job.id.clone());
+        } else if flow.slot_installed {
+            self.job_ready();
         } else {
             flow.update(JobStatus::Succeeded, state::COMPLETE_NO_VERSION_CHECK, None);
+            flow.step = JobStep::Finish;
+        }
+    }
+
+    /// The restarted version is the job's: the ready check, then (built-in
+    /// install) the commit.
+    fn job_ready(&mut self) {
+        let Some(flow) = self.jobs.as_mut() else {
+            return;
+        };
+        if flow.settings.hooks.ready {
+            flow.step = JobStep::Hook(Hook::Ready);
+        } else if flow.slot_installed {
+            flow.step = JobStep::Builtin(Builtin::Commit);
+        } else {
+            flow.update(JobStatus::Succeeded, state::COMPLETE_NO_READY_CHECK, None);
             flow.step = JobStep::Finish;
         }
     }
@@ -1343,12 +1598,7 @@ impl Agent<'_> {
         match hook {
             Hook::Version if after_restart => {
                 if line == Some(flow.job.version.as_str()) {
-                    if flow.settings.hooks.ready {
-                        flow.step = JobStep::Hook(Hook::Ready);
-                    } else {
-                        flow.update(JobStatus::Succeeded, state::COMPLETE_NO_READY_CHECK, None);
-                        flow.step = JobStep::Finish;
-                    }
+                    self.job_ready();
                 } else {
                     let message = text!(
                         "Expected version '{}', got '{}'",
@@ -1356,8 +1606,7 @@ impl Agent<'_> {
                         line.unwrap_or("None")
                     );
                     warn!("{}", message.as_str());
-                    flow.update(JobStatus::Failed, state::VERSION_MISMATCH, Some(&message));
-                    flow.step = JobStep::Finish;
+                    self.job_failed(state::VERSION_MISMATCH, &message);
                 }
             }
             Hook::Version => {
@@ -1371,10 +1620,14 @@ impl Agent<'_> {
             }
             Hook::Download => self.job_download(),
             Hook::Install => self.job_restart(),
+            // A new slot is not running after a soft restart: the hook's
+            // reboot is under way.
+            Hook::Restart if flow.slot_installed => flow.step = JobStep::Rebooting,
             Hook::Restart => {
                 flow.update(JobStatus::Succeeded, state::COMPLETE_SOFT_RESTART, None);
                 flow.step = JobStep::Finish;
             }
+            Hook::Ready if flow.slot_installed => flow.step = JobStep::Builtin(Builtin::Commit),
             Hook::Ready => {
                 flow.update(JobStatus::Succeeded, state::COMPLETE_READY, None);
                 flow.step = JobStep::Finish;
@@ -1385,7 +1638,7 @@ impl Agent<'_> {
     fn job_failed(&mut self, state: &'static str, message: &str) {
         if let Some(flow) = self.jobs.as_mut() {
             flow.update(JobStatus::Failed, state, Some(message));
-            flow.step = JobStep::Finish;
+            flow.step = flow.end_step();
         }
     }
 
@@ -1393,7 +1646,7 @@ impl Agent<'_> {
     fn job_dropped(&mut self) {
         if let Some(flow) = self.jobs.as_mut() {
             flow.wait_until = None;
-            flow.step = JobStep::Finish;
+            flow.step = flow.end_step();
         }
     }
 }

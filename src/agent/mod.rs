@@ -135,7 +135,7 @@ pub mod jobs;
 pub mod modules;
 
 pub use handoff::{HandOffEvent, HandOffOp, HandOffRole};
-pub use jobs::{Hook, HookOutcome, HookSet, JobDownloadEnd, JobsSettings};
+pub use jobs::{Builtin, Hook, HookOutcome, HookSet, JobDownloadEnd, JobsSettings};
 
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2134,6 +2134,7 @@ impl<'b> Agent<'b> {
             StepKind::HandOff(step) => self.hand_off_action(step),
             StepKind::Hook(hook) => self.hook_action(hook),
             StepKind::JobDownload => self.job_download_action(),
+            StepKind::Builtin(builtin) => self.builtin_action(builtin),
             StepKind::Read => Action::ReadArtifact {
                 id: self.take_id(false),
             },
@@ -2211,6 +2212,7 @@ enum StepKind {
     HandOff(handoff::HandStep),
     Hook(jobs::Hook),
     JobDownload,
+    Builtin(jobs::Builtin),
 }
 
 /// What an op's action is.

@@ -447,6 +447,26 @@ pub enum Action<'a> {
         uri: &'a str,
         /// The job id.
         job_id: &'a str,
+        /// Look at the file's first 512 bytes first (the partial file's,
+        /// or the stream's): a Mender Artifact (a tar whose first entry is
+        /// `version`) ends the download at once with
+        /// [`super::JobDownloadEnd::MenderArtifact`], its file removed.
+        sniff: bool,
+    },
+    /// Jobs mode: a step otalite runs itself where no hook replaces it
+    /// ([`super::Builtin`]; [`super::JobsSettings::mender_install`]).
+    /// Lines and the end are answered as a hook's
+    /// ([`super::Agent::handle_hook_output`], [`super::Agent::handle_hook`]);
+    /// stop it when [`super::Agent::job_cancelled`] turns true.
+    JobBuiltin {
+        /// Completion id.
+        id: ActionId,
+        /// Which step.
+        builtin: super::Builtin,
+        /// The artifact's URL ([`super::Builtin::Install`]; empty otherwise).
+        uri: &'a str,
+        /// The job id.
+        job_id: &'a str,
     },
     /// Jobs mode: remove the download files, all but `keep`'s. No
     /// completion.

@@ -15,6 +15,11 @@
 //! | `hooks` | `version`, `download`, `install`, `restart`, `ready` | none | commands; empty = none |
 //! | `hooks` | `retry_interval` | `60` | integer (seconds) |
 //! | `hooks` | `max_retries` | `60` | integer |
+//! | `otalite` | `mender_install` | `yes` | boolean (`1`/`yes`/`true`/`on`, `0`/`no`/`false`/`off`): with no `install` hook, a Mender Artifact goes into the inactive slot |
+//! | `otalite` | `mender_config` | `/etc/mender/mender.conf` | path: the built-in install's configuration |
+//! | `otalite` | `mender_data` | `/var/lib/mender` | path: its data directory |
+//!
+//! The `[otalite]` section is otalite's own (upparat ignores it).
 //!
 //! configparser rules kept: `key = value` or `key: value` (split at the
 //! first `=` or `:`), keys case-insensitive, blanks around keys and values
@@ -69,6 +74,11 @@ pub enum IniError {
     },
     /// Only some of `cafile`, `certfile`, `keyfile` are set.
     IncompleteTls,
+    /// A boolean key is none of configparser's words.
+    InvalidBoolean {
+        /// The key's name.
+        key: &'static str,
+    },
 }
 
 impl core::fmt::Display for IniError {
@@ -88,6 +98,12 @@ impl core::fmt::Display for IniError {
             }
             Self::InvalidInteger { key } => write!(f, "{key} is not a valid integer"),
             Self::IncompleteTls => f.write_str("set all of cafile, certfile and keyfile, or none"),
+            Self::InvalidBoolean { key } => {
+                write!(
+                    f,
+                    "{key} is not a boolean (yes/no, true/false, on/off, 1/0)"
+                )
+            }
         }
     }
 }
@@ -152,6 +168,18 @@ pub struct HooksConfig<'a> {
     pub max_retries: u32,
 }
 
+/// `[otalite]`: the built-in Mender install (otalite's own section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OtaliteSection<'a> {
+    /// With no `install` hook, a job file that is a Mender Artifact is
+    /// streamed into the inactive slot.
+    pub mender_install: bool,
+    /// The Mender configuration file the install reads.
+    pub mender_config: &'a str,
+    /// The Mender data directory.
+    pub mender_data: &'a str,
+}
+
 /// upparat's whole configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpparatConfig<'a> {
@@ -161,10 +189,12 @@ pub struct UpparatConfig<'a> {
     pub broker: BrokerConfig<'a>,
     /// `[hooks]`.
     pub hooks: HooksConfig<'a>,
+    /// `[otalite]`.
+    pub otalite: OtaliteSection<'a>,
 }
 
 /// The keys read, with their section.
-const KEYS: [(Section, &str); 17] = [
+const KEYS: [(Section, &str); 20] = [
     (Section::Service, "log_level"),
     (Section::Service, "download_location"),
     (Section::Service, "sentry"),
@@ -182,6 +212,9 @@ const KEYS: [(Section, &str); 17] = [
     (Section::Hooks, "ready"),
     (Section::Hooks, "retry_interval"),
     (Section::Hooks, "max_retries"),
+    (Section::Otalite, "mender_install"),
+    (Section::Otalite, "mender_config"),
+    (Section::Otalite, "mender_data"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +223,7 @@ enum Section {
     Service,
     Broker,
     Hooks,
+    Otalite,
     Other,
 }
 
@@ -200,6 +234,7 @@ impl Section {
             "service" => Self::Service,
             "broker" => Self::Broker,
             "hooks" => Self::Hooks,
+            "otalite" => Self::Otalite,
             _ => Self::Other,
         }
     }
@@ -209,6 +244,7 @@ impl Section {
             Self::Service => Some(0),
             Self::Broker => Some(1),
             Self::Hooks => Some(2),
+            Self::Otalite => Some(3),
             Self::Default | Self::Other => None,
         }
     }
@@ -217,7 +253,7 @@ impl Section {
 /// Raw values as found: in their own section, and in `[DEFAULT]`.
 #[derive(Default)]
 struct Raw<'a> {
-    present: [bool; 3],
+    present: [bool; 4],
     own: [Option<&'a str>; KEYS.len()],
     default: [Option<&'a str>; KEYS.len()],
 }
@@ -267,6 +303,11 @@ impl<'a> UpparatConfig<'a> {
                 ready: None,
                 retry_interval: 60,
                 max_retries: 60,
+            },
+            otalite: OtaliteSection {
+                mender_install: true,
+                mender_config: "/etc/mender/mender.conf",
+                mender_data: "/var/lib/mender",
             },
         }
     }
@@ -324,7 +365,35 @@ impl<'a> UpparatConfig<'a> {
                 retry_interval: integer("retry_interval", defaults.hooks.retry_interval)?,
                 max_retries: integer("max_retries", defaults.hooks.max_retries)?,
             },
+            otalite: OtaliteSection {
+                mender_install: match raw.get("mender_install") {
+                    None => defaults.otalite.mender_install,
+                    Some(value) => parse_bool(value).ok_or(IniError::InvalidBoolean {
+                        key: "mender_install",
+                    })?,
+                },
+                mender_config: raw
+                    .get("mender_config")
+                    .unwrap_or(defaults.otalite.mender_config),
+                mender_data: raw
+                    .get("mender_data")
+                    .unwrap_or(defaults.otalite.mender_data),
+            },
         })
+    }
+}
+
+/// configparser's `getboolean`: `1`/`yes`/`true`/`on` or
+/// `0`/`no`/`false`/`off`, any case.
+fn parse_bool(value: &str) -> Option<bool> {
+    const TRUE: [&str; 4] = ["1", "yes", "true", "on"];
+    const FALSE: [&str; 4] = ["0", "no", "false", "off"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(value)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(value)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -352,7 +421,7 @@ fn parse_int(value: &str) -> Option<u32> {
 fn read(text: &str) -> Result<Raw<'_>, IniError> {
     let mut raw = Raw::default();
     let mut section: Option<Section> = None;
-    let mut seen_sections = [false; 3];
+    let mut seen_sections = [false; 4];
     let mut seen_default_keys = [false; KEYS.len()];
     // Indent of the last key line while a value may continue.
     let mut key_indent: Option<usize> = None;

@@ -454,7 +454,12 @@ class JobsService:
         artifacts = {}
         for spec in self.scenario.get("artifacts", {"artifact.bin": {"size": 307200}}).items():
             name, a = spec
-            artifacts[name] = artifact_bytes(a["size"], name)
+            if "file" in a:
+                # A real file (a Mender Artifact made by the test).
+                with open(a["file"], "rb") as f:
+                    artifacts[name] = f.read()
+            else:
+                artifacts[name] = artifact_bytes(a["size"], name)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"

@@ -199,16 +199,22 @@ require_certificate true
             f.write(sc.get("installed_version", "1.0.0"))
         hooks_dir = os.path.join(self.tmp, "hooks")
         os.makedirs(hooks_dir)
+        # Commands the agent finds on PATH (a fake `reboot`), logged and
+        # scripted as hooks.
+        self.path_dir = os.path.join(self.tmp, "bin")
+        os.makedirs(self.path_dir)
         lines = []
-        for name in sc.get("ini_hooks", HOOKS):
-            path = os.path.join(hooks_dir, name)
+        for name in list(sc.get("ini_hooks", HOOKS)) + list(sc.get("path_commands", [])):
+            on_path = name in sc.get("path_commands", [])
+            path = os.path.join(self.path_dir if on_path else hooks_dir, name)
             with open(path, "w") as f:
                 f.write("#!/bin/sh\n# Scenario hook: logs its call, behaves as the "
                         "scenario says.\n"
                         f"exec /usr/bin/python3 {os.path.join(HERE, 'hook.py')} "
                         f"{self.hook_state} {name} \"$@\"\n")
             os.chmod(path, 0o755)
-            lines.append(f"{name} = {path}")
+            if not on_path:
+                lines.append(f"{name} = {path}")
         settings = sc.get("hook_settings", {})
         lines.append(f"retry_interval = {settings.get('retry_interval', 1)}")
         lines.append(f"max_retries = {settings.get('max_retries', 3)}")
@@ -229,13 +235,15 @@ certfile = {t}/device.pem
 keyfile = {t}/device.key
 
 [hooks]
-""" + "\n".join(lines) + "\n")
+""" + "\n".join(lines) + "\n" + sc.get("ini_extra", ""))
 
     def start_client(self):
         self.client_runs += 1
         env = dict(os.environ)
         # The artifact server's certificate is signed by the test CA.
         env["SSL_CERT_FILE"] = os.path.join(self.tmp, "ca.pem")
+        env["PATH"] = self.path_dir + os.pathsep + env.get("PATH", "")
+        env.update(self.scenario.get("client_env", {}))
         cmd = shlex.split(self.args.client) + ["-c", self.ini]
         out = open(os.path.join(self.tmp, f"client.{self.client_runs}.log"), "w")
         self.client = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -295,6 +303,14 @@ keyfile = {t}/device.key
             staged = os.path.join(self.hook_state, "staged")
             if action.get("activate", True) and os.path.exists(staged):
                 os.replace(staged, os.path.join(self.hook_state, "installed"))
+            if "set_installed" in action:
+                # What the version hook prints after this boot.
+                with open(os.path.join(self.hook_state, "installed"), "w") as f:
+                    f.write(action["set_installed"])
+            if "boot" in action:
+                # What the bootloader does at this boot (a command the
+                # test gives, e.g. U-Boot's fallback on a failed trial).
+                subprocess.run(action["boot"], shell=True, check=True)
             time.sleep(action.get("down_s", 0.5))
             self.start_client()
 

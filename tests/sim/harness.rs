@@ -627,7 +627,10 @@ impl From<Action<'_>> for Act {
                     HandOffOp::Release => HOp::Release,
                 },
             ),
-            Action::Hook { .. } | Action::JobDownload { .. } | Action::JobFiles { .. } => {
+            Action::Hook { .. }
+            | Action::JobDownload { .. }
+            | Action::JobBuiltin { .. }
+            | Action::JobFiles { .. } => {
                 panic!("the Mender simulation runs no AWS IoT jobs ({action:?})")
             }
         }

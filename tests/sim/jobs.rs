@@ -19,8 +19,8 @@
 
 use crate::harness::Buffers;
 use otalite::agent::{
-    Action, ActionId, Agent, AgentConfig, Hook, HookOutcome, HookSet, Instant, JobDownloadEnd,
-    JobsSettings, Mode, Outcome, Timing,
+    Action, ActionId, Agent, AgentConfig, Builtin, Hook, HookOutcome, HookSet, Instant,
+    JobDownloadEnd, JobsSettings, Mode, Outcome, Timing,
 };
 use otalite::board::BootState;
 use otalite::protocol::mqtt::{
@@ -470,6 +470,8 @@ pub enum When {
     },
     /// A hook starts (its `count`-th call).
     Hook(Hook, u32),
+    /// A built-in step starts (its `count`-th run).
+    Builtin(Builtin, u32),
 }
 
 #[derive(Clone, Debug)]
@@ -526,7 +528,8 @@ enum Act {
         job: String,
         force: bool,
     },
-    Download(ActionId, String, String),
+    Download(ActionId, String, String, bool),
+    Builtin(ActionId, Builtin, String),
     Files(Option<String>),
     Exit(String),
     Other(String),
@@ -553,9 +556,15 @@ impl From<Action<'_>> for Act {
                 job: job_id.into(),
                 force,
             },
-            Action::JobDownload { id, uri, job_id } => {
-                Self::Download(id, uri.into(), job_id.into())
-            }
+            Action::JobDownload {
+                id,
+                uri,
+                job_id,
+                sniff,
+            } => Self::Download(id, uri.into(), job_id.into(), sniff),
+            Action::JobBuiltin {
+                id, builtin, uri, ..
+            } => Self::Builtin(id, builtin, uri.into()),
             Action::JobFiles { keep } => Self::Files(keep.map(str::to_string)),
             Action::Exit { message, .. } => Self::Exit(message.into()),
             other => Self::Other(format!("{other:?}")),
@@ -595,6 +604,15 @@ pub struct JobsWorld {
     /// runs on).
     pub reboot_keeps_old: bool,
     pub scripts: HashMap<Hook, Vec<Call>>,
+    /// `mender_install`: no install hook, Mender Artifacts into the slot.
+    pub mender_install: bool,
+    /// Objects that are Mender Artifacts (their head says so).
+    pub mender_objects: Vec<String>,
+    /// The A/B slots as the standalone verbs leave them (what
+    /// [`Builtin`] steps see and change).
+    pub slots: SlotSim,
+    /// The built-in steps run: `install exit 0`, `reboot`, ...
+    pub builtins: Vec<String>,
     calls_made: HashMap<Hook, usize>,
     pub hook_calls: Vec<HookCall>,
     /// The persisted state record.
@@ -645,6 +663,10 @@ impl JobsWorld {
             activate_on_boot: false,
             reboot_keeps_old: false,
             scripts: HashMap::new(),
+            mender_install: false,
+            mender_objects: Vec::new(),
+            slots: SlotSim::default(),
+            builtins: Vec::new(),
             calls_made: HashMap::new(),
             hook_calls: Vec::new(),
             disk,
@@ -704,6 +726,7 @@ impl JobsWorld {
             retry_interval_ms: self.retry_interval_ms,
             max_retries: self.max_retries,
             keep_alive_secs: 60,
+            mender_install: self.mender_install,
         };
         let config = AgentConfig {
             device_type: "sim",
@@ -755,6 +778,9 @@ impl JobsWorld {
     pub fn power_on(&mut self, rebooted: bool) {
         self.boots += 1;
         self.conn = None;
+        if let Some(running) = self.slots.boot() {
+            self.installed = running;
+        }
         if (rebooted || self.activate_on_boot) && !self.reboot_keeps_old {
             if let Some(staged) = self.staged.take() {
                 self.installed = staged;
@@ -822,7 +848,9 @@ impl JobsWorld {
             }
             t.seen += 1;
             let count = match &t.when {
-                When::Update { count, .. } | When::Hook(_, count) => *count,
+                When::Update { count, .. } | When::Hook(_, count) | When::Builtin(_, count) => {
+                    *count
+                }
             };
             if t.seen >= count {
                 t.done = true;
@@ -1138,7 +1166,10 @@ impl JobsWorld {
             } => {
                 return self.run_hook(agent, id, hook, elapsed_s, retry, meta, job, force);
             }
-            Act::Download(id, uri, job) => return self.download(agent, id, &uri, &job),
+            Act::Download(id, uri, job, sniff) => {
+                return self.download(agent, id, &uri, &job, sniff)
+            }
+            Act::Builtin(id, builtin, uri) => return self.run_builtin(agent, id, builtin, &uri),
             Act::Exit(message) => {
                 self.trace.push(format!("exit: {message}"));
                 return Some(Stop::Exited);
@@ -1280,15 +1311,95 @@ impl JobsWorld {
         None
     }
 
+    /// A built-in step as the standalone verbs do it on the slots.
+    fn run_builtin(
+        &mut self,
+        agent: &mut Agent<'_>,
+        id: ActionId,
+        builtin: Builtin,
+        uri: &str,
+    ) -> Option<Stop> {
+        if !self.mender_install || self.hooks.install {
+            self.violation(format!(
+                "built-in {} without mender_install",
+                builtin.as_str()
+            ));
+        }
+        self.trace.push(format!("built-in {}", builtin.as_str()));
+        for what in self.fire(|w| matches!(w, When::Builtin(b, _) if *b == builtin)) {
+            match what {
+                Do::Drop { down_ms, .. } => self.break_connection(agent, down_ms),
+                other => self.apply(other),
+            }
+        }
+        // The install streams for a while; the rest is quick.
+        let ms = if builtin == Builtin::Install {
+            2_000
+        } else {
+            100
+        };
+        if let Some(stop) = self.pass_time(agent, ms) {
+            return Some(stop);
+        }
+        if builtin == Builtin::Install && agent.job_cancelled() {
+            self.builtins.push("install killed".into());
+            agent.handle_hook(self.now, id, HookOutcome::Cancelled);
+            return None;
+        }
+        let (code, line) = match builtin {
+            Builtin::Install => {
+                let (object, _) = self.service.resolve(uri);
+                if !self.mender_objects.contains(&object) {
+                    self.violation(format!("built-in install of {object}, no artifact"));
+                }
+                let version = self
+                    .service
+                    .jobs
+                    .iter()
+                    .find(|e| e.spec.file == object)
+                    .map(|e| e.spec.version.clone())
+                    .unwrap_or_default();
+                // The host gives up an uncommitted install first.
+                self.slots.rollback();
+                let code = self.slots.install(version, &self.installed);
+                (code, None)
+            }
+            Builtin::Reboot => {
+                self.builtins.push("reboot".into());
+                self.trace.push("the built-in reboot".into());
+                return Some(Stop::Reboot);
+            }
+            Builtin::Commit => (self.slots.commit(), None),
+            Builtin::Rollback => (self.slots.rollback(), None),
+            Builtin::ShowArtifact => (0, Some(self.installed.clone())),
+        };
+        self.builtins
+            .push(format!("{} exit {code}", builtin.as_str()));
+        let outcome = HookOutcome::Exited {
+            code,
+            last_line: line.as_deref(),
+        };
+        agent.handle_hook(self.now, id, outcome);
+        None
+    }
+
     fn download(
         &mut self,
         agent: &mut Agent<'_>,
         id: ActionId,
         uri: &str,
         job: &str,
+        sniff: bool,
     ) -> Option<Stop> {
         let (object, expired) = self.service.resolve(uri);
         let have = self.files.get(job).map_or(0, Vec::len) as u64;
+        if sniff && !expired && self.mender_objects.contains(&object) {
+            // The head is a Mender Artifact: nothing is kept.
+            self.files.remove(job);
+            self.http.push((object, have, "sniffed".into()));
+            agent.handle_job_download(self.now, id, 0, JobDownloadEnd::MenderArtifact);
+            return None;
+        }
         let Some(bytes) = self.artifacts.get(&object).cloned() else {
             self.http.push((object, have, "404".into()));
             agent.handle_job_download(self.now, id, have, JobDownloadEnd::Failed("404 Not Found"));
@@ -1419,6 +1530,12 @@ impl JobsWorld {
         let tail = || self.tail(80);
         assert_eq!(self.record().step, UpdateStep::Idle, "at rest\n{}", tail());
         assert!(
+            self.slots.at_rest(),
+            "an install waits at rest: {:?}\n{}",
+            self.slots,
+            tail()
+        );
+        assert!(
             self.files.is_empty(),
             "files left: {:?}\n{}",
             self.files.keys(),
@@ -1467,6 +1584,86 @@ impl JobsWorld {
             self.violations,
             tail()
         );
+    }
+}
+
+/// The A/B slots as the standalone verbs (`install`, `commit`,
+/// `rollback`) and U-Boot (`bootlimit=1`) leave them.
+#[derive(Clone, Debug, Default)]
+pub struct SlotSim {
+    /// Installed into the inactive slot, made the trial: the next boot
+    /// (any boot) runs it.
+    pub pending: Option<(String, String)>,
+    /// Running uncommitted: (new, previous). A boot before the commit
+    /// falls back to the previous one.
+    pub trial: Option<(String, String)>,
+    /// The trial was given up (`rollback`): the next boot runs the
+    /// previous one.
+    pub given_up: Option<String>,
+    pub commits: u32,
+    /// The new slot does not come up: U-Boot boots the previous one.
+    pub fail_boot: bool,
+    /// The install refuses the artifact (signature, device type).
+    pub fail_install: bool,
+}
+
+impl SlotSim {
+    /// `install` (after the host's `rollback`): the new one waits for a
+    /// boot; refused (1) while a given-up trial still runs (the slot it
+    /// would write boots next: "reboot before installing").
+    fn install(&mut self, version: String, running: &str) -> i32 {
+        if self.given_up.is_some() {
+            return 1;
+        }
+        if self.fail_install {
+            return 1;
+        }
+        self.pending = Some((version, running.to_string()));
+        0
+    }
+
+    /// `commit`: 0 committed, 2 nothing waits.
+    fn commit(&mut self) -> i32 {
+        if self.trial.take().is_some() {
+            self.commits += 1;
+            0
+        } else {
+            2
+        }
+    }
+
+    /// `rollback`: 0 given up, 2 nothing waits.
+    fn rollback(&mut self) -> i32 {
+        if self.pending.take().is_some() {
+            0
+        } else if let Some((_, previous)) = self.trial.take() {
+            self.given_up = Some(previous);
+            0
+        } else {
+            2
+        }
+    }
+
+    /// A boot: what runs now, if it changed.
+    fn boot(&mut self) -> Option<String> {
+        if let Some(previous) = self.given_up.take() {
+            return Some(previous);
+        }
+        if let Some((_, previous)) = self.trial.take() {
+            // U-Boot: a second boot of an uncommitted trial falls back.
+            return Some(previous);
+        }
+        let (new, previous) = self.pending.take()?;
+        if self.fail_boot {
+            return Some(previous);
+        }
+        self.trial = Some((new.clone(), previous));
+        Some(new)
+    }
+
+    /// Nothing waits: no pending install, no uncommitted trial.
+    pub fn at_rest(&self) -> bool {
+        self.pending.is_none() && self.trial.is_none()
     }
 }
 
@@ -2304,4 +2501,225 @@ fn jobs_cut_before_restarting_runs_the_restart() {
         ]
     );
     assert_eq!(w.installed, "2.0.0");
+}
+
+// -------------------------------------------------------------------
+// No install hook, `mender_install`: a Mender Artifact goes into the slot
+// through the built-in steps (the standalone verbs), the reboot is the
+// built-in one (no restart hook), the commit follows the ready hook.
+
+fn builtin_world() -> JobsWorld {
+    let mut w = JobsWorld::new();
+    let mut spec = JobSpec::queued(J1, "2.0.0");
+    spec.file = "release.mender".into();
+    w.service.add(spec);
+    w.artifacts
+        .insert("release.mender".into(), artifact(ARTIFACT_LEN));
+    w.mender_objects.push("release.mender".into());
+    w.mender_install = true;
+    w.hooks = HookSet {
+        version: false,
+        download: false,
+        install: false,
+        restart: false,
+        ready: true,
+    };
+    w
+}
+
+const BUILTIN_SUCCESS: &[&str] = &[
+    "get",
+    "J/get",
+    "J IN_PROGRESS/download_start",
+    "J IN_PROGRESS/installation_start",
+    "J IN_PROGRESS/reboot_start",
+    "get",
+    "J/get",
+    "J SUCCEEDED/complete_ready",
+    "get",
+];
+
+#[test]
+fn jobs_builtin_mender_install() {
+    let mut w = builtin_world();
+    assert_eq!(run(&mut w), 2);
+    assert_eq!(w.service.published, transcript(BUILTIN_SUCCESS));
+    assert_eq!(w.builtins, ["install exit 0", "reboot", "commit exit 0"]);
+    assert_eq!(w.hook_names(), ["ready exit 0"]);
+    assert_eq!(w.installed, "2.0.0");
+    assert_eq!(w.slots.commits, 1);
+    // The head was looked at; nothing was stored.
+    let http: Vec<&str> = w.http.iter().map(|h| h.2.as_str()).collect();
+    assert_eq!(http, ["sniffed"]);
+}
+
+#[test]
+fn jobs_builtin_with_version_and_restart_hooks() {
+    let mut w = builtin_world();
+    w.hooks.version = true;
+    w.hooks.restart = true;
+    w.script(
+        Hook::Restart,
+        vec![Call {
+            end: End::Reboot,
+            lines: vec![],
+            ms: 100,
+        }],
+    );
+    assert_eq!(run(&mut w), 2);
+    assert_eq!(w.service.published, transcript(BUILTIN_SUCCESS));
+    assert_eq!(
+        w.hook_names(),
+        [
+            "version exit 0",
+            "restart reboot",
+            "version exit 0",
+            "ready exit 0"
+        ]
+    );
+    assert_eq!(w.builtins, ["install exit 0", "commit exit 0"]);
+    assert_eq!(w.installed, "2.0.0");
+}
+
+#[test]
+fn jobs_builtin_ready_fails_rolls_back() {
+    let mut w = builtin_world();
+    w.script(Hook::Ready, vec![Call::exit(1)]);
+    run(&mut w);
+    assert_eq!(w.service.final_of(J1), "FAILED/ready_hook_failed");
+    assert_eq!(w.builtins, ["install exit 0", "reboot", "rollback exit 0"]);
+    assert_eq!(w.slots.commits, 0);
+    // The next boot runs the previous version.
+    w.power_on(true);
+    assert_eq!(w.installed, "1.0.0");
+}
+
+#[test]
+fn jobs_builtin_new_slot_does_not_boot() {
+    let mut w = builtin_world();
+    w.slots.fail_boot = true;
+    run(&mut w);
+    assert_eq!(w.service.final_of(J1), "FAILED/version_mismatch");
+    assert_eq!(
+        w.builtins,
+        [
+            "install exit 0",
+            "reboot",
+            "commit exit 2",
+            "show-artifact exit 0",
+            "rollback exit 2"
+        ]
+    );
+    assert_eq!(w.installed, "1.0.0");
+}
+
+#[test]
+fn jobs_builtin_install_refused() {
+    let mut w = builtin_world();
+    w.slots.fail_install = true;
+    run(&mut w);
+    assert_eq!(w.service.final_of(J1), "FAILED/installation_hook_failed");
+    assert_eq!(w.builtins, ["install exit 1"]);
+    assert!(w.hook_calls.is_empty());
+    assert_eq!(w.installed, "1.0.0");
+}
+
+#[test]
+fn jobs_builtin_not_an_artifact_is_downloaded() {
+    // Not a Mender Artifact: upparat's behaviour, the file is the job's end.
+    let mut w = builtin_world();
+    w.mender_objects.clear();
+    run(&mut w);
+    assert_eq!(
+        w.service.published,
+        transcript(&[
+            "get",
+            "J/get",
+            "J IN_PROGRESS/download_start",
+            "J IN_PROGRESS/download_progress x3",
+            "J SUCCEEDED/no_installation_hook_provided",
+            "get",
+        ])
+    );
+    assert!(w.builtins.is_empty());
+}
+
+#[test]
+fn jobs_builtin_cancel_mid_install() {
+    let mut w = builtin_world();
+    w.on(When::Builtin(Builtin::Install, 1), Do::Cancel(J1.into()));
+    run(&mut w);
+    assert_eq!(w.builtins, ["install killed"]);
+    assert_eq!(w.installed, "1.0.0");
+    assert_eq!(w.service.final_of(J1), "CANCELED/installation_start");
+}
+
+/// Power cuts at every persisted write, before every action and before
+/// every packet of the built-in run: the job ends SUCCEEDED only with the
+/// new version committed and running, FAILED only with nothing left to
+/// commit (the previous version boots next); an install never waits at
+/// rest.
+#[test]
+fn jobs_builtin_power_cuts() {
+    let started = Clock::now();
+    let mut buffers = Buffers::default();
+    let mut base = builtin_world();
+    base.run(&mut buffers);
+    base.check_at_rest();
+    let (effects, actions, packets) = (base.effects, base.actions, base.packets);
+    let mut cuts = Vec::new();
+    for n in 0..effects {
+        cuts.push(Cut::Effect { n, after: false });
+        cuts.push(Cut::Effect { n, after: true });
+    }
+    cuts.extend((0..actions).map(Cut::Action));
+    cuts.extend((0..packets).map(Cut::Packet));
+    let mut summary: BTreeMap<String, u32> = BTreeMap::new();
+    let mut runs = 0;
+    for &cut in &cuts {
+        let mut w = builtin_world();
+        w.cut = Some(cut);
+        w.run(&mut buffers);
+        let Some(at_cut) = w.at_cut.clone() else {
+            continue;
+        };
+        runs += 1;
+        w.check_at_rest();
+        let final_state = w.service.final_of(J1);
+        let tail = || w.tail(80);
+        if final_state.starts_with("SUCCEEDED") {
+            assert_eq!(
+                final_state,
+                "SUCCEEDED/complete_ready",
+                "{cut:?}\n{}",
+                tail()
+            );
+            assert_eq!(w.installed, "2.0.0", "{cut:?}\n{}", tail());
+            assert!(w.slots.given_up.is_none(), "{cut:?}\n{}", tail());
+            assert_eq!(w.slots.commits, 1, "{cut:?}\n{}", tail());
+        } else {
+            // Failed: nothing committed, the previous version boots next.
+            assert_eq!(w.slots.commits, 0, "{cut:?}: {final_state}\n{}", tail());
+            let trace = tail();
+            w.power_on(true);
+            assert_eq!(w.installed, "1.0.0", "{cut:?}: {final_state}\n{trace}");
+        }
+        if std::env::var_os("SIM_TRACE").is_some() && final_state.starts_with("FAILED") {
+            println!("{cut:?}\n{}", w.tail(60));
+        }
+        *summary
+            .entry(format!(
+                "{} -> {final_state}",
+                at_cut.0.split(' ').next().unwrap_or("")
+            ))
+            .or_default() += 1;
+    }
+    println!(
+        "built-in install power cuts: {runs} runs ({effects} persists, {actions} actions, {packets} packets) in {:?}",
+        started.elapsed()
+    );
+    for (key, n) in &summary {
+        println!("  {n:4} {key}");
+    }
+    assert!(runs > 40, "{runs}");
 }

@@ -660,6 +660,7 @@ fn action_to_c(action: Action<'_>) -> otalite_action {
         Action::HandOff { .. }
         | Action::Hook { .. }
         | Action::JobDownload { .. }
+        | Action::JobBuiltin { .. }
         | Action::JobFiles { .. } => otalite_action {
             kind: OTALITE_ACTION_EXIT,
             failed: true,

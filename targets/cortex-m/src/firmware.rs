@@ -269,6 +269,7 @@ impl Host {
             Action::HandOff { .. }
             | Action::Hook { .. }
             | Action::JobDownload { .. }
+            | Action::JobBuiltin { .. }
             | Action::JobFiles { .. } => board::halt(),
         }
     }

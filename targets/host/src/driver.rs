@@ -637,12 +637,13 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             Action::HandOff { id, op } => self.hand_off(id, op),
             // Jobs-mode actions come from agents in `Mode::Jobs`, which
             // run in their own loop (`crate::jobs`), never this one.
-            Action::Hook { .. } | Action::JobDownload { .. } | Action::JobFiles { .. } => {
-                Done::Ended(Ended::Exited {
-                    failed: true,
-                    message: "an AWS IoT Jobs action reached the Mender loop".into(),
-                })
-            }
+            Action::Hook { .. }
+            | Action::JobDownload { .. }
+            | Action::JobBuiltin { .. }
+            | Action::JobFiles { .. } => Done::Ended(Ended::Exited {
+                failed: true,
+                message: "an AWS IoT Jobs action reached the Mender loop".into(),
+            }),
             Action::Exit { failed, message } => Done::Ended(Ended::Exited {
                 failed,
                 message: message.to_string(),

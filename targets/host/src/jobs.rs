@@ -8,6 +8,7 @@
 //! | job files | `<download_location>/upparat/<job id>` (upparat's) |
 //! | state record | `<download_location>/upparat/.otalite-state` (atomic; keep `download_location` on persistent storage for the restart check across reboots) |
 //! | hooks | the INI's commands, run as `<hook> <elapsed> <retry> <meta> [file \| force]` |
+//! | built-in steps (no `install` hook, a Mender Artifact) | `<otalite> <global options> install <URL>` (after `rollback`), `commit`, `rollback`, `show-artifact`: the standalone verbs of this binary; `reboot` from `PATH` |
 //!
 //! One thread runs the loop; a hook or a download runs in a worker thread
 //! that reports through a channel, so the MQTT connection is served (pings,
@@ -18,8 +19,9 @@
 use crate::fs::atomic_write;
 use crate::http::{Download, HttpClient, RawStream, Resumed, SaveError};
 use otalite::agent::{
-    Action, ActionId, Agent, Command, Hook, HookOutcome, Instant, JobDownloadEnd, Outcome,
+    Action, ActionId, Agent, Builtin, Command, Hook, HookOutcome, Instant, JobDownloadEnd, Outcome,
 };
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +76,15 @@ impl HookPaths {
     }
 }
 
+/// How the built-in steps run: `program args... <verb>`.
+#[derive(Clone, Debug)]
+pub struct BuiltinCommand {
+    /// The otalite binary.
+    pub program: PathBuf,
+    /// Global options before the verb.
+    pub args: Vec<OsString>,
+}
+
 /// What a worker thread says.
 enum Work {
     Line(String),
@@ -84,6 +95,7 @@ enum Work {
 
 enum DownloadResult {
     Complete,
+    MenderArtifact,
     Expired,
     Failed(String),
     Stopped,
@@ -116,6 +128,9 @@ pub struct JobsHost {
     /// The client for the job files (pre-signed URLs: the system's trust
     /// store), when it differs from [`Self::client`].
     pub download_client: Option<HttpClient>,
+    /// The standalone verbs for the built-in steps ([`Builtin`]): this
+    /// binary and its global options (`--config`, `--data`).
+    pub builtin: Option<BuiltinCommand>,
     stream: Option<RawStream>,
     started: std::time::Instant,
 }
@@ -136,6 +151,7 @@ impl JobsHost {
             download_dir,
             stop,
             download_client: None,
+            builtin: None,
             stream: None,
             started: std::time::Instant::now(),
         }
@@ -201,6 +217,9 @@ impl JobsHost {
                                         JobDownloadEnd::Cancelled
                                     }
                                     (DownloadResult::Complete, false) => JobDownloadEnd::Complete,
+                                    (DownloadResult::MenderArtifact, false) => {
+                                        JobDownloadEnd::MenderArtifact
+                                    }
                                     (DownloadResult::Expired, false) => JobDownloadEnd::Expired,
                                     (DownloadResult::Failed(why), false) => {
                                         JobDownloadEnd::Failed(why)
@@ -279,11 +298,26 @@ impl JobsHost {
                     Hook::Restart => args.push(if force { "True".into() } else { String::new() }),
                     _ => {}
                 }
-                *worker = Some(self.start_hook(id, hook, args));
+                let label = format!("{} hook", hook.as_str());
+                *worker = Some(match self.hooks.get(hook) {
+                    Some(path) => start_process(id, &label, path, &args, false),
+                    None => ended_worker(id, format!("no {label}")),
+                });
                 Executed::Nothing
             }
-            Action::JobDownload { id, uri, job_id } => {
-                *worker = Some(self.start_download(id, uri, job_id));
+            Action::JobDownload {
+                id,
+                uri,
+                job_id,
+                sniff,
+            } => {
+                *worker = Some(self.start_download(id, uri, job_id, sniff));
+                Executed::Nothing
+            }
+            Action::JobBuiltin {
+                id, builtin, uri, ..
+            } => {
+                *worker = Some(self.start_builtin(id, builtin, uri));
                 Executed::Nothing
             }
             Action::Exit { failed, message } => Executed::Exit(if failed {
@@ -474,82 +508,51 @@ impl JobsHost {
         }
     }
 
-    fn start_hook(&self, id: ActionId, hook: Hook, args: Vec<String>) -> Worker {
-        let (send, events) = channel();
-        let Some(path) = self.hooks.get(hook).map(Path::to_path_buf) else {
-            let _ = send.send(Work::HookEnd(Err(format!("no {} hook", hook.as_str()))));
-            return Worker {
-                id,
-                events,
-                pid: None,
-                stop: None,
-                cancelled: false,
-            };
+    /// Runs a built-in step ([`Builtin`]) in a worker.
+    fn start_builtin(&self, id: ActionId, builtin: Builtin, uri: &str) -> Worker {
+        if builtin == Builtin::Reboot {
+            return start_process::<&str>(id, "reboot", Path::new("reboot"), &[], true);
+        }
+        let Some(command) = &self.builtin else {
+            return ended_worker(id, "the built-in Mender install is not set up".into());
         };
-        log::info!(
-            "running the {} hook: {} {}",
-            hook.as_str(),
-            path.display(),
-            args.join(" ")
-        );
-        let child = std::process::Command::new(&path)
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                let _ = send.send(Work::HookEnd(Err(format!(
-                    "cannot run {}: {error}",
-                    path.display()
-                ))));
-                return Worker {
-                    id,
-                    events,
-                    pid: None,
-                    stop: None,
-                    cancelled: false,
-                };
-            }
-        };
-        let pid = child.id();
-        let stdout = child.stdout.take();
-        std::thread::spawn(move || {
-            let mut last = None;
-            if let Some(stdout) = stdout {
-                for line in io::BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let line = line.trim().to_string();
-                    if !line.is_empty() {
-                        last = Some(line.clone());
-                        let _ = send.send(Work::Line(line));
-                    }
+        let mut args = command.args.clone();
+        args.push(builtin.as_str().into());
+        if builtin == Builtin::Install {
+            // An earlier install that waits uncommitted (the power went
+            // before its restart) blocks a new one: give it up first.
+            let mut rollback = command.args.clone();
+            rollback.push("rollback".into());
+            match std::process::Command::new(&command.program)
+                .args(&rollback)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+            {
+                Ok(status) if status.success() => {
+                    log::info!("rolled back an earlier install that was never restarted");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    return ended_worker(
+                        id,
+                        format!("cannot run {}: {error}", command.program.display()),
+                    );
                 }
             }
-            let result = child
-                .wait()
-                .map(|status| {
-                    use std::os::unix::process::ExitStatusExt;
-                    let code = status
-                        .code()
-                        .or_else(|| status.signal().map(|s| 128 + s))
-                        .unwrap_or(1);
-                    (code, last)
-                })
-                .map_err(|e| e.to_string());
-            let _ = send.send(Work::HookEnd(result));
-        });
-        Worker {
-            id,
-            events,
-            pid: Some(pid),
-            stop: None,
-            cancelled: false,
+            args.push(uri.into());
         }
+        start_process(
+            id,
+            &format!("built-in {}", builtin.as_str()),
+            &command.program,
+            &args,
+            true,
+        )
     }
 
-    fn start_download(&self, id: ActionId, uri: &str, job_id: &str) -> Worker {
+    fn start_download(&self, id: ActionId, uri: &str, job_id: &str, sniff: bool) -> Worker {
         let (send, events) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let mut config = self
@@ -565,7 +568,7 @@ impl JobsHost {
         let flag = Arc::clone(&stop);
         std::thread::spawn(move || {
             let (bytes, result) = match HttpClient::new(config) {
-                Ok(client) => download(&client, &dir, &path, &uri, &send, &flag),
+                Ok(client) => download(&client, &dir, &path, &uri, sniff, &send, &flag),
                 Err(error) => (0, DownloadResult::Failed(error.to_string())),
             };
             let _ = send.send(Work::DownloadEnd(bytes, result));
@@ -578,6 +581,132 @@ impl JobsHost {
             cancelled: false,
         }
     }
+}
+
+/// A worker that has already ended: `why` it could not run.
+fn ended_worker(id: ActionId, why: String) -> Worker {
+    let (send, events) = channel();
+    let _ = send.send(Work::HookEnd(Err(why)));
+    Worker {
+        id,
+        events,
+        pid: None,
+        stop: None,
+        cancelled: false,
+    }
+}
+
+/// Runs `program args` in a worker thread: its non-empty output lines
+/// (standard error too with `with_stderr`) as [`Work::Line`], then its
+/// exit code and last line.
+fn start_process<A: AsRef<std::ffi::OsStr>>(
+    id: ActionId,
+    label: &str,
+    program: &Path,
+    args: &[A],
+    with_stderr: bool,
+) -> Worker {
+    log::info!(
+        "running the {label}: {} {}",
+        program.display(),
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let cannot =
+        |error: io::Error| ended_worker(id, format!("cannot run {}: {error}", program.display()));
+    let (reader, writer) = match io::pipe() {
+        Ok(pair) => pair,
+        Err(error) => return cannot(error),
+    };
+    let mut command = std::process::Command::new(program);
+    command.args(args).stdin(std::process::Stdio::null());
+    if with_stderr {
+        match writer.try_clone() {
+            Ok(copy) => command.stderr(copy),
+            Err(error) => return cannot(error),
+        };
+    }
+    command.stdout(writer);
+    let spawned = command.spawn();
+    // The parent's ends of the pipe go, so the reader sees the end.
+    drop(command);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => return cannot(error),
+    };
+    let (send, events) = channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let mut last = None;
+        for line in io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            // The built-in steps log as the reference (logfmt): their
+            // message is what the service sees.
+            let line = if with_stderr {
+                logfmt_message(line.trim())
+            } else {
+                line.trim().to_string()
+            };
+            if !line.is_empty() {
+                last = Some(line.clone());
+                let _ = send.send(Work::Line(line));
+            }
+        }
+        let result = child
+            .wait()
+            .map(|status| {
+                use std::os::unix::process::ExitStatusExt;
+                let code = status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .unwrap_or(1);
+                (code, last)
+            })
+            .map_err(|e| e.to_string());
+        let _ = send.send(Work::HookEnd(result));
+    });
+    Worker {
+        id,
+        events,
+        pid: Some(pid),
+        stop: None,
+        cancelled: false,
+    }
+}
+
+/// The `msg` of a logfmt line (`time=... level=... msg="..."`, quotes and
+/// `\"` escapes undone); other lines as they are.
+fn logfmt_message(line: &str) -> String {
+    let Some(start) = line.find("msg=") else {
+        return line.to_string();
+    };
+    let value = line.get(start + 4..).unwrap_or_default();
+    let Some(quoted) = value.strip_prefix('"') else {
+        return value.split(' ').next().unwrap_or_default().to_string();
+    };
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The first tar header of a Mender Artifact: the entry `version`, ustar.
+fn is_mender_artifact(head: &[u8]) -> bool {
+    head.len() >= 512
+        && head.get(..8) == Some(b"version\0".as_slice())
+        && head.get(257..262) == Some(b"ustar".as_slice())
 }
 
 /// upparat offers this ALPN name (AWS IoT needs it on port 443).
@@ -599,6 +728,7 @@ fn download(
     dir: &Path,
     path: &Path,
     uri: &str,
+    sniff: bool,
     send: &std::sync::mpsc::Sender<Work>,
     stop: &AtomicBool,
 ) -> (u64, DownloadResult) {
@@ -609,6 +739,14 @@ fn download(
         );
     }
     let have = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if sniff && have >= 512 {
+        let mut head = [0u8; 512];
+        let read = fs::File::open(path).and_then(|mut file| file.read_exact(&mut head));
+        if read.is_ok() && is_mender_artifact(&head) {
+            let _ = fs::remove_file(path);
+            return (0, DownloadResult::MenderArtifact);
+        }
+    }
     let opened = Download::open_from(client, uri, have);
     let (mut download, from) = match opened {
         Ok(Resumed::Complete) => return (have, DownloadResult::Complete),
@@ -625,6 +763,26 @@ fn download(
     };
     // Where it starts (the progress counts from here).
     let _ = send.send(Work::Progress(from));
+    let mut from = from;
+    if sniff && from == 0 {
+        // The head decides; a file that is no artifact is saved on from it.
+        let mut head = Vec::with_capacity(512);
+        let read = (&mut download).take(512).read_to_end(&mut head);
+        if let Err(error) = read {
+            return (0, DownloadResult::Failed(error.to_string()));
+        }
+        if is_mender_artifact(&head) {
+            let _ = fs::remove_file(path);
+            return (0, DownloadResult::MenderArtifact);
+        }
+        if let Err(error) = fs::write(path, &head) {
+            return (
+                0,
+                DownloadResult::Failed(format!("cannot write {}: {error}", path.display())),
+            );
+        }
+        from = head.len() as u64;
+    }
     let (reached, saved) = download.save_to(path, from, &mut |bytes| {
         let _ = send.send(Work::Progress(bytes));
     });
@@ -646,5 +804,35 @@ fn kill(pid: u32) {
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_mender_artifact, logfmt_message};
+
+    #[test]
+    fn logfmt_messages() {
+        assert_eq!(
+            logfmt_message(
+                r#"time="2026-12-02T20:02:40Z" level=error msg="artifact refused: \"x\" bad""#
+            ),
+            r#"artifact refused: "x" bad"#
+        );
+        assert_eq!(logfmt_message("level=info msg=plain rest"), "plain");
+        assert_eq!(logfmt_message("no fields here"), "no fields here");
+        assert_eq!(logfmt_message(r#"msg="unterminated"#), "unterminated");
+    }
+
+    #[test]
+    fn artifact_heads() {
+        let mut head = vec![0u8; 512];
+        head[..7].copy_from_slice(b"version");
+        head[257..262].copy_from_slice(b"ustar");
+        assert!(is_mender_artifact(&head));
+        assert!(!is_mender_artifact(&head[..511]));
+        head[7] = b's';
+        assert!(!is_mender_artifact(&head), "versions is another entry");
+        assert!(!is_mender_artifact(&[0u8; 512]));
     }
 }

@@ -8,7 +8,7 @@ use otalite::board::BootState;
 use otalite::protocol::upparat_ini::UpparatConfig;
 use otalite::store::StateRecord;
 use otalite_host::http::{ClientAuth, HttpClient, HttpConfig};
-use otalite_host::jobs::{Broker, HookPaths, JobsHost};
+use otalite_host::jobs::{Broker, BuiltinCommand, HookPaths, JobsHost};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -151,6 +151,7 @@ pub fn run(args: &JobsArgs) -> Result<i32, Failure> {
         restart: ini.hooks.restart.map(PathBuf::from),
         ready: ini.hooks.ready.map(PathBuf::from),
     };
+    let hooks_install_unset = hooks.install.is_none();
     let settings = JobsSettings {
         thing_name: &thing,
         client_id: ini.broker.client_id,
@@ -165,6 +166,7 @@ pub fn run(args: &JobsArgs) -> Result<i32, Failure> {
         retry_interval_ms: u64::from(ini.hooks.retry_interval).saturating_mul(1000),
         max_retries: ini.hooks.max_retries,
         keep_alive_secs: 60,
+        mender_install: ini.otalite.mender_install,
     };
     otalite::protocol::jobs::validate_thing_name(&thing)
         .map_err(|e| Failure::error(format!("thing name '{thing}': {e}")))?;
@@ -180,6 +182,20 @@ pub fn run(args: &JobsArgs) -> Result<i32, Failure> {
         Arc::clone(&stop),
     );
     host.download_client = Some(download_client);
+    if settings.mender_install && hooks_install_unset {
+        let program = std::env::current_exe()
+            .map_err(|e| Failure::error(format!("cannot find this program: {e}")))?;
+        host.builtin = Some(BuiltinCommand {
+            program,
+            args: vec![
+                "--config".into(),
+                ini.otalite.mender_config.into(),
+                "--data".into(),
+                ini.otalite.mender_data.into(),
+                "--no-syslog".into(),
+            ],
+        });
+    }
     let record = match std::fs::read(host.state_path()) {
         Ok(bytes) => StateRecord::decode(&bytes).unwrap_or_else(|e| {
             log::warn!("{}: {e}; starting fresh", host.state_path().display());
