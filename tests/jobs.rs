@@ -366,3 +366,50 @@ fn mender_artifact_for_another_device_type_is_refused() {
     assert_eq!(device.env_var("mender_boot_part"), "2");
     assert_eq!(device.show_artifact(), "release-1");
 }
+
+#[test]
+fn mender_artifact_agent_killed_mid_install() {
+    // The agent and its install are killed (SIGKILL to the process group)
+    // while the install streams (the server stalls the install's request
+    // after 1 MiB: the first request, the head, goes through); the next
+    // agent redoes the job (the standalone install repairs what the killed
+    // one left) and ends it.
+    let device = common::Device::new();
+    let image = common::image_bytes(4 << 20, 11);
+    let artifact = device.artifact("release-2", &image, &[]);
+    let mut scenario = slot_scenario(
+        &device,
+        &artifact,
+        "release-2",
+        &["ready"],
+        serde_json::json!({"reboot": [{"sleep": 30}]}),
+    );
+    let reboot = scenario["actions"][0].clone();
+    scenario["actions"] = serde_json::json!([
+        {"when": {"event": "http-stalled"}, "do": "restart_client", "down_s": 0.2},
+        reboot,
+    ]);
+    scenario["http"] =
+        serde_json::json!({"stall_after_bytes": 1 << 20, "stall_skip": 1, "stall_release_s": 3});
+    let transcript = run_on_device(&device, &scenario);
+    let events: Vec<&str> = transcript["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["event"].as_str())
+        .collect();
+    assert!(
+        events.contains(&"http-stalled") && events.contains(&"restart_client"),
+        "{events:?}"
+    );
+    // Three agents: killed mid-install, rebooted, verified.
+    assert_eq!(transcript["client_starts"], 3, "{transcript:#}");
+    assert_eq!(
+        transcript["final_jobs"]["upparat_slot-1"]["status"], "SUCCEEDED",
+        "{transcript:#}"
+    );
+    assert_eq!(&device.slot(3)[..image.len()], &image[..]);
+    assert_eq!(device.env_var("mender_boot_part"), "3");
+    assert_eq!(device.env_var("upgrade_available"), "0");
+    assert_eq!(device.show_artifact(), "release-2");
+}

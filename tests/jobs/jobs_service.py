@@ -144,6 +144,9 @@ class JobsService:
         self.stall_after = http.get("stall_after_bytes")
         self.stall_release_s = http.get("stall_release_s", 15)
         self.stalled_once = set()
+        # Requests of an object let through before the one that stalls.
+        self.stall_skip = http.get("stall_skip", 0)
+        self.requests_seen = {}
         self.urls_issued = 0
         self.expired = set()
         self.artifacts = {}
@@ -506,7 +509,10 @@ class JobsService:
                 rec["status"] = 206 if rng else 200
                 service.recorder.write(rec)
                 stall = service.stall_after
-                if stall is not None and name not in service.stalled_once and start < stall:
+                seen = service.requests_seen.get(name, 0)
+                service.requests_seen[name] = seen + 1
+                if (stall is not None and name not in service.stalled_once and start < stall
+                        and seen >= service.stall_skip):
                     service.stalled_once.add(name)
                     self.wfile.write(body[:stall - start])
                     self.wfile.flush()

@@ -5,10 +5,14 @@ filter; shared by jobs_service.py and run_scenario.py (no dependencies)."""
 def message_matches(when, record):
     """True if a device message record matches an action's `when` filter.
 
-    `when` keys (all optional): "topic" (the topic after
+    `when` keys (all optional): "event" (a service event instead of a
+    device message: "http-stalled"), "topic" (the topic after
     $aws/things/<thing>/jobs/, "<jobId>" may be "+"), "status",
     "state" (statusDetails.state).
     """
+    if "event" in when:
+        # A service event ("http-stalled", ...), for driver actions.
+        return record.get("from") == "event" and record.get("event") == when["event"]
     if record.get("from") != "client":
         return False
     rel = record.get("rel_topic", "")
