@@ -32,6 +32,7 @@
 //! | `DeviceKeyType` (otalite) | `ed25519` / `ecdsa-p256` / `rsa3072` | `ed25519` |
 //! | `FwEnvConfig` (otalite) | path | `/etc/fw_env.config` |
 //! | `GrubEnvDir` (otalite) | path | searched as grub-mender-grubenv does |
+//! | `HooksConfig` (otalite) | path | an INI file with upparat's `[hooks]` section (`version`, `download`, `install`, `restart`, `ready`, `retry_interval`, `max_retries`): deployments are downloaded to `<DATA>/artifact.mender` and installed by those hooks, the daemon reporting the Mender statuses |
 //! | `HandOff` (otalite) | bool | `false`: the daemon installs; `true`: it downloads to `<DATA>/artifact.mender` and hands over to `/usr/share/mender/install` (the Mender Python client's flow) |
 
 //!
@@ -117,6 +118,11 @@ pub struct MenderConfig {
     /// (the Mender Python client's flow).
     #[serde(rename = "handoff")]
     pub hand_off: Option<bool>,
+    /// `HooksConfig` (otalite): an INI file with upparat's `[hooks]`
+    /// section; its hooks install deployments instead of the slot
+    /// installer.
+    #[serde(rename = "hooksconfig")]
+    pub hooks_config: Option<ConfigPath>,
     #[serde(rename = "tenanttoken")]
     pub tenant_token: Option<String<1024>>,
     #[serde(rename = "updatepollintervalseconds")]
@@ -271,7 +277,7 @@ const SHORT: &str = "a string of at most 16 bytes";
 
 /// Every member the parse knows: its documented name, what its value must
 /// be, and whether it is a list limited to [`MAX_LIST_LEN`].
-const FIELDS: [(&str, &str, bool); 28] = [
+const FIELDS: [(&str, &str, bool); 29] = [
     ("RootfsPartA", PATH, false),
     ("RootfsPartB", PATH, false),
     ("ArtifactVerifyKey", PATH, false),
@@ -290,6 +296,7 @@ const FIELDS: [(&str, &str, bool); 28] = [
     ("ServerCertificate", PATH, false),
     ("SkipVerify", "true or false", false),
     ("HandOff", "true or false", false),
+    ("HooksConfig", PATH, false),
     ("TenantToken", "a string of at most 1024 bytes", false),
     ("UpdatePollIntervalSeconds", NUMBER, false),
     ("InventoryPollIntervalSeconds", NUMBER, false),
@@ -803,6 +810,7 @@ impl MenderConfig {
             server_certificate: main.server_certificate.or(self.server_certificate),
             skip_verify: main.skip_verify.or(self.skip_verify),
             hand_off: main.hand_off.or(self.hand_off),
+            hooks_config: main.hooks_config.or(self.hooks_config),
             tenant_token: main.tenant_token.or(self.tenant_token),
             update_poll_interval_seconds: main
                 .update_poll_interval_seconds

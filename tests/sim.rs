@@ -27,6 +27,8 @@ mod handoff;
 mod harness;
 #[path = "sim/jobs.rs"]
 mod jobs;
+#[path = "sim/mender_hooks.rs"]
+mod mender_hooks;
 #[path = "sim/power.rs"]
 mod power;
 #[path = "sim/props.rs"]

@@ -56,6 +56,9 @@ pub enum HandOffRole {
         /// `--success` (else `--failure`: the deployment log goes too).
         success: bool,
     },
+    /// Downloads it into a file and installs it with upparat's hooks,
+    /// reporting the Mender statuses itself ([`super::mender_hooks`]).
+    Hooks(super::HookPolicy),
 }
 
 /// What the host does for [`super::Action::HandOff`].
@@ -352,6 +355,10 @@ impl Agent<'_> {
 
     fn saved(&mut self, reached: u64, outcome: Outcome<'_>) {
         let (why, transient) = match outcome {
+            Outcome::Done if self.hooks_policy().is_some() => {
+                self.hooks_saved(reached);
+                return;
+            }
             Outcome::Done => {
                 info!("downloaded {reached} bytes for the installer");
                 self.push_op(Op::Mark(Mark::HandingOff));

@@ -327,9 +327,23 @@ struct Job {
 
 /// One hook's calls.
 #[derive(Clone, Copy, Debug)]
-struct HookRun {
-    first_call: Instant,
-    retry: u32,
+pub(super) struct HookRun {
+    /// When the first call started.
+    pub(super) first_call: Instant,
+    /// Calls that asked to retry (exit 3).
+    pub(super) retry: u32,
+}
+
+/// Hooks, and how often they may ask to retry: a Mender server deployment
+/// installed by upparat's hooks ([`super::HandOffRole::Hooks`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookPolicy {
+    /// The hooks configured.
+    pub hooks: HookSet,
+    /// Wait after a hook's exit 3, milliseconds (upparat: 60 s).
+    pub retry_interval_ms: u64,
+    /// Calls of a hook at most (upparat: 60).
+    pub max_retries: u32,
 }
 
 /// The AWS IoT Jobs flow's memory (in [`Agent`]).
@@ -888,6 +902,8 @@ impl Agent<'_> {
         }
         self.outstanding = None;
         let Some(flow) = self.jobs.as_mut() else {
+            // Managed mode: the hooks install a deployment.
+            self.mender_hook_done(outcome);
             return;
         };
         let hook = match flow.step {

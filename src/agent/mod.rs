@@ -132,10 +132,11 @@ macro_rules! text {
 mod control;
 pub mod handoff;
 pub mod jobs;
+mod mender_hooks;
 pub mod modules;
 
 pub use handoff::{HandOffEvent, HandOffOp, HandOffRole};
-pub use jobs::{Builtin, Hook, HookOutcome, HookSet, JobDownloadEnd, JobsSettings};
+pub use jobs::{Builtin, Hook, HookOutcome, HookPolicy, HookSet, JobDownloadEnd, JobsSettings};
 
 /// Why an agent could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,6 +323,8 @@ enum Step {
     Module(modules::ModStep),
     /// The hand-off flow ([`handoff`]).
     HandOff(handoff::HandStep),
+    /// A Mender deployment's hook runs ([`mender_hooks`]).
+    Hooks(jobs::Hook),
     /// The AWS IoT Jobs flow ([`jobs`]).
     Jobs,
 }
@@ -368,6 +371,8 @@ pub struct Agent<'b> {
     module: modules::ModuleFlow,
     /// The hand-off flow ([`handoff`]).
     hand_off: handoff::HandOffFlow,
+    /// The hooks flow of a Mender deployment ([`mender_hooks`]).
+    mender_hooks: mender_hooks::MenderHooksFlow,
     /// The AWS IoT Jobs flow ([`jobs`]), in [`Mode::Jobs`].
     jobs: Option<jobs::JobsFlow<'b>>,
 
@@ -570,6 +575,7 @@ impl<'b> Agent<'b> {
             inconsistent: false,
             module: modules::ModuleFlow::default(),
             hand_off: handoff::HandOffFlow::default(),
+            mender_hooks: mender_hooks::MenderHooksFlow::default(),
             jobs,
             offer: DeploymentInstructions::default(),
             jwt: String::new(),
@@ -2056,6 +2062,7 @@ impl<'b> Agent<'b> {
             Step::GatherInventory => Dispatch::Action(StepKind::GatherInventory),
             Step::Module(step) => self.module_dispatch(step),
             Step::HandOff(step) => self.hand_off_dispatch(step),
+            Step::Hooks(hook) => self.hooks_dispatch(hook),
             Step::Jobs => self.jobs_dispatch(),
             Step::ReadLog => Dispatch::Action(StepKind::ReadLog),
             Step::Report => {
@@ -2132,6 +2139,7 @@ impl<'b> Agent<'b> {
             }
             StepKind::Module(state) => self.module_action(state),
             StepKind::HandOff(step) => self.hand_off_action(step),
+            StepKind::Hook(hook) if self.jobs.is_none() => self.mender_hook_action(hook),
             StepKind::Hook(hook) => self.hook_action(hook),
             StepKind::JobDownload => self.job_download_action(),
             StepKind::Builtin(builtin) => self.builtin_action(builtin),
@@ -2251,8 +2259,12 @@ impl Agent<'_> {
             return;
         }
         if matches!(step, UpdateStep::HandingOff(_) | UpdateStep::HandedOff(_)) {
-            // The lock says who owns the device ([`handoff`]).
-            self.hand_off_recover();
+            if self.hooks_policy().is_some() {
+                self.hooks_recover();
+            } else {
+                // The lock says who owns the device ([`handoff`]).
+                self.hand_off_recover();
+            }
             return;
         }
         if self.is_module_update() {
@@ -2753,6 +2765,11 @@ impl Agent<'_> {
             self.report_role_done();
             return;
         }
+        if self.hooks_policy().is_some() {
+            // Whatever ended the deployment (a cut in the download too),
+            // its file goes before `Idle` is written.
+            self.push_op(Op::JobFiles { keep: false });
+        }
         self.push_ops(&[Op::ClearDeploymentLog, Op::Mark(Mark::Idle)]);
         if let Some(id) = self.deployment_id.take() {
             self.control_cleanup(&id);
@@ -2805,6 +2822,7 @@ impl Agent<'_> {
             Purpose::Downloading => match reply {
                 Reply::Aborted => self.fail(text!("the deployment was aborted on the server")),
                 Reply::Ok if self.is_hand_off() => self.hand_off_download(),
+                _ if self.hooks_policy().is_some() => self.hooks_download(),
                 Reply::Ok => self.step = Step::DepPrepare,
                 _ => {
                     warn!("status report failed: {}", self.reason.as_str());
@@ -2833,6 +2851,10 @@ impl Agent<'_> {
                 }
                 _ => self.step = Step::Control(state),
             },
+            Purpose::Installing if self.hooks_policy().is_some() => {
+                self.hooks_installing_reply(reply == Reply::Aborted);
+            }
+            Purpose::Rebooting if self.hooks_policy().is_some() => self.hooks_rebooting_reply(),
             Purpose::Installing => match reply {
                 Reply::Aborted => self.install_failed_before_switch(text!(
                     "the deployment was aborted on the server"

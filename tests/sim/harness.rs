@@ -19,8 +19,8 @@
 
 use otalite::agent::{
     Action, ActionId, Agent, AgentBuffers, AgentConfig, Command, Completion, Feed, HandOffEvent,
-    HandOffOp, HandOffRole, Instant, LogLevel, Method, Mode, Outcome, ScriptGroup, ScriptPhase,
-    ServerSettings, Slots, Timing,
+    HandOffOp, HandOffRole, Hook, HookOutcome, HookPolicy, Instant, LogLevel, Method, Mode,
+    Outcome, ScriptGroup, ScriptPhase, ServerSettings, Slots, Timing,
 };
 use otalite::board::{BootControl, BootEnv, BootState, MenderBootControl, PartNumber};
 use otalite::device::{provide, Provides};
@@ -191,6 +191,8 @@ pub enum Ev {
     /// `check free <name>`, `save <from>+<fed> <end>`, `lock d1`,
     /// `start d1`, `no installer`, `release`, `report <stop>`).
     HandOff(String),
+    /// A hook call and how it ended (`install exit 0`, `restart reboot`).
+    Hook(String),
 }
 
 /// A request as the server saw it.
@@ -418,6 +420,8 @@ pub struct World {
     /// The agent being driven is the one-shot `report` role (the
     /// installer's): it must never persist.
     pub reporting: bool,
+    /// Hooks mode: upparat's hooks install the deployments.
+    pub hooks: Option<HooksSim>,
     /// The artifact stream opened by `OpenArtifact`: location and offset.
     open: Option<(String, u64)>,
     target: Option<PartNumber>,
@@ -531,6 +535,56 @@ impl HandOffSim {
     }
 }
 
+/// How a simulated hook call ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookEnd {
+    Exit(i32),
+    /// The restart hook reboots the device (it never returns).
+    Reboot,
+}
+
+/// The device side of hooks mode: what the hooks did.
+#[derive(Clone, Debug)]
+pub struct HooksSim {
+    /// Per hook, the end of each call (the last repeats; none: exit 0).
+    pub scripts: HashMap<Hook, Vec<HookEnd>>,
+    /// What the version hook prints (the running system).
+    pub running: String,
+    /// Installed by the install hook, running after a restart.
+    pub staged: Option<String>,
+    /// A/B style: the staged system comes up on any boot, not only
+    /// through the restart hook.
+    pub activate_on_boot: bool,
+    /// Every call: `hook elapsed retry meta`.
+    pub calls: Vec<String>,
+    /// Successful install hook runs.
+    pub installs: u32,
+    /// The install hook starts what it installs (no restart needed).
+    pub install_activates: bool,
+    made: HashMap<Hook, usize>,
+}
+
+impl HooksSim {
+    pub fn new() -> Self {
+        Self {
+            scripts: HashMap::new(),
+            running: FACTORY.into(),
+            staged: None,
+            activate_on_boot: false,
+            calls: Vec::new(),
+            installs: 0,
+            install_activates: false,
+            made: HashMap::new(),
+        }
+    }
+}
+
+impl Default for HooksSim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An owned copy of a [`HandOffOp`].
 #[derive(Clone, Debug)]
 enum HOp {
@@ -575,6 +629,8 @@ enum Act {
     Completed(Completion, String),
     Exit(bool, String),
     HandOff(ActionId, HOp),
+    Hook(ActionId, Hook, u64, u32, String),
+    Files,
 }
 
 impl From<Action<'_>> for Act {
@@ -627,10 +683,16 @@ impl From<Action<'_>> for Act {
                     HandOffOp::Release => HOp::Release,
                 },
             ),
-            Action::Hook { .. }
-            | Action::JobDownload { .. }
-            | Action::JobBuiltin { .. }
-            | Action::JobFiles { .. } => {
+            Action::Hook {
+                id,
+                hook,
+                elapsed_s,
+                retry,
+                meta,
+                ..
+            } => Self::Hook(id, hook, elapsed_s, retry, meta.into()),
+            Action::JobFiles { keep: None } => Self::Files,
+            Action::JobDownload { .. } | Action::JobBuiltin { .. } | Action::JobFiles { .. } => {
                 panic!("the Mender simulation runs no AWS IoT jobs ({action:?})")
             }
         }
@@ -724,6 +786,7 @@ impl World {
             violations: Vec::new(),
             hand_off: None,
             reporting: false,
+            hooks: None,
             target: None,
             open: None,
         };
@@ -758,6 +821,21 @@ impl World {
         world.hand_off = Some(HandOffSim::new(installer));
         world.server.finished_409 = true;
         world
+    }
+
+    /// A hooks world (`HandOffRole::Hooks`) with these hooks.
+    pub fn hooks(policy: HookPolicy) -> Self {
+        let mut world = Self::new(hand_off_mode(HandOffRole::Hooks(policy)));
+        world.hand_off = Some(HandOffSim::new(None));
+        world.hooks = Some(HooksSim::new());
+        // The real server's answer to a second final status.
+        world.server.finished_409 = true;
+        world
+    }
+
+    /// The hooks' device side.
+    pub fn hs(&mut self) -> &mut HooksSim {
+        self.hooks.as_mut().expect("a hooks world")
     }
 
     /// The hand-off host side.
@@ -812,6 +890,13 @@ impl World {
     /// `altbootcmd`), then the system of the chosen slot comes up.
     pub fn power_on(&mut self) -> BootState {
         self.boots += 1;
+        if let Some(h) = self.hooks.as_mut() {
+            if h.activate_on_boot {
+                if let Some(staged) = h.staged.take() {
+                    h.running = staged;
+                }
+            }
+        }
         for slot in &mut self.slots {
             slot.bytes_until_shutoff = None;
         }
@@ -1141,8 +1226,109 @@ impl World {
                 return Stepped::Stop(Stop::Exited(failed, message));
             }
             Act::HandOff(id, op) => return self.hand_off_op(agent, id, op),
+            Act::Hook(id, hook, elapsed, retry, meta) => {
+                return self.run_hook(agent, id, hook, elapsed, retry, &meta)
+            }
+            Act::Files => {
+                self.trace.push(Ev::HandOff("files removed".into()));
+                if let Some(h) = self.hand_off.as_mut() {
+                    h.file.clear();
+                }
+            }
         }
         Stepped::Acted
+    }
+
+    /// A hook of hooks mode, as a script does it: the install hook takes
+    /// the saved file, the restart hook starts what it installed (or
+    /// reboots into it), the version hook prints what runs.
+    fn run_hook(
+        &mut self,
+        agent: &mut Agent<'_>,
+        id: ActionId,
+        hook: Hook,
+        elapsed: u64,
+        retry: u32,
+        meta: &str,
+    ) -> Stepped {
+        let now = self.now;
+        let file_complete = self.hand_off.as_ref().is_some_and(|h| {
+            self.server
+                .deployments
+                .iter()
+                .any(|d| d.artifact_name == meta && h.file == fixture(&format!("{meta}.mender")))
+        });
+        let Some(h) = self.hooks.as_mut() else {
+            self.violation(format!(
+                "the {} hook runs outside hooks mode",
+                hook.as_str()
+            ));
+            return Stepped::Stop(Stop::Crash);
+        };
+        let n = *h.made.entry(hook).or_default();
+        *h.made.entry(hook).or_default() += 1;
+        let end = h
+            .scripts
+            .get(&hook)
+            .and_then(|calls| calls.get(n).or(calls.last()))
+            .copied()
+            .unwrap_or(HookEnd::Exit(0));
+        h.calls
+            .push(format!("{} {elapsed} {retry} {meta}", hook.as_str()));
+        let mut line = None;
+        match (hook, end) {
+            (Hook::Install, HookEnd::Exit(0)) => {
+                h.installs += 1;
+                if h.install_activates {
+                    h.running = meta.to_string();
+                } else {
+                    h.staged = Some(meta.to_string());
+                }
+            }
+            (Hook::Restart, HookEnd::Exit(0)) => {
+                if let Some(staged) = h.staged.take() {
+                    h.running = staged;
+                }
+            }
+            (Hook::Restart, HookEnd::Reboot) => {
+                if let Some(staged) = h.staged.take() {
+                    h.running = staged;
+                }
+                self.trace.push(Ev::Hook("restart reboot".into()));
+                return Stepped::Stop(Stop::Reboot);
+            }
+            (Hook::Version, _) => line = Some(h.running.clone()),
+            _ => {}
+        }
+        if hook == Hook::Install && !file_complete {
+            self.violation("the install hook runs without the whole artifact".into());
+        }
+        let code = match end {
+            HookEnd::Exit(code) => code,
+            HookEnd::Reboot => 0,
+        };
+        self.trace
+            .push(Ev::Hook(format!("{} exit {code}", hook.as_str())));
+        agent.handle_hook(
+            now,
+            id,
+            HookOutcome::Exited {
+                code,
+                last_line: line.as_deref(),
+            },
+        );
+        Stepped::Acted
+    }
+
+    /// The hook calls, in order (`install exit 0`).
+    pub fn hook_events(&self) -> Vec<String> {
+        self.trace
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Hook(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The host side of [`Action::HandOff`].
@@ -1624,10 +1810,12 @@ impl World {
                 let artifact = d.artifact_name.clone();
                 let previous = d.finals().first().map(|s| s.to_string());
                 d.statuses.push(status.clone());
-                let installed = match &self.hand_off {
+                let installed = match (&self.hooks, &self.hand_off) {
+                    // The hooks say what runs.
+                    (Some(h), _) => Some(h.running.clone()),
                     // The installer, not the slots, says what runs.
-                    Some(h) => Some(h.artifact_info.clone()),
-                    None => running,
+                    (None, Some(h)) => Some(h.artifact_info.clone()),
+                    (None, None) => running,
                 };
                 if status == "success" && installed.as_deref() != Some(artifact.as_str()) {
                     self.violation(format!(

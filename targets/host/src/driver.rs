@@ -13,8 +13,8 @@ use crate::scripts::ScriptRunner;
 use crate::slot::{Evidence, SlotLayout};
 use crate::time::rfc3339_now;
 use otalite::agent::{
-    Action, ActionId, Agent, Command, Completion, Feed, HandOffEvent, HandOffOp, Instant, Outcome,
-    Request, Slots,
+    Action, ActionId, Agent, Command, Completion, Feed, HandOffEvent, HandOffOp, Hook, HookOutcome,
+    Instant, Outcome, Request, Slots,
 };
 use otalite::artifact::ArtifactHeader;
 use otalite::board::{BootControl, Reboot};
@@ -138,6 +138,8 @@ pub struct LinuxHost<B, R> {
     /// ([`crate::handoff::SUB_UPDATER_LOG`]) goes first in the uploaded
     /// deployment log, as the Python client sends it.
     pub sub_updater_log: bool,
+    /// upparat's hooks install deployments (`HandOffRole::Hooks`).
+    pub update_hooks: Option<crate::jobs::HookPaths>,
 }
 
 /// A completion to feed back once the action's borrow of the agent ended.
@@ -150,6 +152,8 @@ enum Done {
     Read(ActionId),
     Module(ActionId, Result<String, String>),
     HandOff(ActionId, HandOffDone),
+    /// A hook's end: its exit code and last line, or why it did not run.
+    Hook(ActionId, Result<(i32, Option<String>), String>),
     Ended(Ended),
 }
 
@@ -214,6 +218,7 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             on_jwt: None,
             last_jwt: String::new(),
             sub_updater_log: false,
+            update_hooks: None,
         }
     }
 
@@ -307,6 +312,16 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
                         Err((false, why)) => Outcome::Failed(why),
                     };
                     agent.handle_hand_off(now, id, HandOffEvent::Saved { reached, outcome });
+                }
+                Done::Hook(id, result) => {
+                    let outcome = match &result {
+                        Ok((code, line)) => HookOutcome::Exited {
+                            code: *code,
+                            last_line: line.as_deref(),
+                        },
+                        Err(why) => HookOutcome::NotRun(why),
+                    };
+                    agent.handle_hook(now, id, outcome);
                 }
                 Done::Ended(ended) => return ended,
             }
@@ -637,6 +652,46 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
             Action::HandOff { id, op } => self.hand_off(id, op),
             // Jobs-mode actions come from agents in `Mode::Jobs`, which
             // run in their own loop (`crate::jobs`), never this one.
+            // A Mender deployment installed by upparat's hooks.
+            Action::Hook {
+                id,
+                hook,
+                elapsed_s,
+                retry,
+                meta,
+                force,
+                ..
+            } if self.update_hooks.is_some() => {
+                let mut args = vec![elapsed_s.to_string(), retry.to_string(), meta.to_string()];
+                match hook {
+                    Hook::Install => args.push(
+                        self.paths
+                            .data_dir
+                            .join(crate::handoff::ARTIFACT_FILE)
+                            .display()
+                            .to_string(),
+                    ),
+                    Hook::Restart => args.push(if force { "True".into() } else { String::new() }),
+                    _ => {}
+                }
+                let path = self.update_hooks.as_ref().and_then(|hooks| hooks.get(hook));
+                Done::Hook(
+                    id,
+                    match path {
+                        Some(path) => crate::jobs::run_hook(hook, path, &args),
+                        None => Err(format!("no {} hook", hook.as_str())),
+                    },
+                )
+            }
+            Action::JobFiles { .. } if self.update_hooks.is_some() => {
+                let file = self.paths.data_dir.join(crate::handoff::ARTIFACT_FILE);
+                match fs::remove_file(&file) {
+                    Ok(()) => log::debug!("removed {}", file.display()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => log::warn!("cannot remove {}: {e}", file.display()),
+                }
+                Done::Nothing
+            }
             Action::Hook { .. }
             | Action::JobDownload { .. }
             | Action::JobBuiltin { .. }

@@ -65,7 +65,8 @@ pub struct HookPaths {
 }
 
 impl HookPaths {
-    fn get(&self, hook: Hook) -> Option<&Path> {
+    /// The command of `hook`, if set.
+    pub fn get(&self, hook: Hook) -> Option<&Path> {
         match hook {
             Hook::Version => self.version.as_deref(),
             Hook::Download => self.download.as_deref(),
@@ -579,6 +580,30 @@ impl JobsHost {
             pid: None,
             stop: Some(stop),
             cancelled: false,
+        }
+    }
+}
+
+/// Runs `hook` to its end in this thread (the Mender daemon's loop): its
+/// output lines logged, then its exit code (a signal: 128 + its number)
+/// and last non-empty line, or why it could not run.
+///
+/// # Errors
+/// The command cannot be started or waited for.
+pub fn run_hook(hook: Hook, path: &Path, args: &[String]) -> Result<(i32, Option<String>), String> {
+    let worker = start_process(
+        ActionId(0),
+        &format!("{} hook", hook.as_str()),
+        path,
+        args,
+        false,
+    );
+    loop {
+        match worker.events.recv() {
+            Ok(Work::Line(line)) => log::info!("{} hook: {line}", hook.as_str()),
+            Ok(Work::HookEnd(result)) => return result,
+            Ok(_) => {}
+            Err(_) => return Err("the hook's thread ended".into()),
         }
     }
 }

@@ -31,12 +31,15 @@ pub enum Command {
     ShowArtifact,
     /// `show-provides`.
     ShowProvides,
-    /// `daemon [--hand-off]`.
+    /// `daemon [--hand-off | --hooks FILE]`.
     Daemon {
         /// `--hand-off` (or called as `mender-python-client`): hand
         /// deployments to `/usr/share/mender/install` (the Mender Python
         /// client's flow; also `HandOff` in mender.conf).
         hand_off: bool,
+        /// `--hooks <upparat.ini>`: upparat's hooks install deployments
+        /// (also `HooksConfig` in mender.conf).
+        hooks: Option<PathBuf>,
     },
     /// `report --success|--failure` (the Mender Python client's): report
     /// the handed-off deployment's final status and remove the lock.
@@ -203,7 +206,7 @@ const SIMPLE_VERBS: [(&str, &str); 11] = [
     ("rollback", "otalite rollback - Rollback current Artifact. Returns (2) if no update in progress."),
     ("show-artifact", "otalite show-artifact - Print the current artifact name to the command line and exit."),
     ("show-provides", "otalite show-provides - Print the current provides to the command line and exit."),
-    ("daemon", "otalite daemon [--hand-off] - Start the client as a background service. --hand-off: download deployments to <DATA>/artifact.mender and hand them to /usr/share/mender/install (the Mender Python client's flow)."),
+    ("daemon", "otalite daemon [--hand-off | --hooks <upparat.ini>] - Start the client as a background service. --hand-off: download deployments to <DATA>/artifact.mender and hand them to /usr/share/mender/install (the Mender Python client's flow). --hooks: install them with the hooks of that INI's [hooks] section (upparat's; also HooksConfig in mender.conf)."),
     ("jobs", "otalite jobs [-v] -c <upparat.ini> [-t THING] - The AWS IoT Jobs agent, with upparat 1.12's options and configuration file (also: the binary called as 'upparat')."),
     ("report", "otalite report --success|--failure - Report the status of the update handed to /usr/share/mender/install (the update lock's deployment), then remove the lock. Returns (1) if no update is in progress or the server cannot be told."),
     ("check-update", "otalite check-update - Force update check (signals the running daemon; exit 1 when none runs)."),
@@ -343,6 +346,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
     let mut reboot_exit_code = false;
     let mut json = false;
     let mut hand_off = false;
+    let mut hooks: Option<PathBuf> = None;
     let mut report: Option<bool> = None;
     let mut help = false;
     let mut version = false;
@@ -368,6 +372,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
             Long("reboot-exit-code") => reboot_exit_code = true,
             Long("json") => json = true,
             Long("hand-off") => hand_off = true,
+            Long("hooks") => hooks = Some(path(parser.value()?)),
             Long("success") | Long("failure") if report.is_some() => {
                 return Err(UsageError::usage(
                     "report takes one of --success and --failure",
@@ -435,7 +440,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
         Some("rollback") => no_operands(Command::Rollback)?,
         Some("show-artifact") => no_operands(Command::ShowArtifact)?,
         Some("show-provides") => no_operands(Command::ShowProvides)?,
-        Some("daemon") => no_operands(Command::Daemon { hand_off })?,
+        Some("daemon") => no_operands(Command::Daemon {
+            hand_off,
+            hooks: hooks.clone(),
+        })?,
         Some("report") => match report {
             Some(success) => no_operands(Command::Report { success })?,
             None => {
@@ -475,6 +483,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, UsageErro
     }
     if hand_off && !matches!(parsed.command, Command::Daemon { .. }) {
         return Err(UsageError::usage("--hand-off goes with daemon"));
+    }
+    if hooks.is_some() && !matches!(parsed.command, Command::Daemon { .. }) {
+        return Err(UsageError::usage("--hooks goes with daemon"));
+    }
+    if hand_off && hooks.is_some() {
+        return Err(UsageError::usage(
+            "daemon takes --hand-off or --hooks, not both",
+        ));
     }
     if report.is_some() && !matches!(parsed.command, Command::Report { .. }) {
         return Err(UsageError::usage("--success and --failure go with report"));

@@ -4,13 +4,16 @@
 //! signals and the pid file, and runs the agent in the Linux host loop.
 
 use crate::standalone::{boxed_agent, device_type, load_keys, load_record, Failure};
-use otalite::agent::{AgentConfig, HandOffRole, Mode, ServerSettings, Timing};
+use otalite::agent::{AgentConfig, HandOffRole, HookPolicy, HookSet, Mode, ServerSettings, Timing};
 use otalite::board::BootControl;
 use otalite::config::MenderConfig;
+use otalite::protocol::upparat_ini::UpparatConfig;
 use otalite_host::driver::{Ended, LinuxHost, ServerIo};
 use otalite_host::http::{HttpClient, HttpConfig};
+use otalite_host::jobs::HookPaths;
 use otalite_host::keys::{KeySource, KeyType};
 use otalite_host::paths::Paths;
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn normalize_url(url: &str) -> String {
@@ -170,7 +173,49 @@ pub fn run_report<B: BootControl>(
     boot: B,
     role: HandOffRole,
 ) -> Result<i32, Failure> {
-    run_daemon(paths, config, boot, role)
+    run_daemon(paths, config, boot, role, None)
+}
+
+/// The hooks of an INI file with upparat's `[hooks]` section (`daemon
+/// --hooks`, `HooksConfig`), as upparat reads them.
+///
+/// # Errors
+/// The file cannot be read or is not a valid INI, or names no `install`
+/// hook.
+pub fn load_hooks(path: &std::path::Path) -> Result<(HookPolicy, HookPaths), Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::error(format!(
+            "cannot read the hooks file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let ini = UpparatConfig::parse(&text, "")
+        .map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+    let hooks = HookPaths {
+        version: ini.hooks.version.map(PathBuf::from),
+        download: ini.hooks.download.map(PathBuf::from),
+        install: ini.hooks.install.map(PathBuf::from),
+        restart: ini.hooks.restart.map(PathBuf::from),
+        ready: ini.hooks.ready.map(PathBuf::from),
+    };
+    if hooks.install.is_none() {
+        return Err(Failure::error(format!(
+            "{}: [hooks] names no install hook: nothing would install the deployments",
+            path.display()
+        )));
+    }
+    let policy = HookPolicy {
+        hooks: HookSet {
+            version: hooks.version.is_some(),
+            download: hooks.download.is_some(),
+            install: true,
+            restart: hooks.restart.is_some(),
+            ready: hooks.ready.is_some(),
+        },
+        retry_interval_ms: u64::from(ini.hooks.retry_interval).saturating_mul(1000),
+        max_retries: ini.hooks.max_retries,
+    };
+    Ok((policy, hooks))
 }
 
 /// `otalite daemon`: sets everything up and runs until SIGTERM.
@@ -183,7 +228,12 @@ pub fn run_daemon<B: BootControl>(
     config: MenderConfig,
     mut boot: B,
     hand_off: HandOffRole,
+    hooks: Option<(HookPolicy, HookPaths)>,
 ) -> Result<i32, Failure> {
+    let (hand_off, hook_paths) = match hooks {
+        Some((policy, paths)) => (HandOffRole::Hooks(policy), Some(paths)),
+        None => (hand_off, None),
+    };
     let reporting = matches!(hand_off, HandOffRole::Report { .. });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (waker, wake) = crate::signals::wake_channel(std::sync::Arc::clone(&stop))
@@ -260,10 +310,10 @@ pub fn run_daemon<B: BootControl>(
     log::info!(
         "otalite {} daemon started{}",
         env!("CARGO_PKG_VERSION"),
-        if hand_off == HandOffRole::Daemon {
-            " (hand-off: deployments go to /usr/share/mender/install)"
-        } else {
-            ""
+        match hand_off {
+            HandOffRole::Daemon => " (hand-off: deployments go to /usr/share/mender/install)",
+            HandOffRole::Hooks(_) => " (deployments are installed by the hooks)",
+            _ => "",
         }
     );
     // Stopped (the names released) when the daemon returns.
@@ -278,6 +328,7 @@ pub fn run_daemon<B: BootControl>(
         service
     });
     host.server = Some(ServerIo { client, key });
+    host.update_hooks = hook_paths;
     host.wake = Some(wake);
     host.stop = Some(stop);
     host.load_control_maps(&mut agent);

@@ -250,9 +250,19 @@ fn run() -> Result<i32, Failure> {
                     }
                 }
             }
+            let hooks = match &command {
+                cli::Command::Daemon { hooks, hand_off } if !hand_off => hooks
+                    .clone()
+                    .or_else(|| config.hooks_config.as_deref().map(std::path::PathBuf::from)),
+                _ => None,
+            };
+            let hooks = hooks.map(|path| daemon::load_hooks(&path)).transpose()?;
             let hand_off = match command {
-                cli::Command::Daemon { hand_off } => {
-                    hand_off || config.hand_off == Some(true) || called_as("mender-python-client")
+                cli::Command::Daemon { hand_off, .. } => {
+                    hooks.is_some()
+                        || hand_off
+                        || config.hand_off == Some(true)
+                        || called_as("mender-python-client")
                 }
                 cli::Command::Report { .. } => true,
                 _ => false,
@@ -288,11 +298,14 @@ fn run() -> Result<i32, Failure> {
                 }
                 cli::Command::Commit => standalone::run(paths, config, boot, Verb::Commit),
                 cli::Command::Rollback => standalone::run(paths, config, boot, Verb::Rollback),
+                cli::Command::Daemon { .. } if hooks.is_some() => {
+                    daemon::run_daemon(paths, config, boot, HandOffRole::Off, hooks)
+                }
                 cli::Command::Daemon { .. } if hand_off => {
-                    daemon::run_daemon(paths, config, boot, HandOffRole::Daemon)
+                    daemon::run_daemon(paths, config, boot, HandOffRole::Daemon, None)
                 }
                 cli::Command::Daemon { .. } => {
-                    daemon::run_daemon(paths, config, boot, HandOffRole::Off)
+                    daemon::run_daemon(paths, config, boot, HandOffRole::Off, None)
                 }
                 cli::Command::Report { success } => {
                     daemon::run_report(paths, config, boot, HandOffRole::Report { success })
