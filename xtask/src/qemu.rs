@@ -21,6 +21,7 @@
 //! | 4 power cuts | QEMU `kill -9` in the download, in the write, at the env switch; a new QEMU on the same files | the board boots; the run ends with `success` (env on 3) or `failure` (env on 2) |
 //! | 5 standalone | `otalite install URL`, reboot, `otalite commit` | env on 3, B holds the v2 image |
 //! | 6 idle | the daemon polls over HTTP, then over HTTPS (server certificate in the image), with nothing to install | auth and inventory answered 200, three polls; VmRSS reported |
+//! | 7 jobs idle | `otalite jobs -c <upparat.ini>` connects to a `mosquitto` on the host (10.0.2.2) with mutual TLS (certificates made here, on the data partition) and subscribes; no job comes | the broker logs the connection and the `notify` subscription; VmRSS reported |
 //!
 //! Scenarios 1, 2 and 4 run by default (CI); `--all` runs all six on both
 //! boards.
@@ -1651,6 +1652,161 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// 7: the idle AWS IoT Jobs agent: connected over mutual TLS to a
+    /// `mosquitto` on the host, subscribed, no job; its memory after that.
+    fn jobs_idle(&mut self) -> Result<()> {
+        need("mosquitto", "mosquitto")?;
+        need("openssl", "openssl")?;
+        let dir = self.scenario_dir("7-jobs-idle")?;
+        let certs = dir.join("certs");
+        fs::create_dir_all(&certs)?;
+        let openssl = |args: &[&str]| -> Result<()> {
+            run(Command::new("openssl")
+                .args(args)
+                .current_dir(&certs)
+                .stderr(Stdio::null()))
+            .map(drop)
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=otalite qemu CA",
+                ],
+            ]
+            .concat(),
+        )?;
+        for (name, ext) in [
+            ("server", "subjectAltName=IP:10.0.2.2,IP:127.0.0.1"),
+            ("device", "extendedKeyUsage=clientAuth"),
+        ] {
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        &format!("{name}.key"),
+                        "-out",
+                        &format!("{name}.csr"),
+                        "-subj",
+                        &format!("/CN={name}"),
+                    ],
+                ]
+                .concat(),
+            )?;
+            fs::write(certs.join(format!("{name}.ext")), format!("{ext}\n"))?;
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ])?;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let broker_log = dir.join("mosquitto.log");
+        let conf = dir.join("mosquitto.conf");
+        fs::write(
+            &conf,
+            format!(
+                "user {user}\nper_listener_settings false\nallow_anonymous true\npersistence false\n\
+                 log_dest file {log}\nlog_type notice\nlog_type subscribe\n\
+                 listener {port} 127.0.0.1\ncafile {c}/ca.pem\ncertfile {c}/server.pem\n\
+                 keyfile {c}/server.key\nrequire_certificate true\n",
+                log = path_str(&broker_log),
+                c = path_str(&certs)
+            ),
+        )?;
+        let mut broker = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start mosquitto")?;
+        let result = (|| -> Result<String> {
+            let read = |name: &str| fs::read_to_string(certs.join(name));
+            let ini = format!(
+                "[service]\nlog_level = INFO\ndownload_location = /data\n\n[broker]\nhost = 10.0.2.2\n\
+                 port = {port}\nthing_name = qemu-virt\nclient_id = qemu-virt\n\
+                 cafile = /data/board/ca.pem\ncertfile = /data/board/device.pem\n\
+                 keyfile = /data/board/device.key\n"
+            );
+            let (ca, cert, key) = (read("ca.pem")?, read("device.pem")?, read("device.key")?);
+            let extra = [
+                ("board/jobs.ini", ini.as_str()),
+                ("board/ca.pem", ca.as_str()),
+                ("board/device.pem", cert.as_str()),
+                ("board/device.key", key.as_str()),
+            ];
+            make_disk_with(
+                self.images.arch,
+                &dir,
+                &extra,
+                &self.images.rootfs[Flavor::V1.name()],
+            )?;
+            let board = Board::power_on(self.images, &dir, 1)?;
+            wait_console(&board, "BOARD: otalite jobs started", 1)?;
+            let topic = "$aws/things/qemu-virt/jobs/notify";
+            let subscribed = wait(&board, "the notify subscription", STAGE, || {
+                fs::read_to_string(&broker_log).is_ok_and(|log| log.contains(topic))
+            })?;
+            // Three samples after the subscription: the connection idles.
+            let samples = board.count("BOARD: otalite VmRSS=");
+            wait(
+                &board,
+                "three VmRSS samples after the subscription",
+                STAGE,
+                || board.count("BOARD: otalite VmRSS=") >= samples + 3,
+            )?;
+            let console = board.console();
+            let rss = rss_sample(&console, usize::MAX, "VmRSS=");
+            let hwm = rss_sample(&console, usize::MAX, "VmHWM=");
+            drop(board);
+            let log = fs::read_to_string(&broker_log)?;
+            ensure!(
+                log.contains("New client connected") && log.contains("qemu-virt"),
+                "the broker saw no connection from the board; see {}",
+                broker_log.display()
+            );
+            Ok(format!(
+                "subscribed {subscribed:.1} s after power-on (TLS, client certificate), VmRSS {rss} (VmHWM {hwm})"
+            ))
+        })();
+        let _ = broker.kill();
+        let _ = broker.wait();
+        self.report
+            .push(format!("7 idle jobs agent: ok; {}", result?));
+        Ok(())
+    }
+
     /// 5: `otalite install URL`, reboot, `otalite commit`.
     fn standalone(&mut self) -> Result<()> {
         let dir = self.scenario_dir("5-standalone")?;
@@ -1718,8 +1874,8 @@ pub fn qemu(args: &[&str]) -> Result<()> {
                 let n: u32 = rest
                     .next()
                     .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=6).contains(n))
-                    .with_context(|| format!("--scenario needs 1..6\n{USAGE}"))?;
+                    .filter(|n| (1..=7).contains(n))
+                    .with_context(|| format!("--scenario needs 1..7\n{USAGE}"))?;
                 scenarios.push(n);
             }
             _ => bail!("unknown argument {arg:?}\n{USAGE}"),
@@ -1731,8 +1887,8 @@ pub fn qemu(args: &[&str]) -> Result<()> {
     scenarios.dedup();
     let runs: Vec<(&'static Arch, Vec<u32>)> = if all {
         vec![
-            (&AARCH64, vec![1, 2, 4, 5, 3, 6]),
-            (&ARMV7, vec![1, 2, 4, 5, 3, 6]),
+            (&AARCH64, vec![1, 2, 4, 5, 3, 6, 7]),
+            (&ARMV7, vec![1, 2, 4, 5, 3, 6, 7]),
         ]
     } else {
         vec![(arch, scenarios)]
@@ -1813,7 +1969,8 @@ pub fn qemu(args: &[&str]) -> Result<()> {
                     3 => ctx.rollback(Flavor::V2Hang),
                     4 => ctx.power_cuts(),
                     5 => ctx.standalone(),
-                    _ => ctx.idle(),
+                    6 => ctx.idle(),
+                    _ => ctx.jobs_idle(),
                 }
                 .with_context(|| format!("scenario {n} (files in {})", work.display()))?;
                 let line = format!(
