@@ -270,6 +270,34 @@ fn cut_during_the_download_reports_failure() {
     assert!(!lock(&managed).exists());
 }
 
+/// The agent killed between the lock and the installer's start (no power
+/// cut: the lock is from this boot): the next start sees no process
+/// running the installer for the lock and starts it.
+#[test]
+fn killed_between_the_lock_and_the_installer_starts_it_again() {
+    let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
+    let (_, id) = deploy(&managed, 64 << 10, 14);
+    installer(
+        &managed,
+        "release-2",
+        &report_command(&managed, "--success"),
+    );
+    let mut daemon = managed.start_with(&[("OTALITE_TEST_CRASH_AT", "handoff-spawn")]);
+    let started = Instant::now();
+    while daemon.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < WAIT, "the crash point was not reached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(read(&lock(&managed)), id, "the lock was written");
+    assert!(!managed.device.root().join("lock-seen").exists());
+    let daemon = managed.start();
+    managed.wait("success", |m| m.finished(&id, "success"));
+    assert_eq!(stop(daemon), Some(0));
+    assert_eq!(read(&managed.device.root().join("lock-seen")), id);
+    assert!(!lock(&managed).exists());
+    assert_eq!(managed.statuses(&id), ["downloading", "success"]);
+}
+
 /// Called as `mender-python-client` (a symlink), `daemon` is the hand-off
 /// daemon without any otalite setting.
 #[test]

@@ -25,7 +25,7 @@
 //! | persisted step | written before | next start |
 //! |---|---|---|
 //! | `Downloading` | the `downloading` report and the download | report `failure` (as a managed download) |
-//! | `HandingOff` | writing the lock and starting the installer | no lock, or a lock written before this boot (the power went between the lock and the start): write it and start the installer again; a lock from this boot (only the agent restarted): the installer runs, wait |
+//! | `HandingOff` | writing the lock and starting the installer | no lock, or a lock no installer runs for (written before this boot: the power went between the lock and the start; or no process runs the installer with the file: the agent was killed there): write it and start the installer again; a lock an installer process runs for: wait |
 //! | `HandedOff` | waiting for the lock | lock held: wait; no lock: the installer is done, idle, send the inventory |
 //!
 //! The `report` role persists nothing: the lock is its state. A power cut
@@ -95,11 +95,13 @@ pub enum HandOffEvent<'a> {
     /// (empty when the file is empty), written during the running boot (or
     /// the host cannot tell).
     Locked(&'a str),
-    /// [`HandOffOp::Check`]: the lock exists, written before the running
-    /// system booted. Right after a hand-off began (`HandingOff`
-    /// persisted, `HandedOff` not yet) this means the power went between
-    /// the lock and the installer's start, or an instant after it: the
-    /// installer is started again rather than waited for forever.
+    /// [`HandOffOp::Check`]: the lock exists but no installer can be
+    /// running for it: it was written before the running system booted,
+    /// or no process runs the installer with the artifact file. Right
+    /// after a hand-off began (`HandingOff` persisted, `HandedOff` not
+    /// yet) this means the power went (or the agent was killed) between
+    /// the lock and the installer's start: the installer is started again
+    /// rather than waited for forever. Otherwise it is a held lock.
     LockedBeforeBoot(&'a str),
     /// [`HandOffOp::Check`]: no lock. `artifact_name` is what
     /// `artifact_info` names now (`None`: unreadable; the agent keeps its

@@ -710,7 +710,11 @@ impl<B: BootControl, R: Reboot> LinuxHost<B, R> {
     fn hand_off(&mut self, id: ActionId, op: HandOffOp<'_>) -> Done {
         let data = self.paths.data_dir.clone();
         match op {
-            HandOffOp::Check => match crate::handoff::check(&data, &self.paths.artifact_info()) {
+            HandOffOp::Check => match crate::handoff::check(
+                &data,
+                &self.paths.share_dir,
+                &self.paths.artifact_info(),
+            ) {
                 Ok(lock) => Done::HandOff(id, HandOffDone::Lock(lock)),
                 // Unreadable: as held (never start a second installer).
                 Err(error) => {

@@ -28,24 +28,27 @@ pub const INSTALLER: &str = "install";
 /// What [`check`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lock {
-    /// The lock exists, holding this text; `true` when it was written
-    /// before the running system booted.
+    /// The lock exists, holding this text; `true` when no installer can
+    /// be running for it: it was written before the running system
+    /// booted, or no process runs the installer with the artifact file.
     Held(String, bool),
     /// No lock; `artifact_info`'s name, if it names one.
     Free(Option<String>),
 }
 
 /// Looks at the update lock in `data_dir` and, when there is none, at the
-/// name in `artifact_info`.
+/// name in `artifact_info`; a held lock of this boot also at the running
+/// processes: does one run `<share_dir>/install <data_dir>/artifact.mender`?
 ///
 /// # Errors
 /// The lock exists but cannot be read.
-pub fn check(data_dir: &Path, artifact_info: &Path) -> io::Result<Lock> {
+pub fn check(data_dir: &Path, share_dir: &Path, artifact_info: &Path) -> io::Result<Lock> {
     let path = data_dir.join(LOCK_FILE);
     match fs::read(&path) {
         Ok(bytes) => Ok(Lock::Held(
             String::from_utf8_lossy(bytes.get(..4096).unwrap_or(&bytes)).into_owned(),
-            written_before_boot(&path),
+            written_before_boot(&path)
+                || !installer_running(&share_dir.join(INSTALLER), &data_dir.join(ARTIFACT_FILE)),
         )),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let name = fs::read(artifact_info).ok().and_then(|text| {
@@ -60,6 +63,32 @@ pub fn check(data_dir: &Path, artifact_info: &Path) -> io::Result<Lock> {
             format!("cannot read {}: {e}", path.display()),
         )),
     }
+}
+
+/// Some process runs `installer artifact` (its command line holds the two
+/// paths one after the other: a script's interpreter comes first). True
+/// when `/proc` cannot be read (never start a second installer).
+fn installer_running(installer: &Path, artifact: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return true;
+    };
+    let (installer, artifact) = (
+        installer.as_os_str().as_bytes(),
+        artifact.as_os_str().as_bytes(),
+    );
+    entries.flatten().any(|entry| {
+        let is_pid = entry.file_name().as_bytes().iter().all(u8::is_ascii_digit);
+        if !is_pid {
+            return false;
+        }
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.windows(2)
+            .any(|pair| pair.first() == Some(&installer) && pair.get(1) == Some(&artifact))
+    })
 }
 
 /// The file's modification time is before the running system's boot
@@ -220,7 +249,7 @@ mod tests {
         let info = dir.path().join("artifact_info");
         fs::write(&info, "artifact_name=release-2\n").unwrap();
         assert_eq!(
-            check(&data, &info).unwrap(),
+            check(&data, &share, &info).unwrap(),
             Lock::Free(Some("release-2".into()))
         );
         // No installer: nothing written.
@@ -232,30 +261,43 @@ mod tests {
         let error = start(&data, &share, "dep-1").unwrap_err();
         assert!(error.contains("wrong permissions"), "{error}");
         // Runs with the artifact path, lock holds the id as the Python
-        // client writes it (no newline).
+        // client writes it (no newline). It waits for `go`.
         let marker = dir.path().join("ran");
+        let go = dir.path().join("go");
         fs::write(
             share.join(INSTALLER),
             format!(
-                "#!/bin/sh\necho \"$@\" > {}.tmp && mv {0}.tmp {0}\n",
-                marker.display()
+                "#!/bin/sh\necho \"$@\" > {m}.tmp && mv {m}.tmp {m}\nwhile [ ! -e {g} ]; do sleep 0.05; done\n",
+                m = marker.display(),
+                g = go.display()
             ),
         )
         .unwrap();
         fs::set_permissions(share.join(INSTALLER), fs::Permissions::from_mode(0o755)).unwrap();
         start(&data, &share, "dep-1").unwrap();
         assert_eq!(fs::read(data.join(LOCK_FILE)).unwrap(), b"dep-1");
-        assert_eq!(
-            check(&data, &info).unwrap(),
-            Lock::Held("dep-1".into(), false)
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !marker.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let wait_for = |done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !done() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for(&|| marker.exists());
         assert_eq!(
             fs::read_to_string(&marker).unwrap().trim(),
             data.join(ARTIFACT_FILE).display().to_string()
+        );
+        // The installer runs: a held lock.
+        assert_eq!(
+            check(&data, &share, &info).unwrap(),
+            Lock::Held("dep-1".into(), false)
+        );
+        // It ended without removing the lock: nobody installs for it.
+        fs::write(&go, "").unwrap();
+        wait_for(&|| check(&data, &share, &info).unwrap() != Lock::Held("dep-1".into(), false));
+        assert_eq!(
+            check(&data, &share, &info).unwrap(),
+            Lock::Held("dep-1".into(), true)
         );
         release(&data).unwrap();
         release(&data).unwrap();
