@@ -51,18 +51,6 @@ fn installer(managed: &Managed, new_name: &str, after: &str) {
     );
 }
 
-/// A `release-2` deployment of a `len`-byte image (seeded `seed`) on the
-/// test server: the artifact's path and the deployment id.
-fn deploy(managed: &Managed, len: usize, seed: u32) -> (std::path::PathBuf, String) {
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(len, seed), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
-    (artifact, id)
-}
-
 /// Waits until the installer saw the lock holding `id`.
 fn wait_for_hand_off(managed: &Managed, id: &str) {
     managed.wait("the hand-off", |m| {
@@ -81,7 +69,7 @@ fn lock(managed: &Managed) -> std::path::PathBuf {
 #[test]
 fn hand_off_success_reports_and_polls_again() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (artifact, id) = deploy(&managed, 1 << 20, 7);
+    let (artifact, id) = managed.deploy_release_2(1 << 20, 7);
     installer(
         &managed,
         "release-2",
@@ -122,7 +110,7 @@ fn hand_off_success_reports_and_polls_again() {
 #[test]
 fn hand_off_failure_uploads_the_installer_log() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 256 << 10, 8);
+    let (_, id) = managed.deploy_release_2(256 << 10, 8);
     let root = managed.device.root();
     installer(
         &managed,
@@ -137,12 +125,7 @@ fn hand_off_failure_uploads_the_installer_log() {
     managed.wait("failure", |m| m.finished(&id, "failure"));
     managed.wait("the lock removed", |m| !lock(m).exists());
     assert_eq!(stop(daemon), Some(0));
-    let messages: Vec<String> = managed
-        .server
-        .logs(&id)
-        .into_iter()
-        .map(|entry| entry.message)
-        .collect();
+    let messages: Vec<String> = managed.log_messages(&id);
     assert!(
         messages
             .first()
@@ -176,7 +159,7 @@ fn report_without_a_lock_fails_with_exit_1() {
 #[test]
 fn no_installer_reports_failure_and_takes_no_lock() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 64 << 10, 9);
+    let (_, id) = managed.deploy_release_2(64 << 10, 9);
     let daemon = managed.start();
     managed.wait("failure", |m| m.finished(&id, "failure"));
     assert_eq!(stop(daemon), Some(0));
@@ -191,7 +174,7 @@ fn no_installer_reports_failure_and_takes_no_lock() {
 #[test]
 fn a_held_lock_stops_polling_across_restarts() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 64 << 10, 10);
+    let (_, id) = managed.deploy_release_2(64 << 10, 10);
     // This installer does not report: the test does, later.
     installer(&managed, "release-2", "true");
     let mut daemon = managed.start();
@@ -230,7 +213,7 @@ fn a_held_lock_stops_polling_across_restarts() {
 #[test]
 fn report_cut_before_the_lock_removal_can_run_again() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 64 << 10, 11);
+    let (_, id) = managed.deploy_release_2(64 << 10, 11);
     installer(&managed, "release-2", "true");
     let daemon = managed.start();
     wait_for_hand_off(&managed, &id);
@@ -255,7 +238,7 @@ fn report_cut_before_the_lock_removal_can_run_again() {
 #[test]
 fn cut_during_the_download_reports_failure() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 64 << 10, 12);
+    let (_, id) = managed.deploy_release_2(64 << 10, 12);
     installer(&managed, "release-2", "true");
     let mut daemon = managed.start_with(&[("OTALITE_TEST_CRASH_AT", "handoff-download")]);
     let started = Instant::now();
@@ -276,7 +259,7 @@ fn cut_during_the_download_reports_failure() {
 #[test]
 fn killed_between_the_lock_and_the_installer_starts_it_again() {
     let managed = Managed::with_config(ServerConfig::default(), hand_off_config);
-    let (_, id) = deploy(&managed, 64 << 10, 14);
+    let (_, id) = managed.deploy_release_2(64 << 10, 14);
     installer(
         &managed,
         "release-2",
@@ -307,7 +290,7 @@ fn called_as_mender_python_client() {
     let link = root.join("bin/mender-python-client");
     std::fs::create_dir_all(link.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_otalite"), &link).unwrap();
-    let (_, id) = deploy(&managed, 64 << 10, 13);
+    let (_, id) = managed.deploy_release_2(64 << 10, 13);
     installer(
         &managed,
         "release-2",

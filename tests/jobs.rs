@@ -248,7 +248,7 @@ fn mender_artifact_streamed_into_the_slot() {
             ("IN_PROGRESS", "reboot_start"),
             ("SUCCEEDED", "complete_ready"),
         ]
-        .map(|(a, b)| (a.to_string(), b.to_string())),
+        .map(|(status, state)| (status.to_string(), state.to_string())),
         "{transcript:#}"
     );
     let hooks: Vec<&str> = transcript["hooks"]
@@ -298,7 +298,7 @@ fn mender_artifact_rolled_back_when_not_ready() {
             ("IN_PROGRESS", "reboot_start"),
             ("FAILED", "ready_hook_failed"),
         ]
-        .map(|(a, b)| (a.to_string(), b.to_string())),
+        .map(|(status, state)| (status.to_string(), state.to_string())),
         "{transcript:#}"
     );
     // Given up: the previous slot boots again, nothing was committed.

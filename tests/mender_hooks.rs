@@ -47,16 +47,6 @@ fn hooks_config(
     }
 }
 
-fn deploy(managed: &Managed, len: usize, seed: u32) -> (std::path::PathBuf, String) {
-    let artifact = managed
-        .device
-        .artifact("release-2", &image_bytes(len, seed), &[]);
-    let id = managed
-        .server
-        .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
-    (artifact, id)
-}
-
 /// The "reboot": SIGKILL to the daemon and to the hook that blocks (it
 /// wrote its pid, `exec`-ed into its sleep, to `pid_file`).
 fn kill_daemon_and_hook(mut daemon: DaemonProcess, pid_file: &Path) {
@@ -90,7 +80,7 @@ fn hooks_install_a_deployment_with_a_soft_restart() {
             ("restart", "exit 0"),
         ]),
     );
-    let (artifact, id) = deploy(&managed, 512 << 10, 3);
+    let (artifact, id) = managed.deploy_release_2(512 << 10, 3);
     let daemon = managed.start();
     managed.wait("success", |m| m.finished(&id, "success"));
     managed.wait("the new name in the inventory", |m| {
@@ -138,7 +128,7 @@ fn hooks_retry_later_then_fail_with_the_log() {
             ("install", "echo 'flash failed: bad block 9'; exit 1"),
         ]),
     );
-    let (_, id) = deploy(&managed, 64 << 10, 4);
+    let (_, id) = managed.deploy_release_2(64 << 10, 4);
     let daemon = managed.start();
     managed.wait("failure", |m| m.finished(&id, "failure"));
     assert_eq!(stop(daemon), Some(0));
@@ -153,12 +143,7 @@ fn hooks_retry_later_then_fail_with_the_log() {
         managed.statuses(&id),
         ["downloading", "installing", "failure"]
     );
-    let messages: Vec<String> = managed
-        .server
-        .logs(&id)
-        .into_iter()
-        .map(|entry| entry.message)
-        .collect();
+    let messages: Vec<String> = managed.log_messages(&id);
     assert!(
         messages
             .iter()
@@ -196,7 +181,7 @@ fn hooks_reboot_then_version_and_ready() {
     );
     let root = managed.device.root();
     std::fs::write(root.join("running"), "release-1\n").unwrap();
-    let (_, id) = deploy(&managed, 64 << 10, 5);
+    let (_, id) = managed.deploy_release_2(64 << 10, 5);
     let daemon = managed.start();
     managed.wait("the restart hook", |m| {
         !read(&m.device.root().join("rebooting")).is_empty()
@@ -231,7 +216,7 @@ fn hooks_reboot_into_the_wrong_version_fails() {
             ("version", "echo release-1"),
         ]),
     );
-    let (_, id) = deploy(&managed, 64 << 10, 6);
+    let (_, id) = managed.deploy_release_2(64 << 10, 6);
     let daemon = managed.start();
     managed.wait("the restart hook", |m| {
         !read(&m.device.root().join("rebooting")).is_empty()
@@ -240,12 +225,7 @@ fn hooks_reboot_into_the_wrong_version_fails() {
     let daemon = managed.start();
     managed.wait("failure", |m| m.finished(&id, "failure"));
     assert_eq!(stop(daemon), Some(0));
-    let messages: Vec<String> = managed
-        .server
-        .logs(&id)
-        .into_iter()
-        .map(|entry| entry.message)
-        .collect();
+    let messages: Vec<String> = managed.log_messages(&id);
     assert!(
         messages
             .iter()
@@ -265,7 +245,7 @@ fn hooks_daemon_killed_during_install_installs_again() {
             "d=$(dirname \"$0\"); if [ ! -e \"$d/first\" ]; then echo $$ > \"$d/first\"; exec sleep 60; fi; cmp \"$4\" \"$d/expected\"",
         )]),
     );
-    let (artifact, id) = deploy(&managed, 256 << 10, 7);
+    let (artifact, id) = managed.deploy_release_2(256 << 10, 7);
     let root = managed.device.root();
     std::fs::copy(&artifact, root.join("expected")).unwrap();
     let daemon = managed.start();

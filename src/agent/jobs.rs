@@ -334,6 +334,31 @@ pub(super) struct HookRun {
     pub(super) retry: u32,
 }
 
+impl HookRun {
+    /// A call of the hook `run` tracks asked to retry (exit 3):
+    /// `Ok(wait)` in milliseconds before the next call, or `Err(seconds)`
+    /// when the calls are used up (upparat's `Timeout after Ns`); the
+    /// run ends then.
+    pub(super) fn retry_later(
+        run: &mut Option<Self>,
+        now: Instant,
+        retry_interval_ms: u64,
+        max_retries: u32,
+    ) -> Result<u64, u64> {
+        let this = run.get_or_insert(Self {
+            first_call: now,
+            retry: 0,
+        });
+        this.retry = this.retry.saturating_add(1);
+        if this.retry >= max_retries {
+            *run = None;
+            Err(u64::from(max_retries).saturating_mul(retry_interval_ms) / 1000)
+        } else {
+            Ok(retry_interval_ms)
+        }
+    }
+}
+
 /// Hooks, and how often they may ask to retry: a Mender server deployment
 /// installed by upparat's hooks ([`super::HandOffRole::Hooks`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -931,29 +956,22 @@ impl Agent<'_> {
                 let line = last_line.map(field);
                 self.hook_completed(hook, line.as_deref());
             }
-            HookOutcome::Exited { code: 3, .. } => {
-                let run = flow.hook.get_or_insert(HookRun {
-                    first_call: now,
-                    retry: 0,
-                });
-                run.retry = run.retry.saturating_add(1);
-                if run.retry >= settings.max_retries {
-                    let seconds = u64::from(settings.max_retries)
-                        .saturating_mul(settings.retry_interval_ms)
-                        / 1000;
+            HookOutcome::Exited { code: 3, .. } => match HookRun::retry_later(
+                &mut flow.hook,
+                now,
+                settings.retry_interval_ms,
+                settings.max_retries,
+            ) {
+                Ok(wait) => {
+                    debug!("the {} hook asks to retry in {wait} ms", hook.as_str());
+                    flow.wait_until = Some(now.after(wait));
+                }
+                Err(seconds) => {
                     let message = text!("Timeout after {seconds}s");
                     warn!("giving up on the {} hook: {}", hook.as_str(), message);
-                    flow.hook = None;
                     self.job_failed(hook.failed_state(), &message);
-                } else {
-                    debug!(
-                        "the {} hook asks to retry in {} ms",
-                        hook.as_str(),
-                        settings.retry_interval_ms
-                    );
-                    flow.wait_until = Some(now.after(settings.retry_interval_ms));
                 }
-            }
+            },
             HookOutcome::Exited { code, .. } => {
                 flow.hook = None;
                 let message = text!("Exit code: {code}");

@@ -157,26 +157,24 @@ impl Agent<'_> {
             }
             HookOutcome::Exited { code: 3, .. } => {
                 let now = self.now;
-                let run = self.mender_hooks.run.get_or_insert(HookRun {
-                    first_call: now,
-                    retry: 0,
-                });
-                run.retry = run.retry.saturating_add(1);
-                if run.retry >= policy.max_retries {
-                    let seconds = u64::from(policy.max_retries)
-                        .saturating_mul(policy.retry_interval_ms)
-                        / 1000;
-                    self.hooks_failed(text!(
+                match HookRun::retry_later(
+                    &mut self.mender_hooks.run,
+                    now,
+                    policy.retry_interval_ms,
+                    policy.max_retries,
+                ) {
+                    Ok(wait) => {
+                        info!(
+                            "the {} hook asks to retry in {} s",
+                            hook.as_str(),
+                            wait / 1000
+                        );
+                        self.sleep_until = Some(now.after(wait));
+                    }
+                    Err(seconds) => self.hooks_failed(text!(
                         "the {} hook: Timeout after {seconds}s",
                         hook.as_str()
-                    ));
-                } else {
-                    info!(
-                        "the {} hook asks to retry in {} s",
-                        hook.as_str(),
-                        policy.retry_interval_ms / 1000
-                    );
-                    self.sleep_until = Some(now.after(policy.retry_interval_ms));
+                    )),
                 }
             }
             HookOutcome::Exited { code, last_line } => {

@@ -658,4 +658,50 @@ download = /hooks/download.sh
         let config = UpparatConfig::parse("[broker]\ncafile=\ncertfile=\nkeyfile=\n", "h").unwrap();
         assert!(config.broker.tls.is_some());
     }
+
+    #[test]
+    fn reads_the_otalite_section() {
+        let defaults = UpparatConfig::parse("[hooks]\ninstall = /x\n", "h").unwrap();
+        assert_eq!(defaults.otalite, UpparatConfig::defaults("h").otalite);
+        assert!(defaults.otalite.mender_install);
+        let text = "[otalite]\nmender_install = Off\nmender_config = /c/m.conf\nmender_data = /d\n";
+        let config = UpparatConfig::parse(text, "h").unwrap();
+        assert!(!config.otalite.mender_install);
+        assert_eq!(config.otalite.mender_config, "/c/m.conf");
+        assert_eq!(config.otalite.mender_data, "/d");
+        for text in [
+            "[otalite]\nmender_install = 1\n",
+            "[otalite]\nmender_install = yes\n",
+            "[otalite]\nmender_install = TRUE\n",
+            "[otalite]\nmender_install = on\n",
+        ] {
+            assert!(
+                UpparatConfig::parse(text, "h")
+                    .unwrap()
+                    .otalite
+                    .mender_install
+            );
+        }
+        assert_eq!(
+            UpparatConfig::parse("[otalite]\nmender_install = maybe\n", "h"),
+            Err(IniError::InvalidBoolean {
+                key: "mender_install"
+            })
+        );
+        // From [DEFAULT] only when the section exists, as configparser.
+        let text = "[DEFAULT]\nmender_install = no\n[otalite]\n";
+        assert!(
+            !UpparatConfig::parse(text, "h")
+                .unwrap()
+                .otalite
+                .mender_install
+        );
+        let text = "[DEFAULT]\nmender_install = no\n";
+        assert!(
+            UpparatConfig::parse(text, "h")
+                .unwrap()
+                .otalite
+                .mender_install
+        );
+    }
 }

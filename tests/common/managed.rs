@@ -233,6 +233,27 @@ impl Managed {
         (id, image)
     }
 
+    /// A `release-2` deployment of a `len`-byte image (seeded `seed`):
+    /// the artifact's path and the deployment id.
+    pub fn deploy_release_2(&self, len: usize, seed: u32) -> (std::path::PathBuf, String) {
+        let artifact = self
+            .device
+            .artifact("release-2", &image_bytes(len, seed), &[]);
+        let id = self
+            .server
+            .add_deployment(&artifact, "release-2", &[DEVICE_TYPE]);
+        (artifact, id)
+    }
+
+    /// The messages of deployment `id`'s log as the server received it.
+    pub fn log_messages(&self, id: &str) -> Vec<String> {
+        self.server
+            .logs(id)
+            .into_iter()
+            .map(|entry| entry.message)
+            .collect()
+    }
+
     /// Runs the daemon through the reboot, simulates the trial boot, runs
     /// it again until the server has `success`, stops it (exit 0) and
     /// checks the device runs the new artifact.

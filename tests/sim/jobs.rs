@@ -2363,6 +2363,19 @@ fn cut_run(activate_on_boot: bool, cut: Cut, buffers: &mut Buffers) -> Option<Cu
     })
 }
 
+/// A cut before and after every persisted write, before every action and
+/// before every packet of a run with these counts.
+fn every_cut(effects: u32, actions: u32, packets: u32) -> Vec<Cut> {
+    let mut cuts = Vec::new();
+    for n in 0..effects {
+        cuts.push(Cut::Effect { n, after: false });
+        cuts.push(Cut::Effect { n, after: true });
+    }
+    cuts.extend((0..actions).map(Cut::Action));
+    cuts.extend((0..packets).map(Cut::Packet));
+    cuts
+}
+
 /// Cuts at every persisted write (before and after), before every action
 /// and before every packet of the success run whose restart hook reboots;
 /// a fresh agent starts from the last persisted record and the service's
@@ -2376,13 +2389,7 @@ fn jobs_power_cuts() {
     base.check_at_rest();
     assert_eq!(base.service.final_of(J1), "SUCCEEDED/complete_ready");
     let (effects, actions, packets) = (base.effects, base.actions, base.packets);
-    let mut cuts = Vec::new();
-    for n in 0..effects {
-        cuts.push(Cut::Effect { n, after: false });
-        cuts.push(Cut::Effect { n, after: true });
-    }
-    cuts.extend((0..actions).map(Cut::Action));
-    cuts.extend((0..packets).map(Cut::Packet));
+    let cuts = every_cut(effects, actions, packets);
     let mut summary: BTreeMap<String, u32> = BTreeMap::new();
     let mut runs = 0;
     for activate_on_boot in [true, false] {
@@ -2667,13 +2674,7 @@ fn jobs_builtin_power_cuts() {
     base.run(&mut buffers);
     base.check_at_rest();
     let (effects, actions, packets) = (base.effects, base.actions, base.packets);
-    let mut cuts = Vec::new();
-    for n in 0..effects {
-        cuts.push(Cut::Effect { n, after: false });
-        cuts.push(Cut::Effect { n, after: true });
-    }
-    cuts.extend((0..actions).map(Cut::Action));
-    cuts.extend((0..packets).map(Cut::Packet));
+    let cuts = every_cut(effects, actions, packets);
     let mut summary: BTreeMap<String, u32> = BTreeMap::new();
     let mut runs = 0;
     for &cut in &cuts {
