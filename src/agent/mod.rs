@@ -132,7 +132,7 @@ macro_rules! text {
 mod control;
 pub mod handoff;
 pub mod jobs;
-mod mender_hooks;
+pub mod mender_hooks;
 pub mod modules;
 
 pub use handoff::{HandOffEvent, HandOffOp, HandOffRole};
