@@ -319,9 +319,10 @@ pub fn ci(args: &[&str]) -> Result<()> {
             || core_tests_under_qemu(&root, "aarch64-unknown-linux-musl"),
         );
 
-        // The static musl binaries (see targets/triples/) and the Debian
-        // packages, then their install into throwaway roots (which also
-        // runs the ARM binaries under qemu-user).
+        // The static musl binaries (see targets/triples/; one cargo command
+        // for the three targets) and the Debian packages, then their
+        // install into throwaway roots (which also runs the ARM binaries
+        // under qemu-user).
         let mut dist = cargo();
         dist.args(["xtask", "dist"]);
         run_step(
@@ -352,33 +353,7 @@ pub fn ci(args: &[&str]) -> Result<()> {
             "emulated board (cargo xtask qemu): managed update, rollback, power cuts under U-Boot",
             qemu,
         );
-        for target in FUZZ_TARGETS {
-            // The stable toolchain, as every other step: RUSTC_BOOTSTRAP=1
-            // lets it take the sanitizer flags cargo-fuzz passes (no nightly
-            // to download on a fresh machine).
-            let mut fuzz = cargo();
-            fuzz.current_dir(root.join("fuzz"));
-            fuzz.env("RUSTC_BOOTSTRAP", "1");
-            // `--dev`: unoptimized with overflow checks and debug
-            // assertions, so an unchecked arithmetic on input panics here;
-            // it also builds in half the time of the release build (85 s
-            // against 170 s for all targets on the 2-core VM).
-            fuzz.args(["fuzz", "run", "--dev", target]);
-            // The working corpus (ignored by git) first, then the checked-in
-            // seeds: real artifacts, keys and configs.
-            let corpus = root.join("fuzz/corpus").join(target);
-            let _ = std::fs::create_dir_all(&corpus);
-            fuzz.arg(&corpus);
-            for seeds in fuzz_seeds(target) {
-                fuzz.arg(root.join(seeds));
-            }
-            fuzz.args(["--", &format!("-max_total_time={FUZZ_SECONDS}")]);
-            run_step(
-                &mut steps,
-                &format!("fuzz smoke {target} ({FUZZ_SECONDS} s)"),
-                fuzz,
-            );
-        }
+        fuzz_smoke(&mut steps, &root);
     }
 
     eprintln!("\nsummary:");
@@ -397,6 +372,75 @@ pub fn ci(args: &[&str]) -> Result<()> {
         bail!("{failed} CI step(s) failed");
     }
     Ok(())
+}
+
+/// The fuzz smoke run: every target built once, then each replays its
+/// corpus and seeds and runs [`FUZZ_SECONDS`] of new inputs, two at a time
+/// (libFuzzer runs on one core; the VM has two). Each run's output goes to
+/// `target/fuzz-smoke/<target>.log` and its tail is printed when it fails.
+fn fuzz_smoke(steps: &mut Vec<Step>, root: &Path) {
+    // The stable toolchain, as every other step: RUSTC_BOOTSTRAP=1 lets it
+    // take the sanitizer flags cargo-fuzz passes (no nightly to download on
+    // a fresh machine). `--dev`: unoptimized with overflow checks and debug
+    // assertions, so an unchecked arithmetic on input panics here; it also
+    // builds in half the time of the release build (85 s against 170 s for
+    // all targets on the 2-core VM).
+    let fuzz = || {
+        let mut fuzz = cargo();
+        fuzz.current_dir(root.join("fuzz"));
+        fuzz.env("RUSTC_BOOTSTRAP", "1");
+        fuzz
+    };
+    let mut build = fuzz();
+    build.args(["fuzz", "build", "--dev"]);
+    run_step(steps, "fuzz targets build (cargo fuzz build --dev)", build);
+    let logs = crate::util::target_dir(root).join("fuzz-smoke");
+    let _ = std::fs::create_dir_all(&logs);
+    for pair in FUZZ_TARGETS.chunks(2) {
+        let mut running = Vec::new();
+        for target in pair {
+            let mut run = fuzz();
+            run.args(["fuzz", "run", "--dev", target]);
+            // The working corpus (ignored by git) first, then the
+            // checked-in seeds: real artifacts, keys and configs.
+            let corpus = root.join("fuzz/corpus").join(target);
+            let _ = std::fs::create_dir_all(&corpus);
+            run.arg(&corpus);
+            for seeds in fuzz_seeds(target) {
+                run.arg(root.join(seeds));
+            }
+            run.args(["--", &format!("-max_total_time={FUZZ_SECONDS}")]);
+            let log = logs.join(format!("{target}.log"));
+            eprintln!("\n==> fuzz smoke {target}: {run:?} > {}", log.display());
+            let child = std::fs::File::create(&log)
+                .and_then(|out| {
+                    let err = out.try_clone()?;
+                    run.stdout(out).stderr(err).spawn()
+                })
+                .map_err(|e| eprintln!("    cannot start: {e}"))
+                .ok();
+            running.push((target, log, child, Instant::now()));
+        }
+        for (target, log, child, started) in running {
+            let ok = child
+                .and_then(|mut c| c.wait().ok())
+                .is_some_and(|status| status.success());
+            let seconds = started.elapsed().as_secs_f64();
+            if !ok {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("    {line}");
+                }
+            }
+            let name = format!("fuzz smoke {target} ({FUZZ_SECONDS} s)");
+            eprintln!(
+                "<== {name}: {} in {seconds:.1} s",
+                if ok { "ok" } else { "FAILED" }
+            );
+            steps.push(Step { name, ok, seconds });
+        }
+    }
 }
 
 /// `cargo test -p otalite` (the library and the parser test files: the
