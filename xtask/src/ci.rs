@@ -47,16 +47,7 @@ fn run_step(steps: &mut Vec<Step>, name: &str, mut command: Command) {
     eprintln!("\n==> {name}: {command:?}");
     let started = Instant::now();
     let ok = command.status().map(|s| s.success()).unwrap_or(false);
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "<== {name}: {} in {seconds:.1} s",
-        if ok { "ok" } else { "FAILED" }
-    );
-    steps.push(Step {
-        name: name.to_string(),
-        ok,
-        seconds,
-    });
+    finish_step(steps, name.to_string(), ok, started);
 }
 
 /// Runs a step written in Rust (an error fails it).
@@ -67,17 +58,17 @@ fn run_check(steps: &mut Vec<Step>, name: &str, check: impl FnOnce() -> Result<(
     if let Err(error) = &result {
         eprintln!("    {error:#}");
     }
+    finish_step(steps, name.to_string(), result.is_ok(), started);
+}
+
+/// Prints a step's end and records it for the summary.
+fn finish_step(steps: &mut Vec<Step>, name: String, ok: bool, started: Instant) {
     let seconds = started.elapsed().as_secs_f64();
-    let ok = result.is_ok();
     eprintln!(
         "<== {name}: {} in {seconds:.1} s",
         if ok { "ok" } else { "FAILED" }
     );
-    steps.push(Step {
-        name: name.to_string(),
-        ok,
-        seconds,
-    });
+    steps.push(Step { name, ok, seconds });
 }
 
 /// Starts the `otalite-testserver` binary with a deployment of the reader's
@@ -425,7 +416,6 @@ fn fuzz_smoke(steps: &mut Vec<Step>, root: &Path) {
             let ok = child
                 .and_then(|mut c| c.wait().ok())
                 .is_some_and(|status| status.success());
-            let seconds = started.elapsed().as_secs_f64();
             if !ok {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
@@ -434,11 +424,7 @@ fn fuzz_smoke(steps: &mut Vec<Step>, root: &Path) {
                 }
             }
             let name = format!("fuzz smoke {target} ({FUZZ_SECONDS} s)");
-            eprintln!(
-                "<== {name}: {} in {seconds:.1} s",
-                if ok { "ok" } else { "FAILED" }
-            );
-            steps.push(Step { name, ok, seconds });
+            finish_step(steps, name, ok, started);
         }
     }
 }
